@@ -1,0 +1,69 @@
+# meshcd — `make demo` and `make test` do all set-up themselves on a fresh machine.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+
+ROOT := $(abspath .)
+BIN := $(ROOT)/bin
+TESTBIN := $(BIN)/testbin
+TOOLS := $(BIN)/tools
+export MESHCD_TESTBIN := $(TESTBIN)
+
+# Pins live in the tools modules' go.mod files; a pin change gives a new file name, so only a
+# changed pin rebuilds.
+KUBE_VERSION := $(shell grep -oE 'k8s.io/kubernetes v[0-9.]+' hack/testbin/kube-apiserver/go.mod | cut -d' ' -f2)
+ETCD_VERSION := $(shell grep -oE 'etcd/server/v3 v[0-9.]+' hack/testbin/etcd/go.mod | cut -d' ' -f2)
+STATICCHECK_VERSION := v0.8.2
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/meshcd/meshcd/internal/version.Version=$(VERSION)
+
+N ?= 3
+
+.PHONY: all build test testbin lint bench demo clusters crds clean
+all: build
+
+build: ## the meshcd binary in bin/
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/meshcd ./cmd/meshcd
+
+testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) ## real etcd and kube-apiserver for tests
+	ln -sfn kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/kube-apiserver
+	ln -sfn etcd-$(ETCD_VERSION) $(TESTBIN)/etcd
+
+$(TESTBIN)/kube-apiserver-$(KUBE_VERSION):
+	@mkdir -p $(TESTBIN)
+	@echo "building kube-apiserver $(KUBE_VERSION) (the first build takes several minutes)"
+	cd hack/testbin/kube-apiserver && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
+
+$(TESTBIN)/etcd-$(ETCD_VERSION):
+	@mkdir -p $(TESTBIN)
+	@echo "building etcd $(ETCD_VERSION)"
+	cd hack/testbin/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
+
+test: testbin ## the whole test suite, then a check that no test process is left running
+	$(GO) vet ./...
+	hack/test.sh
+
+lint: $(TOOLS)/staticcheck-$(STATICCHECK_VERSION) ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go') ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS)/staticcheck-$(STATICCHECK_VERSION) ./...
+
+$(TOOLS)/staticcheck-$(STATICCHECK_VERSION):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS)/sc-$(STATICCHECK_VERSION) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/sc-$(STATICCHECK_VERSION)/staticcheck $@ && rmdir $(TOOLS)/sc-$(STATICCHECK_VERSION)
+
+bench: testbin ## benchmarks, printed as ratios against a peer measured in the same run
+	hack/bench.sh
+
+clusters: testbin ## N local clusters (default 3) with a kubeconfig, until Ctrl-C
+	$(GO) run ./hack/devenv -n $(N)
+
+demo: testbin build ## the whole job on local clusters and a local Git repo
+	hack/demo.sh
+
+crds: ## refresh the test clusters' CRDs from their pinned upstream modules
+	hack/crds.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,17 @@
+// Command meshcd keeps the service-mesh state of a fleet of Kubernetes clusters equal to a Git
+// repository and gates changes on measured performance.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
