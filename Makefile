@@ -19,7 +19,7 @@ LDFLAGS := -X github.com/meshcd/meshcd/internal/version.Version=$(VERSION)
 
 N ?= 3
 
-.PHONY: all build test testbin lint bench demo clusters crds clean
+.PHONY: all build test testbin lint bench demo clusters devenv crds clean
 all: build
 
 build: ## the meshcd binary in bin/
@@ -56,10 +56,13 @@ $(TOOLS)/staticcheck-$(STATICCHECK_VERSION):
 bench: testbin ## benchmarks, printed as ratios against a peer measured in the same run
 	hack/bench.sh
 
-clusters: testbin ## N local clusters (default 3) with a kubeconfig, until Ctrl-C
-	$(GO) run ./hack/devenv -n $(N)
+clusters: testbin devenv ## N local clusters (default 3) with a kubeconfig, until Ctrl-C
+	$(BIN)/devenv -n $(N)
 
-demo: testbin build ## the whole job on local clusters and a local Git repo
+devenv:
+	$(GO) build -o $(BIN)/devenv ./hack/devenv
+
+demo: testbin build devenv ## the whole job on local clusters and a local Git repo
 	hack/demo.sh
 
 crds: ## refresh the test clusters' CRDs from their pinned upstream modules

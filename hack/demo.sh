@@ -10,7 +10,7 @@ cleanup() { [ -n "${devenv:-}" ] && kill "$devenv" 2>/dev/null && wait "$devenv"
 trap cleanup EXIT
 
 step "1. Start 3 local clusters (real etcd + kube-apiserver) and a Git server holding examples/"
-go run ./hack/devenv -n 3 -names east,west,central -kubeconfig "$work/kubeconfig" -seed examples -info "$info" &
+bin/devenv -n 3 -names east,west,central -kubeconfig "$work/kubeconfig" -seed examples -info "$info" &
 devenv=$!
 for _ in $(seq 1 600); do [ -s "$info" ] && break; kill -0 "$devenv" 2>/dev/null || exit 1; sleep 0.5; done
 [ -s "$info" ] || { echo "devenv did not become ready"; exit 1; }

@@ -56,7 +56,7 @@ func run(n int, names, kubeconfig, seed, info string) error {
 	lines := []string{"KUBECONFIG=" + abs}
 	fmt.Printf("clusters ready in %s:\n", time.Since(start).Round(time.Millisecond))
 	for _, c := range env.Clusters {
-		fmt.Printf("  %-6s %s   kubectl --kubeconfig %s --context %s get ns\n", c.Name, c.URL(), abs, c.Name)
+		fmt.Printf("  %-8s %s   kubectl --kubeconfig %s --context %s get ns\n", c.Name, c.URL(), abs, c.Name)
 	}
 	if seed != "" {
 		srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
