@@ -1,0 +1,361 @@
+package schema
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// ruleIssue is a broken cross-field rule at a path inside a design or cluster.
+type ruleIssue struct {
+	path fieldPath
+	msg  string
+}
+
+var dns1123 = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// cronParser accepts what meshcd's scheduler runs: standard 5-field specs, an optional leading
+// seconds field, and descriptors such as @hourly and @every 6h.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func checkName(kind, name string, p fieldPath) []ruleIssue {
+	if len(name) > 63 || !dns1123.MatchString(name) {
+		return []ruleIssue{{p, fmt.Sprintf("%s name %q must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters", kind, name)}}
+	}
+	return nil
+}
+
+func checkCluster(c *Cluster) []ruleIssue {
+	return checkName("cluster", c.Name, nil)
+}
+
+// checkDesign checks every rule that relates fields of one design to each other, and returns
+// all broken ones.
+func checkDesign(d *Design) []ruleIssue {
+	var out []ruleIssue
+	add := func(p fieldPath, format string, args ...any) {
+		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
+	}
+	out = append(out, checkName("design", d.Name, nil)...)
+	out = append(out, checkSelector(d.Targets, fieldPath{"targets"})...)
+
+	for _, svcName := range sortedKeys(d.Services) {
+		svc := d.Services[svcName]
+		sp := fieldPath{"services", svcName}
+		out = append(out, checkName("service", svcName, sp)...)
+		for _, v := range sortedKeys(svc.Versions) {
+			out = append(out, checkName("version", v, sp.child("versions", v))...)
+		}
+		if svc.Retries != nil {
+			out = append(out, checkRetries(svc.Retries, svc.Timeout, sp.child("retries"))...)
+		}
+		out = append(out, checkDurationPositive(svc.Timeout, sp.child("timeout"))...)
+		if len(svc.Routes) == 0 && len(svc.Versions) > 1 {
+			add(sp.child("routes"), "service has %d versions but no route says how traffic is split between them", len(svc.Versions))
+		}
+		for i, r := range svc.Routes {
+			rp := sp.child("routes", strconv.Itoa(i))
+			out = append(out, checkWeights(r.To, svc.Versions, svcName, rp.child("to"))...)
+			if r.Match == nil && i != len(svc.Routes)-1 {
+				add(rp, "a route without match catches all traffic, so routes after it never apply; make it the last route")
+			}
+			if r.Match != nil {
+				out = append(out, checkMatch(r.Match, rp.child("match"))...)
+			}
+			out = append(out, checkDurationPositive(r.Timeout, rp.child("timeout"))...)
+			timeout := r.Timeout
+			if timeout == nil {
+				timeout = svc.Timeout
+			}
+			if r.Retries != nil {
+				out = append(out, checkRetries(r.Retries, timeout, rp.child("retries"))...)
+			} else if svc.Retries != nil && r.Timeout != nil {
+				out = append(out, checkRetries(svc.Retries, r.Timeout, rp.child("timeout"))...)
+			}
+			if svc.Protocol == "tcp" && (r.Match != nil || r.Retries != nil || r.Fault != nil || r.Timeout != nil) {
+				add(rp, "a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc")
+			}
+		}
+		if svc.Authorization != nil {
+			for i, a := range svc.Authorization.Allow {
+				if len(a.ServiceAccounts) == 0 && len(a.Namespaces) == 0 {
+					add(sp.child("authorization", "allow", strconv.Itoa(i)), "an allow rule must name serviceAccounts or namespaces")
+				}
+				for j, sa := range a.ServiceAccounts {
+					if ns, name, ok := strings.Cut(sa, "/"); !ok || !dns1123.MatchString(ns) || !dns1123.MatchString(name) {
+						add(sp.child("authorization", "allow", strconv.Itoa(i), "serviceAccounts", strconv.Itoa(j)), "service account %q must be written namespace/name", sa)
+					}
+				}
+			}
+		}
+	}
+
+	for i, m := range d.Manifests {
+		out = append(out, checkManifest(m, fieldPath{"manifests", strconv.Itoa(i)})...)
+	}
+
+	for i, o := range d.Overrides {
+		op := fieldPath{"overrides", strconv.Itoa(i)}
+		switch {
+		case o.Cluster == "" && o.Selector == nil:
+			add(op, "an override must name a cluster or a selector")
+		case o.Cluster != "" && o.Selector != nil:
+			add(op, "an override names either a cluster or a selector, not both")
+		case o.Selector != nil:
+			out = append(out, checkSelector(*o.Selector, op.child("selector"))...)
+		}
+		for _, svcName := range sortedKeys(o.Services) {
+			so := o.Services[svcName]
+			svc, ok := d.Services[svcName]
+			if !ok {
+				add(op.child("services", svcName), "service %q is not declared in services", svcName)
+				continue
+			}
+			if so.Weights != nil {
+				out = append(out, checkWeights(so.Weights, svc.Versions, svcName, op.child("services", svcName, "weights"))...)
+				if len(svc.Routes) == 0 {
+					add(op.child("services", svcName, "weights"), "service %q has no route whose weights could be overridden", svcName)
+				}
+			}
+		}
+		for j, p := range o.Patches {
+			if strings.TrimSpace(p.Patch) == "" {
+				add(op.child("patches", strconv.Itoa(j), "patch"), "patch is empty")
+			}
+		}
+	}
+
+	for _, gName := range sortedKeys(d.Gates) {
+		g := d.Gates[gName]
+		out = append(out, checkGate(d, gName, g, fieldPath{"gates", gName})...)
+	}
+
+	for i, r := range d.Sync.Ignore {
+		for j, p := range r.Paths {
+			if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, ".") {
+				add(fieldPath{"sync", "ignore", strconv.Itoa(i), "paths", strconv.Itoa(j)}, "ignore path %q must be a JSON pointer (/spec/replicas) or a field path (.spec.replicas)", p)
+			}
+		}
+	}
+	return out
+}
+
+func checkWeights(to map[string]int, versions map[string]Version, svc string, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	if len(to) == 0 {
+		return []ruleIssue{{p, "a route must send traffic to at least one version"}}
+	}
+	sum := 0
+	for _, v := range sortedKeys(to) {
+		sum += to[v]
+		if _, ok := versions[v]; !ok {
+			out = append(out, ruleIssue{p.child(v), fmt.Sprintf("version %q is not declared in services.%s.versions (declared: %s)", v, svc, strings.Join(sortedKeys(versions), ", "))})
+		}
+	}
+	if sum != 100 {
+		out = append(out, ruleIssue{p, fmt.Sprintf("weights sum to %d, want 100", sum)})
+	}
+	return out
+}
+
+func checkMatch(m *Match, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	check := func(sm StringMatch, p fieldPath) {
+		n := 0
+		for _, s := range []*string{sm.Exact, sm.Prefix, sm.Regex} {
+			if s != nil {
+				n++
+			}
+		}
+		if n != 1 {
+			out = append(out, ruleIssue{p, "say exactly one of exact, prefix or regex"})
+			return
+		}
+		if sm.Regex != nil {
+			if _, err := regexp.Compile(*sm.Regex); err != nil {
+				out = append(out, ruleIssue{p.child("regex"), fmt.Sprintf("invalid regular expression: %v", err)})
+			}
+		}
+		if sm.Prefix != nil && p[len(p)-1] == "path" && !strings.HasPrefix(*sm.Prefix, "/") {
+			out = append(out, ruleIssue{p.child("prefix"), fmt.Sprintf("path prefix %q must start with /", *sm.Prefix)})
+		}
+		if sm.Exact != nil && p[len(p)-1] == "path" && !strings.HasPrefix(*sm.Exact, "/") {
+			out = append(out, ruleIssue{p.child("exact"), fmt.Sprintf("path %q must start with /", *sm.Exact)})
+		}
+	}
+	if m.Path != nil {
+		check(*m.Path, p.child("path"))
+	}
+	for _, h := range sortedKeys(m.Headers) {
+		check(m.Headers[h], p.child("headers", h))
+	}
+	return out
+}
+
+func checkRetries(r *Retries, timeout *Duration, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	if r.PerTryTimeout != nil {
+		out = append(out, checkDurationPositive(r.PerTryTimeout, p.child("perTryTimeout"))...)
+		if timeout != nil && timeout.Duration > 0 && r.PerTryTimeout.Duration > 0 {
+			budget := time.Duration(r.Attempts) * r.PerTryTimeout.Duration
+			if budget > timeout.Duration {
+				out = append(out, ruleIssue{p, fmt.Sprintf("retry budget %d × %s = %s does not fit the %s timeout", r.Attempts, r.PerTryTimeout.Text, budget, timeout.Text)})
+			}
+		}
+	}
+	return out
+}
+
+func checkDurationPositive(d *Duration, p fieldPath) []ruleIssue {
+	if d != nil && d.Duration <= 0 {
+		return []ruleIssue{{p, fmt.Sprintf("duration %q must be positive", d.Text)}}
+	}
+	return nil
+}
+
+func checkSelector(s Selector, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	for i, r := range s.MatchExpressions {
+		rp := p.child("matchExpressions", strconv.Itoa(i))
+		switch r.Operator {
+		case "In", "NotIn":
+			if len(r.Values) == 0 {
+				out = append(out, ruleIssue{rp.child("values"), fmt.Sprintf("operator %s needs at least one value", r.Operator)})
+			}
+		case "Exists", "DoesNotExist":
+			if len(r.Values) > 0 {
+				out = append(out, ruleIssue{rp.child("values"), fmt.Sprintf("operator %s takes no values", r.Operator)})
+			}
+		}
+	}
+	return out
+}
+
+func checkManifest(m Manifest, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	var kinds []string
+	if m.Kustomize != "" {
+		kinds = append(kinds, "kustomize")
+		out = append(out, checkRepoPath(m.Kustomize, p.child("kustomize"))...)
+	}
+	if m.Helm != nil {
+		kinds = append(kinds, "helm")
+		out = append(out, checkRepoPath(m.Helm.Chart, p.child("helm", "chart"))...)
+		for i, f := range m.Helm.ValueFiles {
+			out = append(out, checkRepoPath(f, p.child("helm", "valueFiles", strconv.Itoa(i)))...)
+		}
+	}
+	if m.YAML != "" {
+		kinds = append(kinds, "yaml")
+		out = append(out, checkRepoPath(m.YAML, p.child("yaml"))...)
+	}
+	if len(kinds) != 1 {
+		out = append(out, ruleIssue{p, fmt.Sprintf("a manifest is exactly one of kustomize, helm or yaml (found %d: %s)", len(kinds), strings.Join(kinds, ", "))})
+	}
+	return out
+}
+
+// checkRepoPath refuses paths that could leave the repo or reach the network. Links are
+// checked when the renderer reads the files.
+func checkRepoPath(p string, at fieldPath) []ruleIssue {
+	switch {
+	case p == "":
+		return []ruleIssue{{at, "path is empty"}}
+	case strings.Contains(p, "://") || strings.HasPrefix(p, "git@") || strings.HasPrefix(p, "oci:"):
+		return []ruleIssue{{at, fmt.Sprintf("%q is a remote address; manifests must live in the repo", p)}}
+	case path.IsAbs(p) || strings.HasPrefix(p, "\\"):
+		return []ruleIssue{{at, fmt.Sprintf("%q is an absolute path; use a path relative to the design's folder", p)}}
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return []ruleIssue{{at, fmt.Sprintf("%q leaves the design's folder (..); keep manifests inside it", p)}}
+		}
+	}
+	return nil
+}
+
+func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	add := func(p fieldPath, format string, args ...any) {
+		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
+	}
+	out = append(out, checkName("gate", name, p)...)
+	if g.Load.Duration == nil && g.Load.Requests == 0 {
+		add(p.child("load"), "say how long the load runs: duration or requests")
+	}
+	out = append(out, checkDurationPositive(g.Load.Duration, p.child("load", "duration"))...)
+	th := g.Thresholds
+	for _, t := range []struct {
+		name string
+		d    *Duration
+	}{{"p50", th.P50}, {"p90", th.P90}, {"p99", th.P99}} {
+		out = append(out, checkDurationPositive(t.d, p.child("thresholds", t.name))...)
+	}
+	order := []struct {
+		name string
+		d    *Duration
+	}{{"p50", th.P50}, {"p90", th.P90}, {"p99", th.P99}}
+	var prev *struct {
+		name string
+		d    *Duration
+	}
+	for i := range order {
+		if order[i].d == nil {
+			continue
+		}
+		if prev != nil && order[i].d.Duration < prev.d.Duration {
+			add(p.child("thresholds", order[i].name), "%s threshold %s is below the %s threshold %s; want p50 ≤ p90 ≤ p99", order[i].name, order[i].d.Text, prev.name, prev.d.Text)
+		}
+		prev = &order[i]
+	}
+	if th.P50 == nil && th.P90 == nil && th.P99 == nil && th.ErrorRate == nil && th.MinQPSRatio == nil && g.Baseline == nil {
+		add(p.child("thresholds"), "a gate needs at least one threshold or a baseline, or it can never fail")
+	}
+	hasCron := false
+	for _, t := range g.Triggers {
+		hasCron = hasCron || t == "cron"
+	}
+	if g.Schedule != "" {
+		if _, err := cronParser.Parse(g.Schedule); err != nil {
+			add(p.child("schedule"), "invalid cron schedule %q: %v", g.Schedule, err)
+		}
+		if !hasCron {
+			add(p.child("triggers"), "schedule is set but triggers does not include \"cron\"")
+		}
+	} else if hasCron {
+		add(p.child("schedule"), "trigger \"cron\" needs a schedule")
+	}
+	if g.Rollout != nil {
+		rp := p.child("rollout")
+		svc, ok := d.Services[g.Rollout.Service]
+		if !ok {
+			add(rp.child("service"), "service %q is not declared in services", g.Rollout.Service)
+		} else if _, ok := svc.Versions[g.Rollout.Version]; !ok {
+			add(rp.child("version"), "version %q is not declared in services.%s.versions", g.Rollout.Version, g.Rollout.Service)
+		}
+		if len(g.Rollout.Steps) == 0 {
+			add(rp.child("steps"), "a rollout needs at least one step")
+		}
+		for i := 1; i < len(g.Rollout.Steps); i++ {
+			if g.Rollout.Steps[i] <= g.Rollout.Steps[i-1] {
+				add(rp.child("steps", strconv.Itoa(i)), "rollout steps must increase: %d follows %d", g.Rollout.Steps[i], g.Rollout.Steps[i-1])
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,280 @@
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"cuelang.org/go/cue"
+)
+
+// Mesh is the service mesh a cluster runs, which decides what a design renders to there.
+type Mesh string
+
+const (
+	MeshIstio      Mesh = "istio"
+	MeshLinkerd    Mesh = "linkerd"
+	MeshGatewayAPI Mesh = "gateway-api"
+)
+
+// Fleet is every cluster a fleet repo describes.
+type Fleet struct {
+	Clusters []Cluster
+}
+
+// Cluster is one cluster from clusters/*.cue: where a design may apply, never how to reach
+// it (credentials live in the daemon's config).
+type Cluster struct {
+	Name              string            `json:"-"`
+	Labels            map[string]string `json:"labels"`
+	Mesh              Mesh              `json:"mesh"`
+	Ingress           string            `json:"ingress,omitempty"`
+	KubernetesVersion string            `json:"kubernetesVersion,omitempty"`
+	Values            map[string]any    `json:"values"`
+	// File is where the cluster is defined, relative to the repo root.
+	File string `json:"-"`
+}
+
+// Design is one design from designs/<name>/: the services, policies, manifests and gates one
+// team declares, and which clusters they go to.
+type Design struct {
+	Name      string             `json:"-"`
+	Namespace string             `json:"namespace"`
+	Targets   Selector           `json:"targets"`
+	Services  map[string]Service `json:"services"`
+	Manifests []Manifest         `json:"manifests"`
+	Overrides []Override         `json:"overrides"`
+	Gates     map[string]Gate    `json:"gates"`
+	Sync      Sync               `json:"sync"`
+	// Dir is the design's folder relative to the repo root, e.g. designs/shop; manifest
+	// paths are relative to it.
+	Dir string `json:"-"`
+	// Files are the design's source files, relative to the repo root.
+	Files []string `json:"-"`
+	// Value is the validated design with the schema's defaults applied, for the renderer.
+	Value cue.Value `json:"-"`
+}
+
+// Selector picks clusters by label, like a Kubernetes label selector. An empty selector
+// matches every cluster.
+type Selector struct {
+	MatchLabels      map[string]string `json:"matchLabels,omitempty"`
+	MatchExpressions []Requirement     `json:"matchExpressions,omitempty"`
+}
+
+// Requirement is one match expression of a Selector.
+type Requirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"`
+	Values   []string `json:"values,omitempty"`
+}
+
+type Service struct {
+	Port             int                `json:"port"`
+	Protocol         string             `json:"protocol"`
+	Versions         map[string]Version `json:"versions"`
+	Routes           []Route            `json:"routes"`
+	Timeout          *Duration          `json:"timeout,omitempty"`
+	Retries          *Retries           `json:"retries,omitempty"`
+	OutlierDetection *OutlierDetection  `json:"outlierDetection,omitempty"`
+	ConnectionPool   *ConnectionPool    `json:"connectionPool,omitempty"`
+	MTLS             string             `json:"mtls,omitempty"`
+	Authorization    *Authorization     `json:"authorization,omitempty"`
+}
+
+type Version struct {
+	Labels map[string]string `json:"labels"`
+}
+
+type Route struct {
+	Name    string         `json:"name,omitempty"`
+	Match   *Match         `json:"match,omitempty"`
+	To      map[string]int `json:"to"`
+	Timeout *Duration      `json:"timeout,omitempty"`
+	Retries *Retries       `json:"retries,omitempty"`
+	Fault   *Fault         `json:"fault,omitempty"`
+}
+
+type StringMatch struct {
+	Exact  *string `json:"exact,omitempty"`
+	Prefix *string `json:"prefix,omitempty"`
+	Regex  *string `json:"regex,omitempty"`
+}
+
+// UnmarshalJSON reads a match written as a plain string as an exact match.
+func (m *StringMatch) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		m.Exact = &s
+		return nil
+	}
+	type plain StringMatch
+	return json.Unmarshal(b, (*plain)(m))
+}
+
+type Match struct {
+	Path    *StringMatch           `json:"path,omitempty"`
+	Headers map[string]StringMatch `json:"headers,omitempty"`
+	Method  string                 `json:"method,omitempty"`
+}
+
+type Retries struct {
+	Attempts      int       `json:"attempts"`
+	PerTryTimeout *Duration `json:"perTryTimeout,omitempty"`
+	On            []string  `json:"on,omitempty"`
+}
+
+type Fault struct {
+	Delay *struct {
+		Fixed   Duration `json:"fixed"`
+		Percent float64  `json:"percent"`
+	} `json:"delay,omitempty"`
+	Abort *struct {
+		Status  int     `json:"status"`
+		Percent float64 `json:"percent"`
+	} `json:"abort,omitempty"`
+}
+
+type OutlierDetection struct {
+	Consecutive5xxErrors int      `json:"consecutive5xxErrors"`
+	Interval             Duration `json:"interval"`
+	BaseEjectionTime     Duration `json:"baseEjectionTime"`
+	MaxEjectionPercent   float64  `json:"maxEjectionPercent"`
+}
+
+type ConnectionPool struct {
+	MaxConnections           int `json:"maxConnections,omitempty"`
+	MaxPendingRequests       int `json:"maxPendingRequests,omitempty"`
+	MaxRequestsPerConnection int `json:"maxRequestsPerConnection,omitempty"`
+}
+
+type Authorization struct {
+	Allow []struct {
+		ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+		Namespaces      []string `json:"namespaces,omitempty"`
+	} `json:"allow"`
+}
+
+// Manifest is exactly one of a kustomize folder, a Helm chart or a folder of plain YAML,
+// with paths relative to the design's folder.
+type Manifest struct {
+	Kustomize string `json:"kustomize,omitempty"`
+	Helm      *Helm  `json:"helm,omitempty"`
+	YAML      string `json:"yaml,omitempty"`
+}
+
+type Helm struct {
+	Chart       string         `json:"chart"`
+	ReleaseName string         `json:"releaseName,omitempty"`
+	Values      map[string]any `json:"values,omitempty"`
+	ValueFiles  []string       `json:"valueFiles,omitempty"`
+}
+
+type Gate struct {
+	URL        string      `json:"url"`
+	Load       LoadProfile `json:"load"`
+	Thresholds Thresholds  `json:"thresholds"`
+	Baseline   *Baseline   `json:"baseline,omitempty"`
+	Schedule   string      `json:"schedule,omitempty"`
+	Triggers   []string    `json:"triggers"`
+	Rollout    *Rollout    `json:"rollout,omitempty"`
+}
+
+type LoadProfile struct {
+	QPS         float64           `json:"qps"`
+	Connections int               `json:"connections"`
+	Duration    *Duration         `json:"duration,omitempty"`
+	Requests    int               `json:"requests,omitempty"`
+	Warmup      *Duration         `json:"warmup,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Payload     string            `json:"payload,omitempty"`
+}
+
+type Thresholds struct {
+	P50         *Duration `json:"p50,omitempty"`
+	P90         *Duration `json:"p90,omitempty"`
+	P99         *Duration `json:"p99,omitempty"`
+	ErrorRate   *float64  `json:"errorRate,omitempty"`
+	MinQPSRatio *float64  `json:"minQPSRatio,omitempty"`
+}
+
+type Baseline struct {
+	Branch        string `json:"branch"`
+	MaxRegression string `json:"maxRegression"`
+}
+
+type Rollout struct {
+	Service string `json:"service"`
+	Version string `json:"version"`
+	Steps   []int  `json:"steps"`
+}
+
+type Override struct {
+	Cluster  string                     `json:"cluster,omitempty"`
+	Selector *Selector                  `json:"selector,omitempty"`
+	Values   map[string]any             `json:"values,omitempty"`
+	Services map[string]ServiceOverride `json:"services,omitempty"`
+	Replicas *int                       `json:"replicas,omitempty"`
+	Patches  []Patch                    `json:"patches,omitempty"`
+}
+
+type ServiceOverride struct {
+	Weights map[string]int `json:"weights,omitempty"`
+}
+
+type Patch struct {
+	Target struct {
+		Kind string `json:"kind"`
+		Name string `json:"name,omitempty"`
+	} `json:"target"`
+	Patch string `json:"patch"`
+}
+
+// DriftMode says what meshcd does when a live object differs from what it applied.
+type DriftMode string
+
+const (
+	DriftHeal   DriftMode = "heal"
+	DriftReport DriftMode = "report"
+	DriftIgnore DriftMode = "ignore"
+)
+
+type Sync struct {
+	Prune         bool         `json:"prune"`
+	AllowEmpty    bool         `json:"allowEmpty"`
+	TakeOwnership bool         `json:"takeOwnership"`
+	Suspend       bool         `json:"suspend"`
+	Drift         DriftMode    `json:"drift"`
+	Ignore        []IgnoreRule `json:"ignore"`
+	Presets       []string     `json:"presets"`
+}
+
+type IgnoreRule struct {
+	Kind  string   `json:"kind,omitempty"`
+	Name  string   `json:"name,omitempty"`
+	Paths []string `json:"paths"`
+}
+
+// Duration is a Go duration string ("250ms", "1h30m") as written in a design.
+type Duration struct {
+	time.Duration
+	Text string
+}
+
+// UnmarshalText parses a duration as the schema already checked its syntax.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", b, err)
+	}
+	d.Duration, d.Text = v, string(b)
+	return nil
+}
+
+// MarshalText writes the duration as the user wrote it.
+func (d Duration) MarshalText() ([]byte, error) {
+	if d.Text != "" {
+		return []byte(d.Text), nil
+	}
+	return []byte(d.Duration.String()), nil
+}
