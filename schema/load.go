@@ -273,10 +273,14 @@ func evaluate(files []sourceFile) (*Fleet, []Design, error) {
 // the repo allows: clusters/ files fill `cluster`, designs/<name>/ files fill `design: <name>`.
 // YAML files hold the body alone and are named by their place.
 func compileFile(cctx *cue.Context, f sourceFile, verr *ValidationError) (cue.Value, bool) {
+	strip := []string{"cluster"}
+	if f.owner != "" {
+		strip = []string{"design", f.owner}
+	}
 	if strings.HasSuffix(f.path, ".cue") {
 		v := cctx.CompileBytes(f.data, cue.Filename(f.path))
 		if err := v.Err(); err != nil {
-			addCUEErrors(verr, err, f.path, nil, nil)
+			addCUEErrors(verr, err, f.path, nil, strip)
 			return cue.Value{}, false
 		}
 		return v, checkTopLevel(v, f, verr)
@@ -602,7 +606,7 @@ func cleanPath(p []string) []string {
 	return out
 }
 
-var conflictRE = regexp.MustCompile(`^conflicting values (.+) and (.+?)(?: \(mismatched types .*\))?$`)
+var conflictRE = regexp.MustCompile(`^conflicting values (.+?) and (.+?)(?: \(mismatched types \w+ and \w+\))?$`)
 
 // friendly rewrites CUE's messages that users misread into plain ones.
 func friendly(msg string) string {
@@ -612,9 +616,9 @@ func friendly(msg string) string {
 	case mismatchRE.MatchString(msg):
 		m := mismatchRE.FindStringSubmatch(msg)
 		if m[1] == m[3] { // CUE put the type first: "int and "8080" (mismatched types int and string)"
-			return fmt.Sprintf("%s is a %s, want %s", m[2], m[4], m[3])
+			return fmt.Sprintf("%s is %s, want %s", m[2], article(m[4]), m[3])
 		}
-		return fmt.Sprintf("%s is a %s, want %s", m[1], m[3], m[4])
+		return fmt.Sprintf("%s is %s, want %s", m[1], article(m[3]), m[4])
 	case strings.Contains(msg, "does not satisfy time.Duration"):
 		if m := invalidValueRE.FindStringSubmatch(msg); m != nil {
 			return m[1] + " is not a duration; write it like 300ms, 5s or 1h30m"
@@ -626,3 +630,10 @@ func friendly(msg string) string {
 var mismatchRE = regexp.MustCompile(`^conflicting values (.+) and (.+) \(mismatched types (\w+) and (\w+)\)$`)
 
 var invalidValueRE = regexp.MustCompile(`^invalid value (.+?) \(`)
+
+func article(typ string) string {
+	if strings.IndexByte("aeiou", typ[0]) >= 0 {
+		return "an " + typ
+	}
+	return "a " + typ
+}

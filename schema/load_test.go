@@ -1,0 +1,232 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const clusterEast = "cluster: east: {\n\tlabels: env: \"prod\"\n\tmesh: \"istio\"\n}\n"
+
+// design wraps the body of a shop design (each line indented by one tab) so that line numbers
+// in expectations count from the body's first line, which is line 4 of the file.
+func design(body string) string {
+	return "design: shop: {\n\tnamespace: \"shop\"\n\ttargets: matchLabels: env: \"prod\"\n" + body + "}\n"
+}
+
+const svc = "\tservices: checkout: {\n\t\tport: 8080\n\t\tversions: {stable: labels: v: \"1\", canary: labels: v: \"2\"}\n"
+
+func load(t *testing.T, files map[string]string) ([]Design, []string) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, data := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(data)}
+	}
+	_, designs, err := Load(context.Background(), fsys, DefaultLoadOptions())
+	if err == nil {
+		return designs, nil
+	}
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("Load: %v (want a *ValidationError or nothing)", err)
+	}
+	var got []string
+	for _, is := range verr.Issues {
+		got = append(got, is.String())
+	}
+	return nil, got
+}
+
+func TestRules(t *testing.T) {
+	const f = "designs/shop/design.cue"
+	tests := []struct {
+		name string
+		body string
+		want []string // nil: valid
+	}{
+		{"weights sum to 100", svc + "\t\troutes: [{to: {stable: 90, canary: 10}}]\n\t}\n", nil},
+		{"weights short of 100", svc + "\t\troutes: [{to: {stable: 80, canary: 10}}]\n\t}\n",
+			[]string{f + ":7:13: services.checkout.routes[0].to: weights sum to 90, want 100"}},
+		{"destination not declared", svc + "\t\troutes: [{to: {stable: 90, beta: 10}}]\n\t}\n",
+			[]string{f + ":7:30: services.checkout.routes[0].to.beta: version \"beta\" is not declared in services.checkout.versions (declared: canary, stable)"}},
+		{"duration syntax", svc + "\t\troutes: [{to: stable: 100}]\n\t\ttimeout: \"5 sec\"\n\t}\n",
+			[]string{f + ":8:12: services.checkout.timeout: \"5 sec\" is not a duration; write it like 300ms, 5s or 1h30m"}},
+		{"duration positive", svc + "\t\troutes: [{to: stable: 100}]\n\t\ttimeout: \"0s\"\n\t}\n",
+			[]string{f + ":8:3: services.checkout.timeout: duration \"0s\" must be positive"}},
+		{"retry budget fits", svc + "\t\troutes: [{to: stable: 100}]\n\t\tretries: {attempts: 2, perTryTimeout: \"2s\"}\n\t\ttimeout: \"5s\"\n\t}\n", nil},
+		{"retry budget too big", svc + "\t\troutes: [{to: stable: 100, timeout: \"1s\", retries: {attempts: 3, perTryTimeout: \"500ms\"}}]\n\t}\n",
+			[]string{f + ":7:45: services.checkout.routes[0].retries: retry budget 3 × 500ms = 1.5s does not fit the 1s timeout"}},
+		{"service name DNS-1123", "\tservices: Check_out: {port: 80, versions: a: labels: x: \"y\", routes: [{to: a: 100}]}\n",
+			[]string{f + ":4:12: services.Check_out: service name \"Check_out\" must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters"}},
+		{"unknown field", svc + "\t\troutes: [{to: stable: 100}]\n\t\tretry: {attempts: 3}\n\t}\n",
+			[]string{f + ":8:3: services.checkout.retry: field not allowed"}},
+		{"mtls enum", svc + "\t\troutes: [{to: stable: 100}]\n\t\tmtls: \"on\"\n\t}\n",
+			[]string{f + ":8:3: services.checkout.mtls: \"on\" is not one of \"disabled\", \"permissive\", \"strict\""}},
+		{"catch-all route must be last", svc + "\t\troutes: [{to: stable: 100}, {match: method: \"GET\", to: canary: 100}]\n\t}\n",
+			[]string{f + ":7:12: services.checkout.routes[0]: a route without match catches all traffic, so routes after it never apply; make it the last route"}},
+		{"header regex", svc + "\t\troutes: [{match: headers: x: {regex: \"(\"}, to: stable: 100}]\n\t}\n",
+			[]string{f + ":7:33: services.checkout.routes[0].match.headers.x.regex: invalid regular expression: error parsing regexp: missing closing ): `(`"}},
+		{"thresholds in order", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: {p50: \"10ms\", p90: \"20ms\", p99: \"30ms\"}}\n", nil},
+		{"thresholds out of order", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: {p50: \"10ms\", p90: \"50ms\", p99: \"30ms\"}}\n",
+			[]string{f + ":4:93: gates.g.thresholds.p99: p99 threshold 30ms is below the p90 threshold 50ms; want p50 ≤ p90 ≤ p99"}},
+		{"cron descriptors and seconds", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", schedule: \"@every 6h\", triggers: [\"cron\"]}\n" +
+			"\tgates: h: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", schedule: \"30 0 */2 * * *\", triggers: [\"cron\"]}\n", nil},
+		{"cron invalid", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", schedule: \"61 * * * *\", triggers: [\"cron\"]}\n",
+			[]string{f + ":4:77: gates.g.schedule: invalid cron schedule \"61 * * * *\": end of range (61) above maximum (59): 61"}},
+		{"schedule without cron trigger", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", schedule: \"@hourly\"}\n",
+			[]string{f + ":4:9: gates.g.triggers: schedule is set but triggers does not include \"cron\""}},
+		{"gate that cannot fail", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: {}}\n",
+			[]string{f + ":4:54: gates.g.thresholds: a gate needs at least one threshold or a baseline, or it can never fail"}},
+		{"rollout steps increase", svc + "\t\troutes: [{to: {stable: 90, canary: 10}}]\n\t}\n\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", rollout: {service: \"checkout\", version: \"canary\", steps: [10, 50, 30]}}\n",
+			[]string{f + ":9:143: gates.g.rollout.steps[2]: rollout steps must increase: 30 follows 50"}},
+		{"manifest kinds", "\tmanifests: [{kustomize: \"./base\"}, {helm: chart: \"./chart\"}, {yaml: \"./raw\"}]\n", nil},
+		{"manifest escapes", "\tmanifests: [{kustomize: \"../other\"}]\n",
+			[]string{f + ":4:15: manifests[0].kustomize: \"../other\" leaves the design's folder (..); keep manifests inside it"}},
+		{"override needs a target", svc + "\t\troutes: [{to: {stable: 90, canary: 10}}]\n\t}\n\toverrides: [{services: checkout: weights: {stable: 50, canary: 50}}]\n",
+			[]string{f + ":9:14: overrides[0]: an override must name a cluster or a selector"}},
+		{"override weights", svc + "\t\troutes: [{to: {stable: 90, canary: 10}}]\n\t}\n\toverrides: [{cluster: \"east\", services: checkout: weights: {stable: 50, canary: 40}}]\n",
+			[]string{f + ":9:52: overrides[0].services.checkout.weights: weights sum to 90, want 100"}},
+		{"selector In needs values", "\ttargets: matchExpressions: [{key: \"env\", operator: \"In\"}]\n",
+			[]string{f + ":4:30: targets.matchExpressions[0].values: operator In needs at least one value"}},
+		{"selector operator enum", "\ttargets: matchExpressions: [{key: \"env\", operator: \"Is\", values: [\"x\"]}]\n",
+			[]string{f + ":4:43: targets.matchExpressions[0].operator: \"Is\" is not one of \"DoesNotExist\", \"Exists\", \"In\", \"NotIn\""}},
+		{"tcp routes split only", "\tservices: db: {port: 5432, protocol: \"tcp\", versions: a: labels: x: \"y\", routes: [{to: a: 100, timeout: \"1s\"}]}\n",
+			[]string{f + ":4:84: services.db.routes[0]: a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc"}},
+		{"authorization service account form", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: allow: [{serviceAccounts: [\"frontend\"]}]\n\t}\n",
+			[]string{f + ":8:45: services.checkout.authorization.allow[0].serviceAccounts[0]: service account \"frontend\" must be written namespace/name"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got := load(t, map[string]string{"clusters/east.cue": clusterEast, f: design(tc.body)})
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("issues (-want +got):\n%s\nfile:\n%s", diff, design(tc.body))
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	_, got := load(t, map[string]string{
+		"clusters/east.cue":       "cluster: east: {mesh: \"consul\"}\n",
+		"clusters/west.cue":       "cluster: west: {mesh: \"istio\", labels: {env: 1}}\n",
+		"designs/shop/design.cue": "design: shop: {\n\ttargets: {}\n\tservices: a: {port: 0, versions: v: labels: x: \"y\", routes: [{to: v: 100}]}\n}\n",
+		"designs/cart/design.cue": design(svc + "\t\troutes: [{to: {stable: 50, canary: 10}}, {to: {stable: 50, beta: 50}}]\n\t}\n"),
+	})
+	want := []string{
+		"clusters/east.cue:1:17: east.mesh: \"consul\" is not one of \"gateway-api\", \"istio\", \"linkerd\"",
+		"clusters/west.cue:1:46: west.labels.env: 1 is an int, want string",
+		"designs/cart/design.cue:1:9: design.shop: a file in designs/cart may only define design \"cart\"",
+		"designs/shop/design.cue:1:9: namespace: required field is missing",
+		"designs/shop/design.cue:3:22: services.a.port: invalid value 0 (out of bound >=1)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("issues (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadDecodesDesignsWithDefaults(t *testing.T) {
+	designs, issues := load(t, map[string]string{
+		"clusters/east.cue":       clusterEast,
+		"designs/shop/design.cue": design(svc + "\t\troutes: [{match: headers: \"x-canary\": \"true\", to: canary: 100}, {to: {stable: 90, canary: 10}}]\n\t\ttimeout: \"5s\"\n\t}\n"),
+		"designs/search/design.yaml": "namespace: search\ntargets: {matchLabels: {env: prod}}\nservices:\n  query:\n    port: 80\n" +
+			"    versions: {stable: {labels: {v: '1'}}}\n    routes: [{to: {stable: 100}}]\nsync: {drift: report}\n",
+	})
+	if issues != nil {
+		t.Fatal(issues)
+	}
+	if len(designs) != 2 || designs[0].Name != "search" || designs[1].Name != "shop" {
+		t.Fatalf("designs = %+v, want search and shop in name order", designs)
+	}
+	search, shop := designs[0], designs[1]
+	if search.Sync.Drift != DriftReport || !search.Sync.Prune || search.Services["query"].Protocol != "http" {
+		t.Errorf("search: sync %+v, protocol %q; want drift report, prune on by default, protocol http by default", search.Sync, search.Services["query"].Protocol)
+	}
+	if search.Files[0] != "designs/search/design.yaml" || search.Dir != "designs/search" {
+		t.Errorf("search: files %v dir %q", search.Files, search.Dir)
+	}
+	co := shop.Services["checkout"]
+	if got := *co.Routes[0].Match.Headers["x-canary"].Exact; got != "true" {
+		t.Errorf("header match = %q, want exact \"true\"", got)
+	}
+	if co.Routes[1].To["stable"] != 90 || co.Timeout.Duration != 5*time.Second || shop.Sync.Drift != DriftHeal {
+		t.Errorf("shop: routes %+v timeout %v drift %q", co.Routes, co.Timeout, shop.Sync.Drift)
+	}
+	if !shop.Value.Exists() {
+		t.Error("the design's CUE value is not kept for the renderer")
+	}
+}
+
+func TestLoadRefusesLinksAndOversizedFiles(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "clusters"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "designs/shop"), 0o755))
+	must(os.Symlink("/etc/passwd", filepath.Join(dir, "clusters/passwd.cue")))
+	must(os.WriteFile(filepath.Join(dir, "designs/shop/big.cue"), []byte("// "+strings.Repeat("x", 2<<20)+"\n"), 0o644))
+	root, err := os.OpenRoot(dir)
+	must(err)
+	defer root.Close()
+	_, _, err = Load(t.Context(), root.FS(), DefaultLoadOptions())
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v, want *ValidationError", err)
+	}
+	want := []string{
+		"clusters/passwd.cue: is a symbolic link; meshcd reads only regular files inside the repo",
+		"designs/shop/big.cue: is 2.0 MiB, over the 1.0 MiB limit for one file",
+	}
+	var got []string
+	for _, is := range verr.Issues {
+		got = append(got, is.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("issues (-want +got):\n%s", diff)
+	}
+	if strings.Contains(err.Error(), "root:") {
+		t.Fatal("the error shows the linked file's content")
+	}
+
+	// The total size is capped too.
+	opts := DefaultLoadOptions()
+	opts.MaxFileBytes, opts.MaxTotalBytes = 4<<20, 1<<20
+	must(os.Remove(filepath.Join(dir, "clusters/passwd.cue")))
+	_, _, err = Load(t.Context(), root.FS(), opts)
+	if err == nil || !strings.Contains(err.Error(), "add up to more than 1.0 MiB") {
+		t.Fatalf("err = %v, want the total size limit", err)
+	}
+}
+
+func TestLoadStopsWaitingAtTheTimeBudget(t *testing.T) {
+	// A comprehension over a large range takes seconds to evaluate; the budget is far shorter.
+	slow := "import \"list\"\n\ndesign: shop: {\n\tnamespace: \"shop\"\n\ttargets: {}\n\t_x: [for i in list.Range(0, 3000000, 1) {i * 2}]\n\t_n: len(_x)\n\tsync: suspend: _n > 0\n}\n"
+	fsys := fstest.MapFS{"designs/shop/design.cue": &fstest.MapFile{Data: []byte(slow)}}
+	opts := DefaultLoadOptions()
+	opts.Timeout = 200 * time.Millisecond
+	start := time.Now()
+	_, _, err := Load(t.Context(), fsys, opts)
+	if err == nil || !strings.Contains(err.Error(), "evaluation took longer than 200ms") {
+		t.Fatalf("err = %v, want the time budget error", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("Load returned after %s, long past its 200ms budget", waited)
+	}
+}
+
+func TestLoadEmptyRepo(t *testing.T) {
+	fleet, designs, err := Load(t.Context(), fstest.MapFS{}, DefaultLoadOptions())
+	if err != nil || len(fleet.Clusters) != 0 || len(designs) != 0 {
+		t.Fatalf("empty repo: %v, %v, %v", fleet, designs, err)
+	}
+}
