@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Runs every Go benchmark in the module. Each stage's benchmarks print their own ratios against
-# a peer measured in the same run (kubectl, helm/kustomize, a raw client-go loop, fortio's CLI).
+# make bench: every benchmark, each printed as a ratio against a peer measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${MESHCD_TESTBIN:=$PWD/bin/testbin}"
 export MESHCD_TESTBIN
-pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u)
-if [ -z "$pkgs" ]; then
-  echo "no benchmarks in the module yet"
-  exit 0
+CUE_VERSION=$(go list -m -f '{{.Version}}' cuelang.org/go)
+cue=bin/tools/cue-$CUE_VERSION
+if [ ! -x "$cue" ]; then
+  echo "installing cue $CUE_VERSION for comparison"
+  GOBIN=$PWD/bin/tools/cue-tmp go install "cuelang.org/go/cmd/cue@$CUE_VERSION"
+  mv bin/tools/cue-tmp/cue "$cue" && rmdir bin/tools/cue-tmp
 fi
-go test -run '^$' -bench . -benchmem -count=1 -timeout 60m $pkgs
+
+echo "== design language: meshcd validate vs cue vet"
+go run ./hack/bench/validate -n 500 -meshcd bin/meshcd -cue "$cue"
+
+pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u)
+if [ -n "$pkgs" ]; then
+  echo "== Go benchmarks"
+  go test -run '^$' -bench . -benchmem -count=1 -timeout 60m $pkgs
+fi

@@ -9,8 +9,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 cleanup() { [ -n "${devenv:-}" ] && kill "$devenv" 2>/dev/null && wait "$devenv" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-step "1. Start 3 local clusters (real etcd + kube-apiserver) and a Git server holding examples/"
-bin/devenv -n 3 -names east,west,central -kubeconfig "$work/kubeconfig" -seed examples -info "$info" &
+step "1. Start 3 local clusters (real etcd + kube-apiserver) and a Git server holding examples/shop"
+bin/devenv -n 3 -names east,west,central -kubeconfig "$work/kubeconfig" -seed examples/shop -info "$info" &
 devenv=$!
 for _ in $(seq 1 600); do [ -s "$info" ] && break; kill -0 "$devenv" 2>/dev/null || exit 1; sleep 0.5; done
 [ -s "$info" ] || { echo "devenv did not become ready"; exit 1; }
@@ -27,7 +27,11 @@ step "3. The fleet repo is served over smart HTTP"
 git ls-remote "$GIT_URL"
 echo "clone it with: git clone $GIT_URL"
 
-step "4. meshcd"
+step "4. meshcd validates the fleet repo as cloned from Git"
+git clone --quiet "$GIT_URL" "$work/fleet"
+bin/meshcd validate "$work/fleet"
+echo "and a repo with a mistake in it (examples/invalid/weights-not-100):"
+bin/meshcd validate examples/invalid/weights-not-100 || echo "(exit $?: meshcd refuses it and names the file, line and path)"
 bin/meshcd version
 
 if [ "${DEMO_KEEP:-0}" = 1 ]; then

@@ -500,6 +500,13 @@ func addCUEErrors(verr *ValidationError, err error, fallbackFile string, user []
 	for _, e := range errs {
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
+		if strings.TrimSpace(msg) == "" {
+			// Errors from outside CUE's evaluator (the YAML parser) carry their text only in Error.
+			msg = strings.TrimPrefix(e.Error(), fallbackFile+": ")
+		}
+		if strings.TrimSpace(msg) == "" {
+			msg = "cannot be parsed"
+		}
 		k := strings.Join(e.Path(), ".")
 		if alts := alternatives[k]; disjunction[k] && len(alts) > 0 {
 			if !strings.HasSuffix(msg, "errors in empty disjunction:") {
