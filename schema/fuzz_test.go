@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// FuzzLoad feeds arbitrary bytes to the loader as a CUE design and as a YAML design. Whatever
-// the input, Load returns a design or a *ValidationError whose issues name a file; it never
-// panics, and it never waits past its time budget.
+// FuzzLoad feeds arbitrary bytes to the loader as a CUE design and as a YAML design, through
+// the evaluation worker as `meshcd validate` does. Whatever the input, the answer is a valid
+// repo or a *ValidationError whose issues name a file; never a crash, never a wait past the
+// time budget.
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob("../examples/*/designs/*/design.*")
 	more, _ := filepath.Glob("../examples/invalid/*/designs/*/design.*")
@@ -25,6 +26,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte("design: shop: {namespace: \"shop\", targets: {}}"), false)
 	f.Add([]byte("namespace: shop\ntargets: {}\n"), true)
+	worker := testWorker(f)
 	f.Fuzz(func(t *testing.T, data []byte, asYAML bool) {
 		name := "designs/shop/design.cue"
 		if asYAML {
@@ -35,9 +37,9 @@ func FuzzLoad(f *testing.F) {
 			name:                &fstest.MapFile{Data: data},
 		}
 		opts := DefaultLoadOptions()
-		opts.Timeout = 2 * time.Second
+		opts.Timeout, opts.MaxMemoryBytes, opts.Worker = 2*time.Second, 256<<20, worker
 		start := time.Now()
-		_, _, err := Load(t.Context(), fsys, opts)
+		_, err := Check(t.Context(), fsys, opts)
 		if took := time.Since(start); took > opts.Timeout+2*time.Second {
 			t.Fatalf("Load took %s, past its %s budget", took, opts.Timeout)
 		}

@@ -32,14 +32,67 @@ type LoadOptions struct {
 	MaxFileBytes int64
 	// MaxTotalBytes refuses a repo whose design and cluster files add up to more than this.
 	MaxTotalBytes int64
-	// Timeout bounds evaluation. CUE cannot be cancelled, so past the timeout the evaluation
-	// is abandoned and its result ignored.
+	// Timeout bounds evaluation.
 	Timeout time.Duration
+	// MaxMemoryBytes bounds the heap of an evaluation in a Worker.
+	MaxMemoryBytes int64
+	// Worker, when set, evaluates the repo first in a separate process that is killed at the
+	// Timeout or past MaxMemoryBytes; only a repo that passed there is evaluated in this
+	// process. Without a Worker, evaluation runs here and a timeout only abandons it: CUE
+	// cannot be cancelled, so a hostile repo can still cost this process CPU and memory.
+	Worker *Worker
 }
 
 // DefaultLoadOptions returns the limits meshcd uses unless configured otherwise.
 func DefaultLoadOptions() LoadOptions {
-	return LoadOptions{MaxFileBytes: 1 << 20, MaxTotalBytes: 32 << 20, Timeout: 20 * time.Second}
+	return LoadOptions{MaxFileBytes: 1 << 20, MaxTotalBytes: 32 << 20, Timeout: 20 * time.Second, MaxMemoryBytes: 1 << 30}
+}
+
+func (o LoadOptions) withDefaults() LoadOptions {
+	def := DefaultLoadOptions()
+	if o.MaxFileBytes <= 0 {
+		o.MaxFileBytes = def.MaxFileBytes
+	}
+	if o.MaxTotalBytes <= 0 {
+		o.MaxTotalBytes = def.MaxTotalBytes
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = def.Timeout
+	}
+	if o.MaxMemoryBytes <= 0 {
+		o.MaxMemoryBytes = def.MaxMemoryBytes
+	}
+	return o
+}
+
+// Summary counts what a valid fleet repo holds.
+type Summary struct {
+	Clusters, Designs int
+}
+
+// Check validates a fleet repo like Load, without keeping the values: what `meshcd validate`
+// and PR checks need. With opts.Worker set, nothing from the repo is evaluated in this process.
+func Check(ctx context.Context, fsys fs.FS, opts LoadOptions) (Summary, error) {
+	opts = opts.withDefaults()
+	files, err := readRepo(fsys, opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	if opts.Worker != nil {
+		resp, err := evaluateIsolated(ctx, opts.Worker, files, opts)
+		if err != nil {
+			return Summary{}, err
+		}
+		if len(resp.Issues) > 0 {
+			return Summary{}, &ValidationError{Issues: resp.Issues}
+		}
+		return Summary{Clusters: resp.Clusters, Designs: resp.Designs}, nil
+	}
+	fleet, designs, err := evaluateWithTimeout(ctx, files, opts.Timeout)
+	if err != nil {
+		return Summary{}, err
+	}
+	return Summary{Clusters: len(fleet.Clusters), Designs: len(designs)}, nil
 }
 
 // Load reads a fleet repo from fsys (a Git snapshot or a folder), checks every cluster and
@@ -47,23 +100,25 @@ func DefaultLoadOptions() LoadOptions {
 // sorted by name. Problems in the repo come back together as a *ValidationError; any other
 // error means the repo could not be read or evaluated at all.
 func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Fleet, []Design, error) {
-	def := DefaultLoadOptions()
-	if opts.MaxFileBytes <= 0 {
-		opts.MaxFileBytes = def.MaxFileBytes
-	}
-	if opts.MaxTotalBytes <= 0 {
-		opts.MaxTotalBytes = def.MaxTotalBytes
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = def.Timeout
-	}
-	files, verr, err := readRepo(fsys, opts)
+	opts = opts.withDefaults()
+	files, err := readRepo(fsys, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	if verr != nil {
-		return nil, nil, verr
+	if opts.Worker != nil {
+		resp, err := evaluateIsolated(ctx, opts.Worker, files, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(resp.Issues) > 0 {
+			return nil, nil, &ValidationError{Issues: resp.Issues}
+		}
+		// The worker proved this repo evaluates within budget; doing it again here is as cheap.
 	}
+	return evaluateWithTimeout(ctx, files, opts.Timeout)
+}
+
+func evaluateWithTimeout(ctx context.Context, files []sourceFile, timeout time.Duration) (*Fleet, []Design, error) {
 	type result struct {
 		fleet   *Fleet
 		designs []Design
@@ -71,25 +126,30 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Fleet, []Design, 
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer func() {
-			// A panic inside the evaluator is a bug there, not a reason to take the daemon down.
-			if r := recover(); r != nil {
-				done <- result{err: fmt.Errorf("evaluating the fleet repo failed: %v", r)}
-			}
-		}()
-		f, d, err := evaluate(files)
+		f, d, err := evaluateRecovering(files)
 		done <- result{f, d, err}
 	}()
-	timer := time.NewTimer(opts.Timeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case r := <-done:
 		return r.fleet, r.designs, r.err
 	case <-timer.C:
-		return nil, nil, &ValidationError{Issues: []Issue{{File: ".", Message: fmt.Sprintf("evaluation took longer than %s: look for recursive or exponentially large definitions", opts.Timeout)}}}
+		return nil, nil, budgetError(fmt.Sprintf("evaluation took longer than %s: look for recursive or exponentially large definitions", timeout))
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
+}
+
+// evaluateRecovering turns a panic inside the evaluator (a bug there) into an error, so that it
+// costs one evaluation, never the daemon.
+func evaluateRecovering(files []sourceFile) (fleet *Fleet, designs []Design, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fleet, designs, err = nil, nil, fmt.Errorf("evaluating the fleet repo failed: %v", r)
+		}
+	}()
+	return evaluate(files)
 }
 
 // sourceFile is one design or cluster file read from the repo.
@@ -102,7 +162,7 @@ type sourceFile struct {
 
 // readRepo lists clusters/*.{cue,yaml,yml} and designs/<name>/*.cue plus
 // designs/<name>/design.{yaml,yml}, refusing links and oversized files.
-func readRepo(fsys fs.FS, opts LoadOptions) ([]sourceFile, *ValidationError, error) {
+func readRepo(fsys fs.FS, opts LoadOptions) ([]sourceFile, error) {
 	verr := &ValidationError{}
 	var files []sourceFile
 	var total int64
@@ -136,19 +196,19 @@ func readRepo(fsys fs.FS, opts LoadOptions) ([]sourceFile, *ValidationError, err
 	}
 	clusters, err := readDirIfExists(fsys, "clusters")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, e := range clusters {
 		if e.IsDir() || !isCUEOrYAML(e.Name()) {
 			continue
 		}
 		if err := read(path.Join("clusters", e.Name()), ""); err != nil {
-			return nil, nil, tooLarge(err, opts)
+			return nil, tooLarge(err, opts)
 		}
 	}
 	designs, err := readDirIfExists(fsys, "designs")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, d := range designs {
 		dir := path.Join("designs", d.Name())
@@ -160,7 +220,7 @@ func readRepo(fsys fs.FS, opts LoadOptions) ([]sourceFile, *ValidationError, err
 		}
 		entries, err := fs.ReadDir(fsys, dir)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, e := range entries {
 			n := e.Name()
@@ -168,15 +228,15 @@ func readRepo(fsys fs.FS, opts LoadOptions) ([]sourceFile, *ValidationError, err
 				continue
 			}
 			if err := read(path.Join(dir, n), d.Name()); err != nil {
-				return nil, nil, tooLarge(err, opts)
+				return nil, tooLarge(err, opts)
 			}
 		}
 	}
 	if len(verr.Issues) > 0 {
 		verr.sort()
-		return nil, verr, nil
+		return nil, verr
 	}
-	return files, nil, nil
+	return files, nil
 }
 
 var errTooLarge = errors.New("repo too large")

@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,19 +209,72 @@ func TestLoadRefusesLinksAndOversizedFiles(t *testing.T) {
 	}
 }
 
-func TestLoadStopsWaitingAtTheTimeBudget(t *testing.T) {
-	// A comprehension over a large range takes seconds to evaluate; the budget is far shorter.
-	slow := "import \"list\"\n\ndesign: shop: {\n\tnamespace: \"shop\"\n\ttargets: {}\n\t_x: [for i in list.Range(0, 3000000, 1) {i * 2}]\n\t_n: len(_x)\n\tsync: suspend: _n > 0\n}\n"
-	fsys := fstest.MapFS{"designs/shop/design.cue": &fstest.MapFile{Data: []byte(slow)}}
-	opts := DefaultLoadOptions()
-	opts.Timeout = 200 * time.Millisecond
-	start := time.Now()
-	_, _, err := Load(t.Context(), fsys, opts)
-	if err == nil || !strings.Contains(err.Error(), "evaluation took longer than 200ms") {
-		t.Fatalf("err = %v, want the time budget error", err)
+// slowDesign takes seconds and hundreds of MiB to evaluate: a comprehension over a large range.
+func slowDesign(n int) fstest.MapFS {
+	src := fmt.Sprintf("import \"list\"\n\ndesign: shop: {\n\tnamespace: \"shop\"\n\ttargets: {}\n\t_x: [for i in list.Range(0, %d, 1) {i * 2}]\n\tsync: suspend: len(_x) > 0\n}\n", n)
+	return fstest.MapFS{"designs/shop/design.cue": &fstest.MapFile{Data: []byte(src)}}
+}
+
+func TestEvaluationBudgets(t *testing.T) {
+	tests := []struct {
+		name    string
+		fsys    fstest.MapFS
+		opts    func(*LoadOptions)
+		wantMsg string
+	}{
+		{"time, in process", slowDesign(3_000_000), func(o *LoadOptions) { o.Timeout = 200 * time.Millisecond },
+			"evaluation took longer than 200ms"},
+		{"time, worker killed", slowDesign(3_000_000), func(o *LoadOptions) { o.Timeout = 300 * time.Millisecond; o.Worker = testWorker(t) },
+			"evaluation took longer than 300ms"},
+		{"memory, worker stopped", slowDesign(100_000_000), func(o *LoadOptions) { o.MaxMemoryBytes = 64 << 20; o.Worker = testWorker(t) },
+			"evaluation needed more than 64.0 MiB of memory"},
 	}
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Fatalf("Load returned after %s, long past its 200ms budget", waited)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := DefaultLoadOptions()
+			tc.opts(&opts)
+			start := time.Now()
+			_, err := Check(t.Context(), tc.fsys, opts)
+			var verr *ValidationError
+			if !errors.As(err, &verr) || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("err = %v, want a *ValidationError saying %q", err, tc.wantMsg)
+			}
+			if waited := time.Since(start); waited > 10*time.Second {
+				t.Fatalf("returned after %s, long past its budget", waited)
+			}
+		})
+	}
+}
+
+func TestWorkerGivesTheSameAnswers(t *testing.T) {
+	for _, dir := range []string{"../examples/fleet", "../examples/invalid/weights-not-100", "../examples/invalid/unknown-mesh"} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			inProc, errIn := Check(t.Context(), root.FS(), DefaultLoadOptions())
+			opts := DefaultLoadOptions()
+			opts.Worker = testWorker(t)
+			isolated, errIso := Check(t.Context(), root.FS(), opts)
+			if inProc != isolated || fmt.Sprint(errIn) != fmt.Sprint(errIso) {
+				t.Fatalf("in process: %+v, %v\nworker:     %+v, %v", inProc, errIn, isolated, errIso)
+			}
+			_, designs, err := Load(t.Context(), root.FS(), opts)
+			if errIn == nil && (err != nil || len(designs) != inProc.Designs || !designs[0].Value.Exists()) {
+				t.Fatalf("Load with a worker: %d designs, %v", len(designs), err)
+			}
+		})
+	}
+}
+
+func TestWorkerThatIsNotOneFailsClearly(t *testing.T) {
+	opts := DefaultLoadOptions()
+	opts.Worker = &Worker{Path: "/bin/true"}
+	_, err := Check(t.Context(), fstest.MapFS{}, opts)
+	if err == nil || !strings.Contains(err.Error(), "ServeWorkerIfRequested") {
+		t.Fatalf("err = %v, want a hint that the worker binary does not serve evaluations", err)
 	}
 }
 

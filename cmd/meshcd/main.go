@@ -4,12 +4,15 @@ package main
 
 import (
 	"context"
+	"github.com/meshcd/meshcd/schema"
 	"os"
 	"os/signal"
 	"syscall"
 )
 
 func main() {
+	// meshcd re-executes itself to evaluate untrusted CUE in a process it can kill.
+	schema.ServeWorkerIfRequested()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -40,7 +40,11 @@ func newValidateCommand() *cobra.Command {
 				return fmt.Errorf("opening fleet repo: %w", err)
 			}
 			defer root.Close()
-			fleet, designs, err := schema.Load(cmd.Context(), root.FS(), schema.DefaultLoadOptions())
+			opts := schema.DefaultLoadOptions()
+			if opts.Worker, err = schema.SelfWorker(); err != nil {
+				return err
+			}
+			sum, err := schema.Check(cmd.Context(), root.FS(), opts)
 			var verr *schema.ValidationError
 			if err != nil && !errors.As(err, &verr) {
 				return fmt.Errorf("%s: %w", dir, err)
@@ -49,7 +53,7 @@ func newValidateCommand() *cobra.Command {
 			if verr != nil {
 				rep.Issues = verr.Issues
 			} else {
-				rep.Designs, rep.Clusters = len(designs), len(fleet.Clusters)
+				rep.Designs, rep.Clusters = sum.Designs, sum.Clusters
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {

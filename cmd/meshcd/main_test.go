@@ -1,0 +1,14 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// TestMain lets this test binary serve as meshcd's evaluation worker, as meshcd's main does.
+func TestMain(m *testing.M) {
+	schema.ServeWorkerIfRequested()
+	os.Exit(m.Run())
+}
