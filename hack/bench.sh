@@ -13,9 +13,9 @@ if [ ! -x "$cue" ]; then
 fi
 
 echo "== design language: meshcd validate vs cue vet"
-go run ./hack/bench/validate -n 500 -meshcd bin/meshcd -cue "$cue"
+go run ./hack/bench/validate -n 500 -meshcd "$PWD/bin/meshcd" -cue "$PWD/$cue"
 
-pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u)
+pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u || true)
 if [ -n "$pkgs" ]; then
   echo "== Go benchmarks"
   go test -run '^$' -bench . -benchmem -count=1 -timeout 60m $pkgs

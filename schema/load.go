@@ -3,15 +3,18 @@ package schema
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cuelang.org/go/cue"
@@ -286,45 +289,100 @@ type compiled struct {
 	value cue.Value
 }
 
-func evaluate(files []sourceFile) (*Fleet, []Design, error) {
+// evaluator is one CUE context with the schema compiled in it. A cue.Context must not be
+// used from two goroutines, so each goroutine of evaluate has its own.
+type evaluator struct {
+	cctx         *cue.Context
+	repo, design cue.Value
+}
+
+func newEvaluator() (*evaluator, error) {
 	cctx := cuecontext.New()
 	sch := cctx.CompileBytes(schemaSource, cue.Filename(schemaFile))
 	if err := sch.Err(); err != nil {
-		return nil, nil, fmt.Errorf("meshcd's embedded schema does not compile: %w", err)
+		return nil, fmt.Errorf("meshcd's embedded schema does not compile: %w", err)
 	}
-	repo := sch.LookupPath(cue.ParsePath("#Repo"))
-	verr := &ValidationError{}
+	return &evaluator{cctx: cctx, repo: sch.LookupPath(cue.ParsePath("#Repo")), design: sch.LookupPath(cue.ParsePath("#Design"))}, nil
+}
 
-	var clusterFiles []compiled
-	designFiles := map[string][]compiled{}
+// evaluate checks the clusters, then the designs spread over one goroutine per CPU: designs
+// are independent of each other, so they need not share a CUE context. A design's Value
+// belongs to the context that evaluated it.
+func evaluate(files []sourceFile) (*Fleet, []Design, error) {
+	var clusterFiles []sourceFile
+	designFiles := map[string][]sourceFile{}
 	for _, f := range files {
-		v, ok := compileFile(cctx, f, verr)
-		if !ok {
-			continue
-		}
 		if f.owner == "" {
-			clusterFiles = append(clusterFiles, compiled{f, v})
+			clusterFiles = append(clusterFiles, f)
 		} else {
-			designFiles[f.owner] = append(designFiles[f.owner], compiled{f, v})
+			designFiles[f.owner] = append(designFiles[f.owner], f)
 		}
 	}
-
-	fleet := &Fleet{}
-	fleet.Clusters = loadClusters(repo, clusterFiles, verr)
 	names := make([]string, 0, len(designFiles))
 	for n := range designFiles {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var designs []Design
-	for _, n := range names {
-		if d, ok := loadDesign(repo, n, designFiles[n], verr); ok {
-			designs = append(designs, d)
-		}
+
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(names)))
+	verrs := make([]*ValidationError, workers)
+	results := make([]*Design, len(names))
+	errs := make([]error, workers)
+	fleet := &Fleet{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			ev, err := newEvaluator()
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			verr := &ValidationError{}
+			verrs[w] = verr
+			if w == 0 {
+				var compiledClusters []compiled
+				for _, f := range clusterFiles {
+					if v, ok := compileFile(ev.cctx, f, verr); ok {
+						compiledClusters = append(compiledClusters, compiled{f, v})
+					}
+				}
+				fleet.Clusters = loadClusters(ev.repo, compiledClusters, verr)
+			}
+			for i := w; i < len(names); i += workers {
+				var cs []compiled
+				ok := true
+				for _, f := range designFiles[names[i]] {
+					v, fine := compileFile(ev.cctx, f, verr)
+					ok = ok && fine
+					cs = append(cs, compiled{f, v})
+				}
+				if !ok {
+					continue
+				}
+				if d, fine := loadDesign(ev.design, names[i], cs, verr); fine {
+					results[i] = &d
+				}
+			}
+		})
 	}
-	if len(verr.Issues) > 0 {
-		verr.sort()
-		return nil, nil, verr
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	all := &ValidationError{}
+	for _, v := range verrs {
+		all.Issues = append(all.Issues, v.Issues...)
+	}
+	if len(all.Issues) > 0 {
+		all.sort()
+		return nil, nil, all
+	}
+	designs := make([]Design, 0, len(names))
+	for i, d := range results {
+		if d == nil {
+			return nil, nil, fmt.Errorf("design %s failed without saying why (a bug in meshcd's loader)", names[i])
+		}
+		designs = append(designs, *d)
 	}
 	return fleet, designs, nil
 }
@@ -449,7 +507,7 @@ func loadClusters(repo cue.Value, files []compiled, verr *ValidationError) []Clu
 	for _, name := range names {
 		cv := v.LookupPath(cue.MakePath(cue.Str("cluster"), cue.Str(name)))
 		var c Cluster
-		if err := cv.Decode(&c); err != nil {
+		if err := decode(cv, &c); err != nil {
 			addCUEErrors(verr, err, definedIn[name], user, []string{"cluster"})
 			continue
 		}
@@ -462,28 +520,31 @@ func loadClusters(repo cue.Value, files []compiled, verr *ValidationError) []Clu
 	return clusters
 }
 
-func loadDesign(repo cue.Value, name string, files []compiled, verr *ValidationError) (Design, bool) {
-	v := repo
+func loadDesign(designSchema cue.Value, name string, files []compiled, verr *ValidationError) (Design, bool) {
+	// Each file was checked to define nothing but this design, so the design alone is unified
+	// with #Design: cheaper than the whole #Repo, and paths come out relative to the design.
+	at := cue.MakePath(cue.Str("design"), cue.Str(name))
+	v := designSchema
 	d := Design{Name: name, Dir: "designs/" + name}
-	for _, f := range files {
-		v = v.Unify(f.value)
+	user := make([]userValue, len(files))
+	for i, f := range files {
+		fv := f.value.LookupPath(at)
+		v = v.Unify(fv)
 		d.Files = append(d.Files, f.file.path)
+		user[i] = userValue{file: f.file.path, value: fv}
 	}
-	user := values(files)
-	strip := []string{"design", name}
-	dv := v.LookupPath(cue.MakePath(cue.Str("design"), cue.Str(name)))
-	if err := validateEach(v, dv); err != nil {
-		addCUEErrors(verr, err, files[0].file.path, user, strip)
+	if err := validateEach(v, v); err != nil {
+		addCUEErrors(verr, err, files[0].file.path, user, nil)
 		return d, false
 	}
-	if err := dv.Decode(&d); err != nil {
-		addCUEErrors(verr, err, files[0].file.path, user, strip)
+	if err := decode(v, &d); err != nil {
+		addCUEErrors(verr, err, files[0].file.path, user, nil)
 		return d, false
 	}
-	d.Name, d.Dir, d.Value = name, "designs/"+name, dv
+	d.Name, d.Dir, d.Value = name, "designs/"+name, v
 	issues := checkDesign(&d)
 	for _, ri := range issues {
-		verr.Issues = append(verr.Issues, locate(user, files[0].file.path, append(fieldPath{"design", name}, ri.path...), strip, ri.msg))
+		verr.Issues = append(verr.Issues, locate(user, files[0].file.path, ri.path, nil, ri.msg))
 	}
 	return d, len(issues) == 0
 }
@@ -600,7 +661,7 @@ func addCUEErrors(verr *ValidationError, err error, fallbackFile string, user []
 // locate finds where the deepest existing prefix of p was written in the user's files.
 func locate(user []userValue, fallbackFile string, p []string, strip []string, msg string) Issue {
 	is := Issue{File: fallbackFile, Path: trim(p, strip), Message: msg}
-	for n := len(p); n > 0; n-- {
+	for n := len(p); n >= 0; n-- {
 		sels := make([]cue.Selector, n)
 		for i, s := range p[:n] {
 			sels[i] = selector(s)
@@ -660,7 +721,7 @@ func trim(p []string, strip []string) string {
 // cleanPath turns a CUE error path into plain labels: without the #Repo definition it was
 // checked under, and with quoted labels unquoted.
 func cleanPath(p []string) []string {
-	if len(p) > 0 && p[0] == "#Repo" {
+	if len(p) > 0 && (p[0] == "#Repo" || p[0] == "#Design") {
 		p = p[1:]
 	}
 	out := make([]string, len(p))
@@ -703,4 +764,14 @@ func article(typ string) string {
 		return "an " + typ
 	}
 	return "a " + typ
+}
+
+// decode fills a Go value from a validated CUE value. Going through JSON is several times
+// cheaper than cue.Value.Decode, which sorts every struct's fields on the way.
+func decode(v cue.Value, into any) error {
+	data, err := v.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, into)
 }

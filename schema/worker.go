@@ -73,6 +73,8 @@ func serveWorker(in io.Reader, out io.Writer) int {
 		fmt.Fprintln(os.Stderr, "schema worker: reading request:", err)
 		return 2
 	}
+	// The worker lives for one evaluation and its heap is capped, so it can collect less often.
+	debug.SetGCPercent(400)
 	if req.MaxHeapBytes > 0 {
 		debug.SetMemoryLimit(req.MaxHeapBytes)
 		go watchHeap(uint64(req.MaxHeapBytes))

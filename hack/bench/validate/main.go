@@ -31,7 +31,11 @@ func run(n int, meshcd, cue, schema string, runs int) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if os.Getenv("KEEP") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Println("kept", dir)
+	}
 	files, err := generate(dir, n, schema)
 	if err != nil {
 		return err
