@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+func TestRenderCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"render", "../../examples/shop", "--cluster", "east", "--revision", "abc123"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	text := out.String()
+	for _, want := range []string{"# design shop on cluster east, revision abc123", "kind: VirtualService", "kind: PeerAuthentication", "meshcd.io/revision: abc123"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("render output lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "cluster west") {
+		t.Error("--cluster east also printed west")
+	}
+
+	// The output is a stream of Kubernetes YAML documents, as kubectl apply -f - reads it.
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	n := 0
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("document %d does not parse: %v", n+1, err)
+		}
+		if obj == nil {
+			continue
+		}
+		if obj["apiVersion"] == nil || obj["kind"] == nil {
+			t.Fatalf("document %d has no apiVersion or kind: %v", n+1, obj)
+		}
+		n++
+	}
+	if n < 5 {
+		t.Fatalf("decoded %d objects, want the namespace, routes and policies", n)
+	}
+}
+
+func TestRenderJSONAndWarnings(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"render", "../../examples/fleet", "--design", "payments", "-o", "json"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var bundles []struct {
+		Design, Cluster, Digest string
+		Objects                 []map[string]any
+	}
+	if err := json.Unmarshal(out.Bytes(), &bundles); err != nil {
+		t.Fatal(err)
+	}
+	if len(bundles) != 5 {
+		t.Fatalf("payments targets 5 clusters, got %d bundles", len(bundles))
+	}
+	if !strings.Contains(errOut.String(), "warning: design payments on cluster euw1-prod: services.api.retries: gateway-api (standard channel) has no retries") {
+		t.Errorf("stderr lacks the gateway-api retries warning:\n%s", errOut.String())
+	}
+}
+
+func TestRenderFailures(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"render", "../../examples/shop", "--design", "nope"}, 2, `no design named "nope"`},
+		{[]string{"render", "../../examples/shop", "--cluster", "nope"}, 2, `no cluster named "nope"`},
+		{[]string{"render", "../../examples/invalid/weights-not-100"}, 1, "weights sum to 90, want 100"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("meshcd %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
+	}
+}

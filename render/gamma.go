@@ -1,0 +1,317 @@
+package render
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/meshcd/meshcd/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// gammaOptions says how one provider fills in what Gateway API's standard channel cannot say.
+type gammaOptions struct {
+	// annotate returns annotations for a route object (Linkerd's retry and timeout knobs).
+	annotate func(svc schema.Service, r schema.Route) map[string]string
+}
+
+// gammaRoutes renders each route of a service to its own HTTPRoute, GRPCRoute or TCPRoute
+// attached to the Service (GAMMA), with the per-version Services as weighted backends. One
+// object per route keeps each route's own retry and timeout settings expressible.
+func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOptions, out *output) error {
+	ns := in.design.Namespace
+	parent := map[string]any{"group": "", "kind": "Service", "name": name, "port": int64(svc.Port)}
+	for i, r := range svc.Routes {
+		path := "services." + name + ".routes[" + itoa(i) + "]"
+		if r.Fault != nil {
+			return in.fail(path+".fault", "%s cannot inject faults; remove fault or target an istio cluster", in.cluster.Mesh)
+		}
+		var backends []any
+		for _, v := range sortedKeys(r.To) {
+			backends = append(backends, map[string]any{"name": name + "-" + v, "port": int64(svc.Port), "weight": int64(r.To[v])})
+		}
+		rule := map[string]any{"backendRefs": backends}
+		var kind string
+		switch svc.Protocol {
+		case "tcp":
+			kind = "TCPRoute"
+		case "grpc":
+			kind = "GRPCRoute"
+			if r.Match != nil {
+				m, err := grpcMatch(in, path, r.Match)
+				if err != nil {
+					return err
+				}
+				rule["matches"] = []any{m}
+			}
+		default:
+			kind = "HTTPRoute"
+			if r.Match != nil {
+				rule["matches"] = []any{httpMatch(r.Match)}
+			}
+			timeout := r.Timeout
+			if timeout == nil {
+				timeout = svc.Timeout
+			}
+			if timeout != nil {
+				rule["timeouts"] = map[string]any{"request": timeout.Text}
+			}
+		}
+		o := newObject("gateway.networking.k8s.io/v1", kind, ns, routeName(name, i, r), map[string]any{
+			"parentRefs": []any{parent},
+			"rules":      []any{rule},
+		})
+		if opts.annotate != nil {
+			if ann := opts.annotate(svc, r); len(ann) > 0 {
+				o.SetAnnotations(ann)
+			}
+		}
+		out.add(o)
+	}
+	return nil
+}
+
+func httpMatch(m *schema.Match) map[string]any {
+	out := map[string]any{}
+	if m.Path != nil {
+		switch {
+		case m.Path.Exact != nil:
+			out["path"] = map[string]any{"type": "Exact", "value": *m.Path.Exact}
+		case m.Path.Prefix != nil:
+			out["path"] = map[string]any{"type": "PathPrefix", "value": *m.Path.Prefix}
+		default:
+			out["path"] = map[string]any{"type": "RegularExpression", "value": *m.Path.Regex}
+		}
+	}
+	if len(m.Headers) > 0 {
+		out["headers"] = headerMatches(m.Headers)
+	}
+	if m.Method != "" {
+		out["method"] = m.Method
+	}
+	return out
+}
+
+// headerMatches renders header matches; Gateway API has no prefix match, so a prefix becomes the
+// equivalent anchored regular expression.
+func headerMatches(headers map[string]schema.StringMatch) []any {
+	var out []any
+	for _, k := range sortedKeys(headers) {
+		h := headers[k]
+		switch {
+		case h.Exact != nil:
+			out = append(out, map[string]any{"name": k, "type": "Exact", "value": *h.Exact})
+		case h.Prefix != nil:
+			out = append(out, map[string]any{"name": k, "type": "RegularExpression", "value": "^" + regexp.QuoteMeta(*h.Prefix)})
+		default:
+			out = append(out, map[string]any{"name": k, "type": "RegularExpression", "value": *h.Regex})
+		}
+	}
+	return out
+}
+
+func grpcMatch(in *compileInput, path string, m *schema.Match) (map[string]any, error) {
+	if m.Path != nil || m.Method != "" {
+		return nil, in.fail(path+".match", "a grpc service's routes can match headers only, not a path or an HTTP method")
+	}
+	return map[string]any{"headers": headerMatches(m.Headers)}, nil
+}
+
+// compileGatewayAPI renders plain GAMMA routes. The standard channel has no retries, outlier
+// detection, connection pools or mTLS policy: those become warnings (the mesh implementation's
+// defaults apply). Authorization it cannot express at all, and leaving it out would open the
+// service to everyone, so that is an error.
+func compileGatewayAPI(in *compileInput, out *output) error {
+	ns := in.design.Namespace
+	for _, name := range sortedKeys(in.services) {
+		svc := in.services[name]
+		path := "services." + name
+		if svc.Authorization != nil {
+			return in.fail(path+".authorization", "gateway-api has no authorization policy; refusing to render a service that would accept every caller")
+		}
+		if svc.Retries != nil {
+			out.warn("%s.retries: gateway-api (standard channel) has no retries; not rendered", path)
+		}
+		for i, r := range svc.Routes {
+			if r.Retries != nil {
+				out.warn("%s.routes[%d].retries: gateway-api (standard channel) has no retries; not rendered", path, i)
+			}
+			if svc.Protocol == "grpc" && (r.Timeout != nil || svc.Timeout != nil) {
+				out.warn("%s.routes[%d]: GRPCRoute (standard channel) has no timeouts; not rendered", path, i)
+			}
+		}
+		if svc.OutlierDetection != nil {
+			out.warn("%s.outlierDetection: gateway-api has no outlier detection; not rendered", path)
+		}
+		if svc.ConnectionPool != nil {
+			out.warn("%s.connectionPool: gateway-api has no connection pool limits; not rendered", path)
+		}
+		if svc.MTLS != "" {
+			out.warn("%s.mtls: gateway-api has no mTLS policy; the cluster's mesh decides", path)
+		}
+		if len(svc.Routes) > 0 {
+			out.add(versionServices(ns, name, svc, nil)...)
+		}
+		if err := gammaRoutes(in, name, svc, gammaOptions{}, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compileLinkerd renders GAMMA routes with Linkerd's retry and timeout annotations, failure
+// accrual on the per-version Services for outlier detection, and Server, MeshTLSAuthentication
+// and AuthorizationPolicy objects for mTLS and authorization.
+func compileLinkerd(in *compileInput, out *output) error {
+	ns := in.design.Namespace
+	for _, name := range sortedKeys(in.services) {
+		svc := in.services[name]
+		path := "services." + name
+		if svc.ConnectionPool != nil {
+			out.warn("%s.connectionPool: linkerd has no connection pool limits; not rendered", path)
+		}
+		var svcAnn map[string]string
+		if o := svc.OutlierDetection; o != nil {
+			svcAnn = map[string]string{
+				"balancer.linkerd.io/failure-accrual":                          "consecutive",
+				"balancer.linkerd.io/failure-accrual-consecutive-max-failures": itoa(o.Consecutive5xxErrors),
+				"balancer.linkerd.io/failure-accrual-consecutive-min-penalty":  o.BaseEjectionTime.Text,
+				"balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio": "0.5",
+			}
+			out.warn("%s.outlierDetection: linkerd's failure accrual has no interval or ejection percentage; only the failure count and penalty are rendered", path)
+		}
+		if len(svc.Routes) > 0 {
+			out.add(versionServices(ns, name, svc, svcAnn)...)
+		}
+		err := gammaRoutes(in, name, svc, gammaOptions{annotate: linkerdRouteAnnotations}, out)
+		if err != nil {
+			return err
+		}
+		objs, err := linkerdPolicy(in, name, svc, out)
+		if err != nil {
+			return err
+		}
+		out.add(objs...)
+	}
+	return nil
+}
+
+func linkerdRouteAnnotations(svc schema.Service, r schema.Route) map[string]string {
+	ann := map[string]string{}
+	retries := r.Retries
+	if retries == nil {
+		retries = svc.Retries
+	}
+	if retries != nil && svc.Protocol != "tcp" {
+		ann["retry.linkerd.io/limit"] = itoa(retries.Attempts)
+		if retries.PerTryTimeout != nil {
+			ann["retry.linkerd.io/timeout"] = retries.PerTryTimeout.Text
+		}
+		on := linkerdRetryOn(svc.Protocol, retries.On)
+		if svc.Protocol == "grpc" {
+			ann["retry.linkerd.io/grpc"] = on
+		} else {
+			ann["retry.linkerd.io/http"] = on
+		}
+	}
+	if svc.Protocol == "grpc" {
+		timeout := r.Timeout
+		if timeout == nil {
+			timeout = svc.Timeout
+		}
+		if timeout != nil {
+			ann["timeout.linkerd.io/request"] = timeout.Text
+		}
+	}
+	return ann
+}
+
+// linkerdRetryOn maps retry conditions to Linkerd's: status ranges for HTTP, gRPC status
+// names for gRPC. Connection-level conditions Linkerd retries on its own.
+func linkerdRetryOn(protocol string, on []string) string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, c := range on {
+		switch {
+		case protocol == "grpc" && (c == "unavailable" || c == "cancelled" || c == "deadline-exceeded"):
+			add(c)
+		case protocol != "grpc" && (c == "5xx" || c == "gateway-error"):
+			add(c)
+		case protocol != "grpc" && c == "retriable-4xx":
+			add("409")
+		}
+	}
+	if len(out) == 0 {
+		if protocol == "grpc" {
+			return "unavailable"
+		}
+		return "5xx"
+	}
+	return strings.Join(out, ",")
+}
+
+func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *output) ([]*unstructured.Unstructured, error) {
+	ns := in.design.Namespace
+	path := "services." + name
+	if svc.MTLS == "disabled" {
+		out.warn("%s.mtls: linkerd always encrypts traffic between meshed pods; \"disabled\" has no effect", path)
+	}
+	if svc.MTLS != "strict" && svc.MTLS != "permissive" && svc.Authorization == nil {
+		return nil, nil
+	}
+	proxyProtocol := "unknown"
+	switch svc.Protocol {
+	case "grpc":
+		proxyProtocol = "gRPC"
+	case "tcp":
+		proxyProtocol = "opaque"
+	}
+	access := "deny"
+	if svc.MTLS == "permissive" && svc.Authorization == nil {
+		access = "all-unauthenticated"
+	}
+	serverName := name + "-" + portName(svc)
+	objs := []*unstructured.Unstructured{newObject("policy.linkerd.io/v1beta3", "Server", ns, serverName, map[string]any{
+		"podSelector":   map[string]any{"matchLabels": map[string]any{"app": name}},
+		"port":          int64(svc.Port),
+		"proxyProtocol": proxyProtocol,
+		"accessPolicy":  access,
+	})}
+	if access != "deny" {
+		return objs, nil
+	}
+	// Strict mTLS without an allow list admits every meshed identity; with one, only those.
+	auth := map[string]any{"identities": []any{"*"}}
+	if svc.Authorization != nil {
+		var refs []any
+		for _, a := range svc.Authorization.Allow {
+			for _, sa := range a.ServiceAccounts {
+				saNS, saName, _ := strings.Cut(sa, "/")
+				refs = append(refs, map[string]any{"kind": "ServiceAccount", "name": saName, "namespace": saNS})
+			}
+			for _, n := range a.Namespaces {
+				refs = append(refs, map[string]any{"kind": "Namespace", "name": n})
+			}
+		}
+		auth = map[string]any{"identityRefs": refs}
+		if len(refs) == 0 {
+			// An empty allow list denies everyone: the Server's deny policy alone says that.
+			return objs, nil
+		}
+	}
+	objs = append(objs,
+		newObject("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication", ns, name+"-callers", auth),
+		newObject("policy.linkerd.io/v1alpha1", "AuthorizationPolicy", ns, name+"-callers", map[string]any{
+			"targetRef": map[string]any{"group": "policy.linkerd.io", "kind": "Server", "name": serverName},
+			"requiredAuthenticationRefs": []any{map[string]any{
+				"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": name + "-callers",
+			}},
+		}),
+	)
+	return objs, nil
+}

@@ -1,0 +1,224 @@
+package render
+
+import (
+	"strings"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// compileIstio renders each service to a VirtualService (routes, weights, retries, timeouts,
+// faults), a DestinationRule (subsets, connection pool, outlier detection, TLS), and where the
+// design asks, a PeerAuthentication and an AuthorizationPolicy.
+func compileIstio(in *compileInput, out *output) error {
+	ns := in.design.Namespace
+	for _, name := range sortedKeys(in.services) {
+		svc := in.services[name]
+		h := host(name, ns)
+		if len(svc.Routes) > 0 {
+			out.add(newObject("networking.istio.io/v1", "VirtualService", ns, name, map[string]any{
+				"hosts":        []any{h},
+				routesKey(svc): istioRoutes(name, h, svc),
+			}))
+		}
+		out.add(newObject("networking.istio.io/v1", "DestinationRule", ns, name, istioDestinationRule(name, h, svc)))
+		if svc.MTLS != "" {
+			out.add(newObject("security.istio.io/v1", "PeerAuthentication", ns, name, map[string]any{
+				"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+				"mtls":     map[string]any{"mode": istioMTLSMode(svc.MTLS)},
+			}))
+		}
+		if svc.Authorization != nil {
+			out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name, istioAuthorization(name, svc)))
+		}
+	}
+	return nil
+}
+
+func routesKey(svc schema.Service) string {
+	if svc.Protocol == "tcp" {
+		return "tcp"
+	}
+	return "http"
+}
+
+func istioRoutes(name, h string, svc schema.Service) []any {
+	routes := make([]any, 0, len(svc.Routes))
+	for i, r := range svc.Routes {
+		route := map[string]any{}
+		var dests []any
+		for _, v := range sortedKeys(r.To) {
+			dests = append(dests, map[string]any{
+				"destination": map[string]any{"host": h, "subset": v, "port": map[string]any{"number": int64(svc.Port)}},
+				"weight":      int64(r.To[v]),
+			})
+		}
+		route["route"] = dests
+		if svc.Protocol == "tcp" {
+			routes = append(routes, route) // Istio's TCP routes carry no name
+			continue
+		}
+		route["name"] = routeName(name, i, r)
+		if r.Match != nil {
+			route["match"] = []any{istioMatch(r.Match)}
+		}
+		timeout := r.Timeout
+		if timeout == nil {
+			timeout = svc.Timeout
+		}
+		if timeout != nil {
+			route["timeout"] = timeout.Text
+		}
+		retries := r.Retries
+		if retries == nil {
+			retries = svc.Retries
+		}
+		if retries != nil {
+			rr := map[string]any{"attempts": int64(retries.Attempts)}
+			if retries.PerTryTimeout != nil {
+				rr["perTryTimeout"] = retries.PerTryTimeout.Text
+			}
+			if len(retries.On) > 0 {
+				rr["retryOn"] = strings.Join(retries.On, ",")
+			}
+			route["retries"] = rr
+		}
+		if r.Fault != nil {
+			route["fault"] = istioFault(r.Fault)
+		}
+		routes = append(routes, route)
+	}
+	return routes
+}
+
+func istioMatch(m *schema.Match) map[string]any {
+	out := map[string]any{}
+	if m.Path != nil {
+		out["uri"] = istioStringMatch(*m.Path)
+	}
+	if len(m.Headers) > 0 {
+		h := map[string]any{}
+		for _, k := range sortedKeys(m.Headers) {
+			h[strings.ToLower(k)] = istioStringMatch(m.Headers[k])
+		}
+		out["headers"] = h
+	}
+	if m.Method != "" {
+		out["method"] = map[string]any{"exact": m.Method}
+	}
+	return out
+}
+
+func istioStringMatch(s schema.StringMatch) map[string]any {
+	switch {
+	case s.Exact != nil:
+		return map[string]any{"exact": *s.Exact}
+	case s.Prefix != nil:
+		return map[string]any{"prefix": *s.Prefix}
+	default:
+		return map[string]any{"regex": *s.Regex}
+	}
+}
+
+func istioFault(f *schema.Fault) map[string]any {
+	out := map[string]any{}
+	if f.Delay != nil {
+		out["delay"] = map[string]any{"fixedDelay": f.Delay.Fixed.Text, "percentage": map[string]any{"value": f.Delay.Percent}}
+	}
+	if f.Abort != nil {
+		out["abort"] = map[string]any{"httpStatus": int64(f.Abort.Status), "percentage": map[string]any{"value": f.Abort.Percent}}
+	}
+	return out
+}
+
+func istioDestinationRule(name, h string, svc schema.Service) map[string]any {
+	spec := map[string]any{"host": h}
+	var subsets []any
+	for _, v := range sortedKeys(svc.Versions) {
+		labels := map[string]any{}
+		for k, val := range svc.Versions[v].Labels {
+			labels[k] = val
+		}
+		subsets = append(subsets, map[string]any{"name": v, "labels": labels})
+	}
+	if len(subsets) > 0 {
+		spec["subsets"] = subsets
+	}
+	policy := map[string]any{}
+	if p := svc.ConnectionPool; p != nil {
+		pool := map[string]any{}
+		if p.MaxConnections > 0 {
+			pool["tcp"] = map[string]any{"maxConnections": int64(p.MaxConnections)}
+		}
+		httpPool := map[string]any{}
+		if p.MaxPendingRequests > 0 {
+			httpPool["http1MaxPendingRequests"] = int64(p.MaxPendingRequests)
+		}
+		if p.MaxRequestsPerConnection > 0 {
+			httpPool["maxRequestsPerConnection"] = int64(p.MaxRequestsPerConnection)
+		}
+		if len(httpPool) > 0 {
+			pool["http"] = httpPool
+		}
+		if len(pool) > 0 {
+			policy["connectionPool"] = pool
+		}
+	}
+	if o := svc.OutlierDetection; o != nil {
+		policy["outlierDetection"] = map[string]any{
+			"consecutive5xxErrors": int64(o.Consecutive5xxErrors),
+			"interval":             o.Interval.Text,
+			"baseEjectionTime":     o.BaseEjectionTime.Text,
+			"maxEjectionPercent":   int64(o.MaxEjectionPercent),
+		}
+	}
+	switch svc.MTLS {
+	case "strict", "permissive":
+		policy["tls"] = map[string]any{"mode": "ISTIO_MUTUAL"}
+	case "disabled":
+		policy["tls"] = map[string]any{"mode": "DISABLE"}
+	}
+	if len(policy) > 0 {
+		spec["trafficPolicy"] = policy
+	}
+	return spec
+}
+
+func istioMTLSMode(mode string) string {
+	switch mode {
+	case "strict":
+		return "STRICT"
+	case "permissive":
+		return "PERMISSIVE"
+	}
+	return "DISABLE"
+}
+
+func istioAuthorization(name string, svc schema.Service) map[string]any {
+	var from []any
+	for _, a := range svc.Authorization.Allow {
+		src := map[string]any{}
+		if len(a.ServiceAccounts) > 0 {
+			var ps []any
+			for _, sa := range a.ServiceAccounts {
+				ps = append(ps, principal(sa))
+			}
+			src["principals"] = ps
+		}
+		if len(a.Namespaces) > 0 {
+			var nss []any
+			for _, n := range a.Namespaces {
+				nss = append(nss, n)
+			}
+			src["namespaces"] = nss
+		}
+		from = append(from, map[string]any{"source": src})
+	}
+	spec := map[string]any{
+		"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+		"action":   "ALLOW",
+	}
+	if len(from) > 0 {
+		spec["rules"] = []any{map[string]any{"from": from}}
+	}
+	return spec
+}

@@ -1,0 +1,154 @@
+// Package render turns a design and a target cluster into the exact, ordered list of
+// Kubernetes objects to apply there: the mesh compiler (istio, linkerd, gateway-api) chosen by
+// the cluster's mesh, per-cluster overrides, meshcd's labels and annotations, and a digest.
+// It never talks to a cluster: the same inputs always give the same bytes.
+package render
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/meshcd/meshcd/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Labels and annotations meshcd puts on every object it renders, so the reconciler and drift
+// detection find what is theirs.
+const (
+	LabelManagedBy       = "app.kubernetes.io/managed-by"
+	ManagedByMeshcd      = "meshcd"
+	LabelDesign          = "meshcd.io/design"
+	LabelCluster         = "meshcd.io/cluster"
+	AnnotationRevision   = "meshcd.io/revision"
+	AnnotationDigest     = "meshcd.io/digest"
+	AnnotationSourcePath = "meshcd.io/source"
+)
+
+// Options are the inputs of a render that are not in the design or the cluster.
+type Options struct {
+	// Revision is the Git commit the design was read at; objects carry it.
+	Revision string
+}
+
+// DefaultOptions returns options for a render outside Git (revision "local").
+func DefaultOptions() Options { return Options{Revision: "local"} }
+
+// Bundle is everything one design puts on one cluster.
+type Bundle struct {
+	Design   string
+	Cluster  string
+	Revision string
+	// Objects are ordered for applying: CRDs, Namespaces, RBAC and config, workloads and
+	// Services, then mesh policy; by kind, namespace and name within each stage.
+	Objects []*unstructured.Unstructured
+	// Digest covers every object's content but not the revision, so a new commit that does not
+	// change what a design renders to keeps the digest.
+	Digest string
+	// Warnings name what the cluster's mesh cannot express and was left out, so it is never
+	// dropped silently.
+	Warnings []string
+}
+
+// Error is a design that cannot be rendered for a cluster, for example a feature the
+// cluster's mesh cannot express where leaving it out would be unsafe.
+type Error struct {
+	Design, Cluster string
+	Path            string
+	Message         string
+}
+
+func (e *Error) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("design %s on cluster %s: %s: %s", e.Design, e.Cluster, e.Path, e.Message)
+	}
+	return fmt.Sprintf("design %s on cluster %s: %s", e.Design, e.Cluster, e.Message)
+}
+
+// Render compiles the design for the cluster. The cluster must be one the design targets.
+func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Options) (*Bundle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !d.Targets.Matches(c.Labels) {
+		return nil, &Error{Design: d.Name, Cluster: c.Name, Message: "the design's targets do not select this cluster"}
+	}
+	if opts.Revision == "" {
+		opts.Revision = DefaultOptions().Revision
+	}
+	in := compileInput{design: d, cluster: c, services: applyOverrides(d, *c)}
+	var compiler func(*compileInput, *output) error
+	switch c.Mesh {
+	case schema.MeshIstio:
+		compiler = compileIstio
+	case schema.MeshLinkerd:
+		compiler = compileLinkerd
+	case schema.MeshGatewayAPI:
+		compiler = compileGatewayAPI
+	default:
+		return nil, &Error{Design: d.Name, Cluster: c.Name, Message: fmt.Sprintf("unknown mesh %q", c.Mesh)}
+	}
+	out := &output{}
+	out.add(namespace(d, c))
+	if err := compiler(&in, out); err != nil {
+		return nil, err
+	}
+	if len(d.Manifests) > 0 {
+		out.warn("manifests (kustomize, helm, yaml) are not rendered yet: only the mesh policy is in this bundle")
+	}
+	for _, o := range d.OverridesFor(*c) {
+		if o.Replicas != nil || len(o.Patches) > 0 {
+			out.warn("override replicas and patches apply to rendered manifests, which are not rendered yet")
+			break
+		}
+	}
+	return finish(d, c, opts, out)
+}
+
+// compileInput is what a mesh compiler reads: the design with the cluster's overrides applied.
+type compileInput struct {
+	design   *schema.Design
+	cluster  *schema.Cluster
+	services map[string]schema.Service
+}
+
+// fail reports a feature the cluster's mesh cannot express.
+func (in *compileInput) fail(path, format string, args ...any) error {
+	return &Error{Design: in.design.Name, Cluster: in.cluster.Name, Path: path, Message: fmt.Sprintf(format, args...)}
+}
+
+// output collects a compiler's objects and warnings.
+type output struct {
+	objects  []*unstructured.Unstructured
+	warnings []string
+}
+
+func (o *output) add(objs ...*unstructured.Unstructured) { o.objects = append(o.objects, objs...) }
+
+func (o *output) warn(format string, args ...any) {
+	o.warnings = append(o.warnings, fmt.Sprintf(format, args...))
+}
+
+// applyOverrides returns the design's services with the cluster's overrides applied: route
+// weights replace those of each service's last (default) route.
+func applyOverrides(d *schema.Design, c schema.Cluster) map[string]schema.Service {
+	out := make(map[string]schema.Service, len(d.Services))
+	for name, svc := range d.Services {
+		routes := make([]schema.Route, len(svc.Routes))
+		copy(routes, svc.Routes)
+		svc.Routes = routes
+		out[name] = svc
+	}
+	for _, o := range d.OverridesFor(c) {
+		for name, so := range o.Services {
+			svc, ok := out[name]
+			if !ok || so.Weights == nil || len(svc.Routes) == 0 {
+				continue
+			}
+			last := svc.Routes[len(svc.Routes)-1]
+			last.To = so.Weights
+			svc.Routes[len(svc.Routes)-1] = last
+			out[name] = svc
+		}
+	}
+	return out
+}

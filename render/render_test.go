@@ -1,0 +1,210 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/meshcd/meshcd/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files from the current output")
+
+var examples = []string{"shop", "fleet", "platform"}
+
+func loadExample(t *testing.T, name string) (*schema.Fleet, []schema.Design) {
+	t.Helper()
+	root, err := os.OpenRoot(filepath.Join("../examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	fleet, designs, err := schema.Load(context.Background(), root.FS(), schema.DefaultLoadOptions())
+	if err != nil {
+		t.Fatalf("examples/%s: %v", name, err)
+	}
+	return fleet, designs
+}
+
+// asMesh is the design's first target cluster, moved to another mesh: every example design is
+// rendered for every provider.
+func asMesh(t *testing.T, fleet *schema.Fleet, d *schema.Design, mesh schema.Mesh) schema.Cluster {
+	t.Helper()
+	targets := d.TargetClusters(fleet)
+	if len(targets) == 0 {
+		t.Fatalf("design %s targets no cluster", d.Name)
+	}
+	c := targets[0]
+	c.Name, c.Mesh = string(mesh), mesh
+	return c
+}
+
+// bundleText is a bundle as `meshcd render` prints it, or the render error, with warnings.
+func bundleText(b *Bundle, err error) string {
+	var buf bytes.Buffer
+	if err != nil {
+		fmt.Fprintf(&buf, "# error: %v\n", err)
+		return buf.String()
+	}
+	for _, w := range b.Warnings {
+		fmt.Fprintf(&buf, "# warning: %s\n", w)
+	}
+	fmt.Fprintf(&buf, "# digest: %s\n", b.Digest)
+	for _, o := range b.Objects {
+		data, _ := yaml.Marshal(o.Object)
+		fmt.Fprintf(&buf, "---\n%s", data)
+	}
+	return buf.String()
+}
+
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./render -update creates it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestGoldenPerProvider(t *testing.T) {
+	for _, ex := range examples {
+		fleet, designs := loadExample(t, ex)
+		for i := range designs {
+			d := &designs[i]
+			for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
+				t.Run(ex+"/"+d.Name+"/"+string(mesh), func(t *testing.T) {
+					c := asMesh(t, fleet, d, mesh)
+					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc"})
+					var rerr *Error
+					if err != nil && !errors.As(err, &rerr) {
+						t.Fatalf("render error is %T, want *render.Error: %v", err, err)
+					}
+					checkGolden(t, filepath.Join("testdata", ex, d.Name+"."+string(mesh)+".yaml"), bundleText(b, err))
+				})
+			}
+		}
+	}
+}
+
+// TestGoldenFleetOverrides renders the fleet example for each real target cluster, where
+// per-cluster and per-selector overrides change the weights.
+func TestGoldenFleetOverrides(t *testing.T) {
+	fleet, designs := loadExample(t, "fleet")
+	for i := range designs {
+		d := &designs[i]
+		for _, c := range d.TargetClusters(fleet) {
+			t.Run(d.Name+"/"+c.Name, func(t *testing.T) {
+				b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc"})
+				checkGolden(t, filepath.Join("testdata", "fleet-clusters", d.Name, c.Name+".yaml"), bundleText(b, err))
+			})
+		}
+	}
+}
+
+func TestOverridesChangeTheDefaultRouteWeights(t *testing.T) {
+	fleet, designs := loadExample(t, "fleet")
+	var payments *schema.Design
+	for i := range designs {
+		if designs[i].Name == "payments" {
+			payments = &designs[i]
+		}
+	}
+	weights := map[string]string{}
+	for _, c := range payments.TargetClusters(fleet) {
+		b, err := Render(t.Context(), payments, &c, DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Objects {
+			if o.GetKind() == "VirtualService" || o.GetKind() == "GRPCRoute" {
+				weights[c.Name] += fmt.Sprint(o.Object["spec"])
+			}
+		}
+	}
+	// staging 50/50; eu-west-1 99/1 (euw1-staging: both apply, the later eu-west-1 one wins); else 95/5.
+	for cluster, want := range map[string][]string{
+		"use1-prod":    {"weight:95", "weight:5]"},
+		"use1-staging": {"weight:50", "weight:50"},
+		"usw2-prod":    {"weight:95", "weight:5]"},
+		"euw1-prod":    {"weight:99", "weight:1]"},
+		"euw1-staging": {"weight:99", "weight:1]"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(weights[cluster], w) {
+				t.Errorf("%s: routes %s do not contain %s", cluster, weights[cluster], w)
+			}
+		}
+	}
+}
+
+func TestRenderIsDeterministicAndDigestIgnoresRevision(t *testing.T) {
+	fleet, designs := loadExample(t, "shop")
+	d := &designs[0]
+	c := d.TargetClusters(fleet)[0]
+	a, err := Render(t.Context(), d, &c, Options{Revision: "aaa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Render(t.Context(), d, &c, Options{Revision: "aaa"})
+	if bundleText(a, nil) != bundleText(b, nil) {
+		t.Fatal("two renders of the same inputs differ")
+	}
+	other, _ := Render(t.Context(), d, &c, Options{Revision: "bbb"})
+	if other.Digest != a.Digest {
+		t.Fatal("a new revision with the same content changed the bundle digest")
+	}
+	if other.Objects[0].GetAnnotations()[AnnotationRevision] != "bbb" {
+		t.Fatal("objects do not carry the revision")
+	}
+	d.Services["checkout"].Routes[1].To["stable"] = 85
+	d.Services["checkout"].Routes[1].To["canary"] = 15
+	changed, _ := Render(t.Context(), d, &c, Options{Revision: "aaa"})
+	if changed.Digest == a.Digest {
+		t.Fatal("changing a weight did not change the digest")
+	}
+}
+
+func TestRenderRefusesAnUntargetedCluster(t *testing.T) {
+	fleet, designs := loadExample(t, "shop")
+	c := fleet.Clusters[0]
+	c.Labels = map[string]string{"env": "dev"}
+	_, err := Render(t.Context(), &designs[0], &c, DefaultOptions())
+	if err == nil || !strings.Contains(err.Error(), "do not select this cluster") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMaskSecrets(t *testing.T) {
+	s := newObject("v1", "Secret", "shop", "db", nil)
+	s.Object["data"] = map[string]any{"password": "c2VjcmV0"}
+	s.Object["stringData"] = map[string]any{"token": "hunter2"}
+	cm := newObject("v1", "ConfigMap", "shop", "cfg", nil)
+	cm.Object["data"] = map[string]any{"k": "visible"}
+	out := MaskSecrets([]*unstructured.Unstructured{s, cm})
+	text := fmt.Sprint(out[0].Object, out[1].Object)
+	if strings.Contains(text, "c2VjcmV0") || strings.Contains(text, "hunter2") || !strings.Contains(text, "visible") {
+		t.Fatalf("masked objects: %s", text)
+	}
+	if s.Object["data"].(map[string]any)["password"] != "c2VjcmV0" {
+		t.Fatal("MaskSecrets changed its input")
+	}
+}
