@@ -92,7 +92,7 @@ func itoa(i int) string {
 	return string(b)
 }
 
-// identity is the SPIFFE-style principal of a service account written namespace/name.
+// principal is the SPIFFE-style identity of a service account written namespace/name.
 func principal(sa string) string {
 	ns, name, _ := strings.Cut(sa, "/")
 	return "cluster.local/ns/" + ns + "/sa/" + name
@@ -105,11 +105,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-func durationString(d *schema.Duration) string {
-	if d == nil {
-		return ""
-	}
-	return d.Text
 }
