@@ -44,7 +44,7 @@ test: testbin ## the whole test suite, then a check that no test process is left
 	hack/test.sh
 
 lint: $(TOOLS)/staticcheck-$(STATICCHECK_VERSION) ## gofmt, go vet, staticcheck
-	@out=$$(gofmt -l $$(git ls-files '*.go') ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck-$(STATICCHECK_VERSION) ./...
 
