@@ -41,12 +41,12 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 
 	checked := 0
 	for _, ex := range examples {
-		fleet, designs := loadExample(t, ex)
+		fleet, designs, files := loadExample(t, ex)
 		for i := range designs {
 			d := &designs[i]
 			for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
 				c := asMesh(t, fleet, d, mesh)
-				b, err := Render(ctx, d, &c, Options{Revision: "0123abc"})
+				b, err := Render(ctx, d, &c, Options{Revision: "0123abc", Files: files})
 				var rerr *Error
 				if errors.As(err, &rerr) {
 					continue // a feature the provider cannot express; the golden file records it

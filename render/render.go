@@ -7,6 +7,7 @@ package render
 import (
 	"context"
 	"fmt"
+	"io/fs"
 
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,6 +29,9 @@ const (
 type Options struct {
 	// Revision is the Git commit the design was read at; objects carry it.
 	Revision string
+	// Files is the fleet repo (a Git snapshot or a folder) the design's manifests are read
+	// from. Only designs with manifests need it.
+	Files fs.FS
 }
 
 // DefaultOptions returns options for a render outside Git (revision "local").
@@ -92,14 +96,11 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 	if err := compiler(&in, out); err != nil {
 		return nil, err
 	}
-	if len(d.Manifests) > 0 {
-		out.warn("manifests (kustomize, helm, yaml) are not rendered yet: only the mesh policy is in this bundle")
+	if err := renderManifests(&in, opts.Files, out); err != nil {
+		return nil, err
 	}
-	for _, o := range d.OverridesFor(*c) {
-		if o.Replicas != nil || len(o.Patches) > 0 {
-			out.warn("override replicas and patches apply to rendered manifests, which are not rendered yet")
-			break
-		}
+	if err := dedupe(&in, out); err != nil {
+		return nil, err
 	}
 	return finish(d, c, opts, out)
 }
@@ -151,4 +152,47 @@ func applyOverrides(d *schema.Design, c schema.Cluster) map[string]schema.Servic
 		}
 	}
 	return out
+}
+
+// dedupe refuses an object rendered twice (by two manifests, or by a manifest and the mesh
+// compiler), except a Namespace: the design's own Namespace merges into one a manifest ships,
+// which keeps its labels and gains the mesh's injection marks.
+func dedupe(in *compileInput, out *output) error {
+	seen := map[string]int{}
+	kept := out.objects[:0]
+	for _, o := range out.objects {
+		id := ObjectID(o)
+		i, dup := seen[id]
+		if !dup {
+			seen[id] = len(kept)
+			kept = append(kept, o)
+			continue
+		}
+		if o.GetKind() != "Namespace" || o.GroupVersionKind().Group != "" {
+			return in.fail("manifests", "%s is rendered twice; each object must come from one place", id)
+		}
+		first := kept[i]
+		labels, ann := o.GetLabels(), o.GetAnnotations()
+		for k, v := range first.GetLabels() {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			if _, set := labels[k]; !set {
+				labels[k] = v
+			}
+		}
+		for k, v := range first.GetAnnotations() {
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			if _, set := ann[k]; !set {
+				ann[k] = v
+			}
+		}
+		o.SetLabels(labels)
+		o.SetAnnotations(ann)
+		kept[i] = o
+	}
+	out.objects = kept
+	return nil
 }

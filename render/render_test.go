@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,18 +22,18 @@ var update = flag.Bool("update", false, "rewrite golden files from the current o
 
 var examples = []string{"shop", "fleet", "platform"}
 
-func loadExample(t *testing.T, name string) (*schema.Fleet, []schema.Design) {
+func loadExample(t *testing.T, name string) (*schema.Fleet, []schema.Design, fs.FS) {
 	t.Helper()
 	root, err := os.OpenRoot(filepath.Join("../examples", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer root.Close()
+	t.Cleanup(func() { root.Close() })
 	fleet, designs, err := schema.Load(context.Background(), root.FS(), schema.DefaultLoadOptions())
 	if err != nil {
 		t.Fatalf("examples/%s: %v", name, err)
 	}
-	return fleet, designs
+	return fleet, designs, root.FS()
 }
 
 // asMesh is the design's first target cluster, moved to another mesh: every example design is
@@ -87,13 +88,13 @@ func checkGolden(t *testing.T, path, got string) {
 
 func TestGoldenPerProvider(t *testing.T) {
 	for _, ex := range examples {
-		fleet, designs := loadExample(t, ex)
+		fleet, designs, files := loadExample(t, ex)
 		for i := range designs {
 			d := &designs[i]
 			for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
 				t.Run(ex+"/"+d.Name+"/"+string(mesh), func(t *testing.T) {
 					c := asMesh(t, fleet, d, mesh)
-					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc"})
+					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc", Files: files})
 					var rerr *Error
 					if err != nil && !errors.As(err, &rerr) {
 						t.Fatalf("render error is %T, want *render.Error: %v", err, err)
@@ -105,23 +106,25 @@ func TestGoldenPerProvider(t *testing.T) {
 	}
 }
 
-// TestGoldenFleetOverrides renders the fleet example for each real target cluster, where
-// per-cluster and per-selector overrides change the weights.
-func TestGoldenFleetOverrides(t *testing.T) {
-	fleet, designs := loadExample(t, "fleet")
-	for i := range designs {
-		d := &designs[i]
-		for _, c := range d.TargetClusters(fleet) {
-			t.Run(d.Name+"/"+c.Name, func(t *testing.T) {
-				b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc"})
-				checkGolden(t, filepath.Join("testdata", "fleet-clusters", d.Name, c.Name+".yaml"), bundleText(b, err))
-			})
+// TestGoldenPerCluster renders every example for each of its real target clusters, where
+// per-cluster and per-selector overrides change weights, replicas and manifests.
+func TestGoldenPerCluster(t *testing.T) {
+	for _, ex := range examples {
+		fleet, designs, files := loadExample(t, ex)
+		for i := range designs {
+			d := &designs[i]
+			for _, c := range d.TargetClusters(fleet) {
+				t.Run(ex+"/"+d.Name+"/"+c.Name, func(t *testing.T) {
+					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc", Files: files})
+					checkGolden(t, filepath.Join("testdata", "clusters", ex, d.Name, c.Name+".yaml"), bundleText(b, err))
+				})
+			}
 		}
 	}
 }
 
 func TestOverridesChangeTheDefaultRouteWeights(t *testing.T) {
-	fleet, designs := loadExample(t, "fleet")
+	fleet, designs, _ := loadExample(t, "fleet")
 	var payments *schema.Design
 	for i := range designs {
 		if designs[i].Name == "payments" {
@@ -157,7 +160,7 @@ func TestOverridesChangeTheDefaultRouteWeights(t *testing.T) {
 }
 
 func TestRenderIsDeterministicAndDigestIgnoresRevision(t *testing.T) {
-	fleet, designs := loadExample(t, "shop")
+	fleet, designs, _ := loadExample(t, "shop")
 	d := &designs[0]
 	c := d.TargetClusters(fleet)[0]
 	a, err := Render(t.Context(), d, &c, Options{Revision: "aaa"})
@@ -184,7 +187,7 @@ func TestRenderIsDeterministicAndDigestIgnoresRevision(t *testing.T) {
 }
 
 func TestRenderRefusesAnUntargetedCluster(t *testing.T) {
-	fleet, designs := loadExample(t, "shop")
+	fleet, designs, _ := loadExample(t, "shop")
 	c := fleet.Clusters[0]
 	c.Labels = map[string]string{"env": "dev"}
 	_, err := Render(t.Context(), &designs[0], &c, DefaultOptions())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/meshcd/meshcd/render"
@@ -30,7 +31,17 @@ func newRenderCommand() *cobra.Command {
 			if output != "yaml" && output != "json" {
 				return fmt.Errorf("unknown output format %q (want yaml or json)", output)
 			}
-			fleet, designs, err := loadRepo(cmd, args)
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				return fmt.Errorf("opening fleet repo: %w", err)
+			}
+			defer root.Close()
+			files := root.FS()
+			fleet, designs, err := loadRepo(cmd, dir, files)
 			if err != nil {
 				return err
 			}
@@ -48,7 +59,7 @@ func newRenderCommand() *cobra.Command {
 						continue
 					}
 					foundCluster = true
-					b, err := render.Render(cmd.Context(), d, &c, render.Options{Revision: revision})
+					b, err := render.Render(cmd.Context(), d, &c, render.Options{Revision: revision, Files: files})
 					if err != nil {
 						failed = append(failed, err)
 						continue
@@ -87,23 +98,15 @@ func newRenderCommand() *cobra.Command {
 	return cmd
 }
 
-// loadRepo loads and validates the fleet repo named by the command's argument, evaluating it
-// first in meshcd's budgeted worker process.
-func loadRepo(cmd *cobra.Command, args []string) (*schema.Fleet, []schema.Design, error) {
-	dir := "."
-	if len(args) == 1 {
-		dir = args[0]
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening fleet repo: %w", err)
-	}
-	defer root.Close()
+// loadRepo loads and validates the fleet repo, evaluating it first in meshcd's budgeted
+// worker process.
+func loadRepo(cmd *cobra.Command, dir string, files fs.FS) (*schema.Fleet, []schema.Design, error) {
 	opts := schema.DefaultLoadOptions()
+	var err error
 	if opts.Worker, err = schema.SelfWorker(); err != nil {
 		return nil, nil, err
 	}
-	fleet, designs, err := schema.Load(cmd.Context(), root.FS(), opts)
+	fleet, designs, err := schema.Load(cmd.Context(), files, opts)
 	var verr *schema.ValidationError
 	if errors.As(err, &verr) {
 		for _, is := range verr.Issues {

@@ -1,0 +1,229 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// renderManifests renders the design's manifests in order, then applies the cluster's
+// override replicas and patches to them.
+func renderManifests(in *compileInput, files fs.FS, out *output) error {
+	if len(in.design.Manifests) == 0 {
+		return nil
+	}
+	if files == nil {
+		return in.fail("manifests", "rendering manifests needs the repo's files (render.Options.Files)")
+	}
+	repo, err := copyRepo(files)
+	if err != nil {
+		return fmt.Errorf("reading the repo for design %s: %w", in.design.Name, err)
+	}
+	var objs []*unstructured.Unstructured
+	for i, m := range in.design.Manifests {
+		where := "manifests[" + strconv.Itoa(i) + "]"
+		var got []*unstructured.Unstructured
+		var err error
+		switch {
+		case m.Kustomize != "":
+			got, err = renderKustomize(repo, path.Join(in.design.Dir, m.Kustomize))
+		case m.YAML != "":
+			got, err = renderYAMLDir(repo, path.Join(in.design.Dir, m.YAML))
+		case m.Helm != nil:
+			out.warn("%s: Helm charts are not rendered yet", where)
+			continue
+		}
+		if err != nil {
+			return in.fail(where, "%v", err)
+		}
+		objs = append(objs, got...)
+	}
+	for _, o := range objs {
+		if o.GetNamespace() == "" && !clusterScoped(o) {
+			o.SetNamespace(in.design.Namespace)
+		}
+	}
+	objs, err = applyOverridePatches(in, repo, objs)
+	if err != nil {
+		return err
+	}
+	out.add(objs...)
+	return nil
+}
+
+// renderYAMLDir reads every .yaml and .yml file under dir, in name order.
+func renderYAMLDir(repo *repoFiles, dir string) ([]*unstructured.Unstructured, error) {
+	if !repo.fs.IsDir("/" + dir) {
+		return nil, fmt.Errorf("yaml %s: no such folder in the repo", dir)
+	}
+	var names []string
+	err := repo.fs.Walk("/"+dir, func(p string, info fs.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			names = append(names, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []*unstructured.Unstructured
+	for _, n := range names {
+		data, err := repo.fs.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		objs, err := decodeObjects(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(n, "/"), err)
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// decodeObjects reads a stream of YAML documents; List kinds are flattened.
+func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var out []*unstructured.Unstructured
+	for n := 1; ; n++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		data, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("document %d is not valid YAML", n)
+		}
+		if bytes.Equal(bytes.TrimSpace(data), []byte("null")) || bytes.Equal(bytes.TrimSpace(data), []byte("{}")) {
+			continue
+		}
+		o := &unstructured.Unstructured{}
+		if err := o.UnmarshalJSON(data); err != nil {
+			return nil, fmt.Errorf("document %d is not a Kubernetes object: %v", n, err)
+		}
+		if o.IsList() {
+			list, err := o.ToList()
+			if err != nil {
+				return nil, fmt.Errorf("document %d: %w", n, err)
+			}
+			for i := range list.Items {
+				out = append(out, &list.Items[i])
+			}
+			continue
+		}
+		out = append(out, o)
+	}
+}
+
+// clusterScoped lists the built-in kinds that have no namespace; everything else rendered
+// without one goes into the design's namespace.
+func clusterScoped(o *unstructured.Unstructured) bool {
+	gk := o.GroupVersionKind().GroupKind()
+	switch gk.Group + "/" + gk.Kind {
+	case "/Namespace", "/PersistentVolume", "/Node",
+		"rbac.authorization.k8s.io/ClusterRole", "rbac.authorization.k8s.io/ClusterRoleBinding",
+		"apiextensions.k8s.io/CustomResourceDefinition", "scheduling.k8s.io/PriorityClass",
+		"storage.k8s.io/StorageClass", "admissionregistration.k8s.io/ValidatingWebhookConfiguration",
+		"admissionregistration.k8s.io/MutatingWebhookConfiguration", "gateway.networking.k8s.io/GatewayClass",
+		"networking.k8s.io/IngressClass":
+		return true
+	}
+	return false
+}
+
+// applyOverridePatches applies the cluster's override replicas and patches to the rendered
+// manifests with kustomize, as an overlay over them.
+func applyOverridePatches(in *compileInput, repo *repoFiles, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	type patch struct {
+		Target map[string]string `json:"target"`
+		Patch  string            `json:"patch"`
+	}
+	var patches []patch
+	for _, o := range in.design.OverridesFor(*in.cluster) {
+		if o.Replicas != nil {
+			for _, kind := range []string{"Deployment", "StatefulSet"} {
+				patches = append(patches, patch{Target: map[string]string{"kind": kind},
+					Patch: fmt.Sprintf(`[{"op": "add", "path": "/spec/replicas", "value": %d}]`, *o.Replicas)})
+			}
+		}
+		for _, p := range o.Patches {
+			var fragment map[string]any
+			if err := yaml.Unmarshal([]byte(p.Patch), &fragment); err != nil || fragment == nil || fragment["kind"] != nil {
+				// A JSON patch (a list) or a complete strategic-merge patch: as written.
+				t := map[string]string{"kind": p.Target.Kind}
+				if p.Target.Name != "" {
+					t["name"] = p.Target.Name
+				}
+				patches = append(patches, patch{Target: t, Patch: p.Patch})
+				continue
+			}
+			// A bare strategic-merge fragment: completed with each matching object's identity,
+			// which kustomize needs to merge it.
+			for _, obj := range objs {
+				if obj.GetKind() != p.Target.Kind || (p.Target.Name != "" && obj.GetName() != p.Target.Name) {
+					continue
+				}
+				full := map[string]any{}
+				for k, v := range fragment {
+					full[k] = v
+				}
+				full["apiVersion"], full["kind"] = obj.GetAPIVersion(), obj.GetKind()
+				full["metadata"] = map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()}
+				data, err := yaml.Marshal(full)
+				if err != nil {
+					return nil, err
+				}
+				patches = append(patches, patch{Target: map[string]string{"kind": obj.GetKind(), "name": obj.GetName()}, Patch: string(data)})
+			}
+		}
+	}
+	if len(patches) == 0 || len(objs) == 0 {
+		return objs, nil
+	}
+	var buf bytes.Buffer
+	for _, o := range objs {
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return nil, err
+		}
+		buf.WriteString("---\n")
+		buf.Write(data)
+	}
+	const dir = ".meshcd-overlay"
+	k, err := yaml.Marshal(map[string]any{"resources": []string{"rendered.yaml"}, "patches": patches})
+	if err != nil {
+		return nil, err
+	}
+	if err := repo.fs.MkdirAll("/" + dir); err != nil {
+		return nil, err
+	}
+	if err := repo.fs.WriteFile("/"+dir+"/rendered.yaml", buf.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := repo.fs.WriteFile("/"+dir+"/kustomization.yaml", k); err != nil {
+		return nil, err
+	}
+	patched, err := renderKustomize(repo, dir)
+	if err != nil {
+		return nil, in.fail("overrides", "applying patches for cluster %s: %v", in.cluster.Name, strings.ReplaceAll(err.Error(), dir+"/", ""))
+	}
+	return patched, nil
+}
