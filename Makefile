@@ -14,12 +14,14 @@ export MESHCD_TESTBIN := $(TESTBIN)
 KUBE_VERSION := $(shell grep -oE 'k8s.io/kubernetes v[0-9.]+' hack/testbin/kube-apiserver/go.mod | cut -d' ' -f2)
 ETCD_VERSION := $(shell grep -oE 'etcd/server/v3 v[0-9.]+' hack/testbin/etcd/go.mod | cut -d' ' -f2)
 STATICCHECK_VERSION := v0.8.2
+HELM_VERSION := $(shell go list -m -f '{{.Version}}' helm.sh/helm/v3)
+export MESHCD_HELM := $(TOOLS)/helm-$(HELM_VERSION)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/meshcd/meshcd/internal/version.Version=$(VERSION)
 
 N ?= 3
 
-.PHONY: all build test testbin lint bench demo clusters devenv crds clean
+.PHONY: all build test testbin tools lint bench demo clusters devenv crds clean
 all: build
 
 build: ## the meshcd binary in bin/
@@ -39,9 +41,17 @@ $(TESTBIN)/etcd-$(ETCD_VERSION):
 	@echo "building etcd $(ETCD_VERSION)"
 	cd hack/testbin/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
 
-test: testbin ## the whole test suite, then a check that no test process is left running
+test: testbin tools ## the whole test suite, then a check that no test process is left running
 	$(GO) vet ./...
 	hack/test.sh
+
+tools: $(TOOLS)/helm-$(HELM_VERSION) ## peer CLIs the tests compare meshcd with, at meshcd's pinned versions
+
+$(TOOLS)/helm-$(HELM_VERSION):
+	@mkdir -p $(TOOLS)
+	@echo "building helm $(HELM_VERSION) to compare meshcd's Helm rendering with"
+	GOBIN=$(TOOLS)/helm-tmp $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/helm-tmp/helm $@ && rmdir $(TOOLS)/helm-tmp
 
 lint: $(TOOLS)/staticcheck-$(STATICCHECK_VERSION) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

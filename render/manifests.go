@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/meshcd/meshcd/schema"
 	"io"
 	"io/fs"
 	"path"
@@ -41,8 +42,11 @@ func renderManifests(in *compileInput, files fs.FS, out *output) error {
 		case m.YAML != "":
 			got, err = renderYAMLDir(repo, path.Join(in.design.Dir, m.YAML))
 		case m.Helm != nil:
-			out.warn("%s: Helm charts are not rendered yet", where)
-			continue
+			var hooks []string
+			got, hooks, err = renderHelmManifest(in, repo, m.Helm)
+			for _, h := range hooks {
+				out.warn("%s: Helm hook %s is not applied: meshcd runs no Helm hooks", where, h)
+			}
 		}
 		if err != nil {
 			return in.fail(where, "%v", err)
@@ -226,4 +230,25 @@ func applyOverridePatches(in *compileInput, repo *repoFiles, objs []*unstructure
 		return nil, in.fail("overrides", "applying patches for cluster %s: %v", in.cluster.Name, strings.ReplaceAll(err.Error(), dir+"/", ""))
 	}
 	return patched, nil
+}
+
+func renderHelmManifest(in *compileInput, repo *repoFiles, h *schema.Helm) ([]*unstructured.Unstructured, []string, error) {
+	var overrideValues []map[string]any
+	for _, o := range in.design.OverridesFor(*in.cluster) {
+		if o.Values != nil {
+			overrideValues = append(overrideValues, o.Values)
+		}
+	}
+	vals, err := helmValues(repo, in.design.Dir, h, overrideValues)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := h.ReleaseName
+	if name == "" {
+		name = in.design.Name
+	}
+	return renderHelm(in.ctx, repo, path.Join(in.design.Dir, h.Chart), helmRelease{
+		name: name, namespace: in.design.Namespace, kubeVersion: in.cluster.KubernetesVersion,
+		mesh: in.cluster.Mesh, values: vals,
+	})
 }

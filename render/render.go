@@ -79,7 +79,7 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 	if opts.Revision == "" {
 		opts.Revision = DefaultOptions().Revision
 	}
-	in := compileInput{design: d, cluster: c, services: applyOverrides(d, *c)}
+	in := compileInput{ctx: ctx, design: d, cluster: c, services: applyOverrides(d, *c)}
 	var compiler func(*compileInput, *output) error
 	switch c.Mesh {
 	case schema.MeshIstio:
@@ -107,6 +107,7 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 
 // compileInput is what a mesh compiler reads: the design with the cluster's overrides applied.
 type compileInput struct {
+	ctx      context.Context
 	design   *schema.Design
 	cluster  *schema.Cluster
 	services map[string]schema.Service
