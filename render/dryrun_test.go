@@ -46,7 +46,7 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 			d := &designs[i]
 			for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
 				c := asMesh(t, fleet, d, mesh)
-				b, err := Render(ctx, d, &c, Options{Revision: "0123abc", Files: files})
+				b, err := Render(ctx, d, &c, Options{Revision: "0123abc", Repo: NewRepo(files)})
 				var rerr *Error
 				if errors.As(err, &rerr) {
 					continue // a feature the provider cannot express; the golden file records it

@@ -15,19 +15,20 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
 // renderManifests renders the design's manifests in order, then applies the cluster's
 // override replicas and patches to them.
-func renderManifests(in *compileInput, files fs.FS, out *output) error {
+func renderManifests(in *compileInput, source *Repo, out *output) error {
 	if len(in.design.Manifests) == 0 {
 		return nil
 	}
-	if files == nil {
-		return in.fail("manifests", "rendering manifests needs the repo's files (render.Options.Files)")
+	if source == nil {
+		return in.fail("manifests", "rendering manifests needs the repo (render.Options.Repo)")
 	}
-	repo, err := copyRepo(files)
+	repo, err := source.repoFiles()
 	if err != nil {
 		return fmt.Errorf("reading the repo for design %s: %w", in.design.Name, err)
 	}
@@ -58,7 +59,7 @@ func renderManifests(in *compileInput, files fs.FS, out *output) error {
 			o.SetNamespace(in.design.Namespace)
 		}
 	}
-	objs, err = applyOverridePatches(in, repo, objs)
+	objs, err = applyOverridePatches(in, objs)
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ func clusterScoped(o *unstructured.Unstructured) bool {
 
 // applyOverridePatches applies the cluster's override replicas and patches to the rendered
 // manifests with kustomize, as an overlay over them.
-func applyOverridePatches(in *compileInput, repo *repoFiles, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+func applyOverridePatches(in *compileInput, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
 	type patch struct {
 		Target map[string]string `json:"target"`
 		Patch  string            `json:"patch"`
@@ -211,21 +212,23 @@ func applyOverridePatches(in *compileInput, repo *repoFiles, objs []*unstructure
 		buf.WriteString("---\n")
 		buf.Write(data)
 	}
-	const dir = ".meshcd-overlay"
+	// The overlay gets a file system of its own: the repo copy is shared by concurrent renders.
+	const dir = "overlay"
 	k, err := yaml.Marshal(map[string]any{"resources": []string{"rendered.yaml"}, "patches": patches})
 	if err != nil {
 		return nil, err
 	}
-	if err := repo.fs.MkdirAll("/" + dir); err != nil {
+	overlay := &repoFiles{fs: filesys.MakeFsInMemory(), refused: map[string]string{}}
+	if err := overlay.fs.MkdirAll("/" + dir); err != nil {
 		return nil, err
 	}
-	if err := repo.fs.WriteFile("/"+dir+"/rendered.yaml", buf.Bytes()); err != nil {
+	if err := overlay.fs.WriteFile("/"+dir+"/rendered.yaml", buf.Bytes()); err != nil {
 		return nil, err
 	}
-	if err := repo.fs.WriteFile("/"+dir+"/kustomization.yaml", k); err != nil {
+	if err := overlay.fs.WriteFile("/"+dir+"/kustomization.yaml", k); err != nil {
 		return nil, err
 	}
-	patched, err := renderKustomize(repo, dir)
+	patched, err := renderKustomize(overlay, dir)
 	if err != nil {
 		return nil, in.fail("overrides", "applying patches for cluster %s: %v", in.cluster.Name, strings.ReplaceAll(err.Error(), dir+"/", ""))
 	}

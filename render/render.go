@@ -29,9 +29,11 @@ const (
 type Options struct {
 	// Revision is the Git commit the design was read at; objects carry it.
 	Revision string
-	// Files is the fleet repo (a Git snapshot or a folder) the design's manifests are read
-	// from. Only designs with manifests need it.
-	Files fs.FS
+	// Repo is the fleet repo snapshot the design's manifests are read from. Only designs with
+	// manifests need it.
+	Repo *Repo
+	// Cache, when set, returns a bundle rendered before from exactly the same inputs.
+	Cache *Cache
 }
 
 // DefaultOptions returns options for a render outside Git (revision "local").
@@ -79,6 +81,31 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 	if opts.Revision == "" {
 		opts.Revision = DefaultOptions().Revision
 	}
+	var key string
+	if opts.Cache != nil {
+		var files fs.FS
+		if opts.Repo != nil {
+			files = opts.Repo.files
+		}
+		var err error
+		if key, err = cacheKey(d, c, files); err != nil {
+			return nil, fmt.Errorf("design %s on cluster %s: hashing its inputs: %w", d.Name, c.Name, err)
+		}
+		if b := opts.Cache.get(key); b != nil {
+			return withRevision(b, opts.Revision), nil
+		}
+	}
+	b, err := render(ctx, d, c, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Cache != nil {
+		opts.Cache.put(key, withRevision(b, b.Revision))
+	}
+	return b, nil
+}
+
+func render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Options) (*Bundle, error) {
 	in := compileInput{ctx: ctx, design: d, cluster: c, services: applyOverrides(d, *c)}
 	var compiler func(*compileInput, *output) error
 	switch c.Mesh {
@@ -96,7 +123,7 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 	if err := compiler(&in, out); err != nil {
 		return nil, err
 	}
-	if err := renderManifests(&in, opts.Files, out); err != nil {
+	if err := renderManifests(&in, opts.Repo, out); err != nil {
 		return nil, err
 	}
 	if err := dedupe(&in, out); err != nil {

@@ -94,7 +94,7 @@ func TestGoldenPerProvider(t *testing.T) {
 			for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
 				t.Run(ex+"/"+d.Name+"/"+string(mesh), func(t *testing.T) {
 					c := asMesh(t, fleet, d, mesh)
-					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc", Files: files})
+					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc", Repo: NewRepo(files)})
 					var rerr *Error
 					if err != nil && !errors.As(err, &rerr) {
 						t.Fatalf("render error is %T, want *render.Error: %v", err, err)
@@ -115,7 +115,7 @@ func TestGoldenPerCluster(t *testing.T) {
 			d := &designs[i]
 			for _, c := range d.TargetClusters(fleet) {
 				t.Run(ex+"/"+d.Name+"/"+c.Name, func(t *testing.T) {
-					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc", Files: files})
+					b, err := Render(t.Context(), d, &c, Options{Revision: "0123abc", Repo: NewRepo(files)})
 					checkGolden(t, filepath.Join("testdata", "clusters", ex, d.Name, c.Name+".yaml"), bundleText(b, err))
 				})
 			}

@@ -45,6 +45,7 @@ func newRenderCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			repo := render.NewRepo(files)
 			var bundles []*render.Bundle
 			var failed []error
 			foundDesign, foundCluster := designName == "", clusterName == ""
@@ -59,7 +60,7 @@ func newRenderCommand() *cobra.Command {
 						continue
 					}
 					foundCluster = true
-					b, err := render.Render(cmd.Context(), d, &c, render.Options{Revision: revision, Files: files})
+					b, err := render.Render(cmd.Context(), d, &c, render.Options{Revision: revision, Repo: repo})
 					if err != nil {
 						failed = append(failed, err)
 						continue
