@@ -63,7 +63,7 @@ $(TOOLS)/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(TOOLS)/sc-$(STATICCHECK_VERSION) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(TOOLS)/sc-$(STATICCHECK_VERSION)/staticcheck $@ && rmdir $(TOOLS)/sc-$(STATICCHECK_VERSION)
 
-bench: testbin build ## benchmarks, printed as ratios against a peer measured in the same run
+bench: testbin build tools ## benchmarks, printed as ratios against a peer measured in the same run
 	hack/bench.sh
 
 clusters: testbin devenv ## N local clusters (default 3) with a kubeconfig, until Ctrl-C

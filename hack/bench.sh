@@ -15,6 +15,9 @@ fi
 echo "== design language: meshcd validate vs cue vet"
 go run ./hack/bench/validate -n 500 -meshcd "$PWD/bin/meshcd" -cue "$PWD/$cue"
 
+echo "== rendering: meshcd render (with cache) vs kubectl kustomize + helm template"
+go run ./hack/bench/render -n 200 -helm "$PWD/bin/tools/helm-$(go list -m -f '{{.Version}}' helm.sh/helm/v3)"
+
 pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u || true)
 if [ -n "$pkgs" ]; then
   echo "== Go benchmarks"
