@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,5 +85,39 @@ func TestRenderFailures(t *testing.T) {
 		if code := run(t.Context(), tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("meshcd %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
 		}
+	}
+}
+
+func TestRenderMasksSecrets(t *testing.T) {
+	dir := t.TempDir()
+	for p, data := range map[string]string{
+		"clusters/c.cue":           "cluster: c: {labels: env: \"prod\", mesh: \"istio\"}\n",
+		"designs/db/design.cue":    "design: db: {namespace: \"db\", targets: {}, manifests: [{yaml: \"./raw\"}]}\n",
+		"designs/db/raw/auth.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: auth}\nstringData: {password: hunter2-s3cret}\ndata: {token: dG9rZW4tdmFsdWU=}\n",
+	} {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, output := range []string{"yaml", "json"} {
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), []string{"render", dir, "-o", output}, &out, &errOut); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		all := out.String() + errOut.String()
+		if strings.Contains(all, "hunter2-s3cret") || strings.Contains(all, "dG9rZW4tdmFsdWU=") {
+			t.Fatalf("-o %s shows a secret value:\n%s", output, all)
+		}
+		if !strings.Contains(all, "kind") || !strings.Contains(all, "masked") {
+			t.Fatalf("-o %s does not show the masked Secret:\n%s", output, all)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"render", dir, "--show-secrets"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "hunter2-s3cret") {
+		t.Fatalf("--show-secrets: exit %d, output lacks the value", code)
 	}
 }
