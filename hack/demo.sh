@@ -32,6 +32,21 @@ git clone --quiet "$GIT_URL" "$work/fleet"
 bin/meshcd validate "$work/fleet"
 echo "and a repo with a mistake in it (examples/invalid/weights-not-100):"
 bin/meshcd validate examples/invalid/weights-not-100 || echo "(exit $?: meshcd refuses it and names the file, line and path)"
+
+step "5. meshcd renders the shop design for each cluster's mesh (east runs Istio, west Linkerd)"
+for c in east west; do
+  bin/meshcd render "$work/fleet" --cluster $c > "$work/$c.yaml"
+  printf '%-5s %s\n' "$c:" "$(grep -E '^kind:' "$work/$c.yaml" | sort | uniq -c | tr -s ' ' | tr '\n' ',' | sed 's/,$//')"
+done
+echo "(see them with: bin/meshcd render <repo> --cluster east)"
+
+step "6. Until meshcd's own apply engine lands, kubectl applies the rendered bundles server-side"
+for c in east west; do
+  kubectl --context $c apply --server-side --field-manager=meshcd -f "$work/$c.yaml" | sed "s/^/$c: /"
+done
+kubectl --context east -n shop get virtualservices,destinationrules,peerauthentications
+kubectl --context west -n shop get httproutes.gateway.networking.k8s.io,servers.policy.linkerd.io,services
+
 bin/meshcd version
 
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
