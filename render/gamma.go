@@ -1,7 +1,9 @@
 package render
 
 import (
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
@@ -26,7 +28,7 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 			return in.fail(path+".fault", "%s cannot inject faults; remove fault or target an istio cluster", in.cluster.Mesh)
 		}
 		var backends []any
-		for _, v := range sortedKeys(r.To) {
+		for _, v := range slices.Sorted(maps.Keys(r.To)) {
 			backends = append(backends, map[string]any{"name": name + "-" + v, "port": int64(svc.Port), "weight": int64(r.To[v])})
 		}
 		rule := map[string]any{"backendRefs": backends}
@@ -95,7 +97,7 @@ func httpMatch(m *schema.Match) map[string]any {
 // equivalent anchored regular expression.
 func headerMatches(headers map[string]schema.StringMatch) []any {
 	var out []any
-	for _, k := range sortedKeys(headers) {
+	for _, k := range slices.Sorted(maps.Keys(headers)) {
 		h := headers[k]
 		switch {
 		case h.Exact != nil:
@@ -122,7 +124,7 @@ func grpcMatch(in *compileInput, path string, m *schema.Match) (map[string]any, 
 // service to everyone, so that is an error.
 func compileGatewayAPI(in *compileInput, out *output) error {
 	ns := in.design.Namespace
-	for _, name := range sortedKeys(in.services) {
+	for _, name := range slices.Sorted(maps.Keys(in.services)) {
 		svc := in.services[name]
 		path := "services." + name
 		if svc.Authorization != nil {
@@ -163,7 +165,7 @@ func compileGatewayAPI(in *compileInput, out *output) error {
 // and AuthorizationPolicy objects for mTLS and authorization.
 func compileLinkerd(in *compileInput, out *output) error {
 	ns := in.design.Namespace
-	for _, name := range sortedKeys(in.services) {
+	for _, name := range slices.Sorted(maps.Keys(in.services)) {
 		svc := in.services[name]
 		path := "services." + name
 		if svc.ConnectionPool != nil {

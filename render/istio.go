@@ -1,6 +1,8 @@
 package render
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
@@ -11,7 +13,7 @@ import (
 // design asks, a PeerAuthentication and an AuthorizationPolicy.
 func compileIstio(in *compileInput, out *output) error {
 	ns := in.design.Namespace
-	for _, name := range sortedKeys(in.services) {
+	for _, name := range slices.Sorted(maps.Keys(in.services)) {
 		svc := in.services[name]
 		h := host(name, ns)
 		if len(svc.Routes) > 0 {
@@ -46,7 +48,7 @@ func istioRoutes(name, h string, svc schema.Service) []any {
 	for i, r := range svc.Routes {
 		route := map[string]any{}
 		var dests []any
-		for _, v := range sortedKeys(r.To) {
+		for _, v := range slices.Sorted(maps.Keys(r.To)) {
 			dests = append(dests, map[string]any{
 				"destination": map[string]any{"host": h, "subset": v, "port": map[string]any{"number": int64(svc.Port)}},
 				"weight":      int64(r.To[v]),
@@ -97,7 +99,7 @@ func istioMatch(m *schema.Match) map[string]any {
 	}
 	if len(m.Headers) > 0 {
 		h := map[string]any{}
-		for _, k := range sortedKeys(m.Headers) {
+		for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
 			h[strings.ToLower(k)] = istioStringMatch(m.Headers[k])
 		}
 		out["headers"] = h
@@ -133,7 +135,7 @@ func istioFault(f *schema.Fault) map[string]any {
 func istioDestinationRule(name, h string, svc schema.Service) map[string]any {
 	spec := map[string]any{"host": h}
 	var subsets []any
-	for _, v := range sortedKeys(svc.Versions) {
+	for _, v := range slices.Sorted(maps.Keys(svc.Versions)) {
 		labels := map[string]any{}
 		for k, val := range svc.Versions[v].Labels {
 			labels[k] = val

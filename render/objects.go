@@ -1,7 +1,8 @@
 package render
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
@@ -50,7 +51,7 @@ func podSelector(svc string, version map[string]string) map[string]any {
 // Gateway API routes on linkerd and gateway-api clusters.
 func versionServices(ns, name string, svc schema.Service, annotations map[string]string) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
-	for _, v := range sortedKeys(svc.Versions) {
+	for _, v := range slices.Sorted(maps.Keys(svc.Versions)) {
 		s := newObject("v1", "Service", ns, name+"-"+v, map[string]any{
 			"selector": podSelector(name, svc.Versions[v].Labels),
 			"ports":    []any{map[string]any{"name": portName(svc), "port": int64(svc.Port), "targetPort": int64(svc.Port), "protocol": "TCP"}},
@@ -96,13 +97,4 @@ func itoa(i int) string {
 func principal(sa string) string {
 	ns, name, _ := strings.Cut(sa, "/")
 	return "cluster.local/ns/" + ns + "/sa/" + name
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,9 +2,10 @@ package schema
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,11 +46,11 @@ func checkDesign(d *Design) []ruleIssue {
 	out = append(out, checkName("design", d.Name, nil)...)
 	out = append(out, checkSelector(d.Targets, fieldPath{"targets"})...)
 
-	for _, svcName := range sortedKeys(d.Services) {
+	for _, svcName := range slices.Sorted(maps.Keys(d.Services)) {
 		svc := d.Services[svcName]
 		sp := fieldPath{"services", svcName}
 		out = append(out, checkName("service", svcName, sp)...)
-		for _, v := range sortedKeys(svc.Versions) {
+		for _, v := range slices.Sorted(maps.Keys(svc.Versions)) {
 			out = append(out, checkName("version", v, sp.child("versions", v))...)
 		}
 		if svc.Retries != nil {
@@ -110,7 +111,7 @@ func checkDesign(d *Design) []ruleIssue {
 		case o.Selector != nil:
 			out = append(out, checkSelector(*o.Selector, op.child("selector"))...)
 		}
-		for _, svcName := range sortedKeys(o.Services) {
+		for _, svcName := range slices.Sorted(maps.Keys(o.Services)) {
 			so := o.Services[svcName]
 			svc, ok := d.Services[svcName]
 			if !ok {
@@ -131,7 +132,7 @@ func checkDesign(d *Design) []ruleIssue {
 		}
 	}
 
-	for _, gName := range sortedKeys(d.Gates) {
+	for _, gName := range slices.Sorted(maps.Keys(d.Gates)) {
 		g := d.Gates[gName]
 		out = append(out, checkGate(d, gName, g, fieldPath{"gates", gName})...)
 	}
@@ -152,10 +153,10 @@ func checkWeights(to map[string]int, versions map[string]Version, svc string, p 
 		return []ruleIssue{{p, "a route must send traffic to at least one version"}}
 	}
 	sum := 0
-	for _, v := range sortedKeys(to) {
+	for _, v := range slices.Sorted(maps.Keys(to)) {
 		sum += to[v]
 		if _, ok := versions[v]; !ok {
-			out = append(out, ruleIssue{p.child(v), fmt.Sprintf("version %q is not declared in services.%s.versions (declared: %s)", v, svc, strings.Join(sortedKeys(versions), ", "))})
+			out = append(out, ruleIssue{p.child(v), fmt.Sprintf("version %q is not declared in services.%s.versions (declared: %s)", v, svc, strings.Join(slices.Sorted(maps.Keys(versions)), ", "))})
 		}
 	}
 	if sum != 100 {
@@ -192,7 +193,7 @@ func checkMatch(m *Match, p fieldPath) []ruleIssue {
 	if m.Path != nil {
 		check(*m.Path, p.child("path"))
 	}
-	for _, h := range sortedKeys(m.Headers) {
+	for _, h := range slices.Sorted(maps.Keys(m.Headers)) {
 		check(m.Headers[h], p.child("headers", h))
 	}
 	return out
@@ -349,13 +350,4 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,10 +4,11 @@ package main
 
 import (
 	"context"
-	"github.com/meshcd/meshcd/schema"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/meshcd/meshcd/schema"
 )
 
 func main() {

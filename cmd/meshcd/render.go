@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
@@ -31,13 +30,9 @@ func newRenderCommand() *cobra.Command {
 			if output != "yaml" && output != "json" {
 				return fmt.Errorf("unknown output format %q (want yaml or json)", output)
 			}
-			dir := "."
-			if len(args) == 1 {
-				dir = args[0]
-			}
-			root, err := os.OpenRoot(dir)
+			dir, root, err := openFleetRepo(args)
 			if err != nil {
-				return fmt.Errorf("opening fleet repo: %w", err)
+				return err
 			}
 			defer root.Close()
 			files := root.FS()
@@ -102,9 +97,8 @@ func newRenderCommand() *cobra.Command {
 // loadRepo loads and validates the fleet repo, evaluating it first in meshcd's budgeted
 // worker process.
 func loadRepo(cmd *cobra.Command, dir string, files fs.FS) (*schema.Fleet, []schema.Design, error) {
-	opts := schema.DefaultLoadOptions()
-	var err error
-	if opts.Worker, err = schema.SelfWorker(); err != nil {
+	opts, err := isolatedLoadOptions()
+	if err != nil {
 		return nil, nil, err
 	}
 	fleet, designs, err := schema.Load(cmd.Context(), files, opts)

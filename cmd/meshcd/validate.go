@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/meshcd/meshcd/schema"
 	"github.com/spf13/cobra"
@@ -31,17 +30,13 @@ func newValidateCommand() *cobra.Command {
 			if output != "" && output != "json" {
 				return fmt.Errorf("unknown output format %q (want json)", output)
 			}
-			dir := "."
-			if len(args) == 1 {
-				dir = args[0]
-			}
-			root, err := os.OpenRoot(dir)
+			dir, root, err := openFleetRepo(args)
 			if err != nil {
-				return fmt.Errorf("opening fleet repo: %w", err)
+				return err
 			}
 			defer root.Close()
-			opts := schema.DefaultLoadOptions()
-			if opts.Worker, err = schema.SelfWorker(); err != nil {
+			opts, err := isolatedLoadOptions()
+			if err != nil {
 				return err
 			}
 			sum, err := schema.Check(cmd.Context(), root.FS(), opts)

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// openFleetRepo opens the fleet repo folder named by a command's optional DIR argument.
+// Reading through an os.Root keeps every file read inside it, links included.
+func openFleetRepo(args []string) (dir string, root *os.Root, err error) {
+	dir = "."
+	if len(args) == 1 {
+		dir = args[0]
+	}
+	root, err = os.OpenRoot(dir)
+	if err != nil {
+		return dir, nil, fmt.Errorf("opening fleet repo: %w", err)
+	}
+	return dir, root, nil
+}
+
+// isolatedLoadOptions evaluates the repo in meshcd re-executed as a budgeted worker, since a
+// fleet repo is input from many people.
+func isolatedLoadOptions() (schema.LoadOptions, error) {
+	opts := schema.DefaultLoadOptions()
+	w, err := schema.SelfWorker()
+	opts.Worker = w
+	return opts, err
+}
