@@ -60,6 +60,7 @@ func evaluate(files []sourceFile) (*Fleet, []Design, error) {
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(names)))
 	verrs := make([]*ValidationError, workers)
 	results := make([]*Design, len(names))
+	users := make([][]userValue, len(names))
 	errs := make([]error, workers)
 	fleet := &Fleet{}
 	var wg sync.WaitGroup
@@ -92,8 +93,8 @@ func evaluate(files []sourceFile) (*Fleet, []Design, error) {
 				if !ok {
 					continue
 				}
-				if d, fine := loadDesign(ev.design, names[i], cs, verr); fine {
-					results[i] = &d
+				if d, user, fine := loadDesign(ev.design, names[i], cs, verr); fine {
+					results[i], users[i] = &d, user
 				}
 			}
 		})
@@ -116,6 +117,15 @@ func evaluate(files []sourceFile) (*Fleet, []Design, error) {
 			return nil, nil, fmt.Errorf("design %s failed without saying why (a bug in meshcd's loader)", names[i])
 		}
 		designs = append(designs, *d)
+	}
+	// Rules across designs, once each design is valid on its own. The values of different
+	// goroutines' CUE contexts are only read here, after all of them finished.
+	for _, di := range checkIngressAcross(designs) {
+		all.Issues = append(all.Issues, locate(users[di.design], designs[di.design].Files[0], di.path, nil, di.msg))
+	}
+	if len(all.Issues) > 0 {
+		all.sort()
+		return nil, nil, all
 	}
 	return fleet, designs, nil
 }
@@ -253,7 +263,7 @@ func loadClusters(repo cue.Value, files []compiled, verr *ValidationError) []Clu
 	return clusters
 }
 
-func loadDesign(designSchema cue.Value, name string, files []compiled, verr *ValidationError) (Design, bool) {
+func loadDesign(designSchema cue.Value, name string, files []compiled, verr *ValidationError) (Design, []userValue, bool) {
 	// Each file was checked to define nothing but this design, so the design alone is unified
 	// with #Design: cheaper than the whole #Repo, and paths come out relative to the design.
 	at := cue.MakePath(cue.Str("design"), cue.Str(name))
@@ -268,18 +278,18 @@ func loadDesign(designSchema cue.Value, name string, files []compiled, verr *Val
 	}
 	if err := validateEach(v, v); err != nil {
 		addCUEErrors(verr, err, files[0].file.path, user, nil)
-		return d, false
+		return d, nil, false
 	}
 	if err := decode(v, &d); err != nil {
 		addCUEErrors(verr, err, files[0].file.path, user, nil)
-		return d, false
+		return d, nil, false
 	}
 	d.Name, d.Dir, d.Value = name, "designs/"+name, v
 	issues := checkDesign(&d)
 	for _, ri := range issues {
 		verr.Issues = append(verr.Issues, locate(user, files[0].file.path, ri.path, nil, ri.msg))
 	}
-	return d, len(issues) == 0
+	return d, user, len(issues) == 0
 }
 
 func values(files []compiled) []userValue {

@@ -137,6 +137,8 @@ func checkDesign(d *Design) []ruleIssue {
 		out = append(out, checkGate(d, gName, g, fieldPath{"gates", gName})...)
 	}
 
+	out = append(out, checkIngress(d)...)
+
 	for i, r := range d.Sync.Ignore {
 		for j, p := range r.Paths {
 			if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, ".") {

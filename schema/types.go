@@ -45,6 +45,7 @@ type Design struct {
 	Manifests []Manifest         `json:"manifests"`
 	Overrides []Override         `json:"overrides"`
 	Gates     map[string]Gate    `json:"gates"`
+	Ingress   *Ingress           `json:"ingress,omitempty"`
 	Sync      Sync               `json:"sync"`
 	// Dir is the design's folder relative to the repo root, e.g. designs/shop; manifest
 	// paths are relative to it.
@@ -277,4 +278,76 @@ func (d Duration) MarshalText() ([]byte, error) {
 		return []byte(d.Text), nil
 	}
 	return []byte(d.Duration.String()), nil
+}
+
+// Ingress is a design's north-south traffic: hosts it owns, prefixes it was delegated on
+// other designs' hosts, and TLS secrets it lets other namespaces use.
+type Ingress struct {
+	Hosts          map[string]VirtualHost `json:"hosts,omitempty"`
+	Claims         []Claim                `json:"claims,omitempty"`
+	TLSDelegations []TLSDelegation        `json:"tlsDelegations,omitempty"`
+}
+
+type VirtualHost struct {
+	TLS      *TLSRef        `json:"tls,omitempty"`
+	Routes   []IngressRoute `json:"routes"`
+	Delegate []Delegation   `json:"delegate,omitempty"`
+}
+
+type TLSRef struct {
+	Secret    string `json:"secret"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+type Delegation struct {
+	Prefix    string `json:"prefix"`
+	Namespace string `json:"namespace"`
+}
+
+type Claim struct {
+	Host   string         `json:"host"`
+	Prefix string         `json:"prefix"`
+	Owner  string         `json:"owner"`
+	Routes []IngressRoute `json:"routes"`
+}
+
+type TLSDelegation struct {
+	Secret string   `json:"secret"`
+	To     []string `json:"to"`
+}
+
+type IngressRoute struct {
+	Prefix          string            `json:"prefix"`
+	Headers         map[string]string `json:"headers,omitempty"`
+	Backends        []IngressBackend  `json:"backends,omitempty"`
+	Redirect        *Redirect         `json:"redirect,omitempty"`
+	Timeout         *Duration         `json:"timeout,omitempty"`
+	Retries         *Retries          `json:"retries,omitempty"`
+	RequestHeaders  *HeaderPolicy     `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderPolicy     `json:"responseHeaders,omitempty"`
+}
+
+type IngressBackend struct {
+	Service  string    `json:"service,omitempty"`
+	Version  string    `json:"version,omitempty"`
+	External *External `json:"external,omitempty"`
+	Weight   int       `json:"weight"`
+}
+
+type External struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	TLS  bool   `json:"tls"`
+}
+
+type Redirect struct {
+	Scheme string `json:"scheme,omitempty"`
+	Host   string `json:"host,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Status int    `json:"status"`
+}
+
+type HeaderPolicy struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
 }

@@ -18,6 +18,7 @@ func TestValidateExamples(t *testing.T) {
 		{"shop", "ok: 1 designs, 2 clusters\n"},
 		{"fleet", "ok: 2 designs, 5 clusters\n"},
 		{"platform", "ok: 1 designs, 2 clusters\n"},
+		{"edge", "ok: 3 designs, 3 clusters\n"},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			var out, errOut bytes.Buffer

@@ -1,0 +1,202 @@
+package schema
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var fqdnRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z][-a-z0-9]*[a-z0-9]$`)
+
+func checkFQDN(host string, p fieldPath) []ruleIssue {
+	if len(host) > 253 || !fqdnRE.MatchString(host) {
+		return []ruleIssue{{p, fmt.Sprintf("%q is not a fully qualified domain name (lower case, dot-separated labels, like shop.example.com)", host)}}
+	}
+	return nil
+}
+
+// checkIngress checks one design's ingress section on its own.
+func checkIngress(d *Design) []ruleIssue {
+	in := d.Ingress
+	if in == nil {
+		return nil
+	}
+	var out []ruleIssue
+	add := func(p fieldPath, format string, args ...any) { out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)}) }
+	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
+		vh := in.Hosts[host]
+		hp := fieldPath{"ingress", "hosts", host}
+		out = append(out, checkFQDN(host, hp)...)
+		for i, r := range vh.Routes {
+			out = append(out, checkIngressRoute(d, r, hp.child("routes", strconv.Itoa(i)))...)
+		}
+		seen := map[string]bool{}
+		for i, del := range vh.Delegate {
+			dp := hp.child("delegate", strconv.Itoa(i))
+			if !strings.HasPrefix(del.Prefix, "/") {
+				add(dp.child("prefix"), "prefix %q must start with /", del.Prefix)
+			}
+			if seen[del.Prefix] {
+				add(dp.child("prefix"), "prefix %q is delegated twice", del.Prefix)
+			}
+			seen[del.Prefix] = true
+			if del.Namespace == d.Namespace {
+				add(dp.child("namespace"), "the design's own namespace needs no delegation; write the routes under hosts")
+			}
+		}
+	}
+	for i, c := range in.Claims {
+		cp := fieldPath{"ingress", "claims", strconv.Itoa(i)}
+		out = append(out, checkFQDN(c.Host, cp.child("host"))...)
+		if !strings.HasPrefix(c.Prefix, "/") {
+			add(cp.child("prefix"), "prefix %q must start with /", c.Prefix)
+		}
+		for j, r := range c.Routes {
+			out = append(out, checkIngressRoute(d, r, cp.child("routes", strconv.Itoa(j)))...)
+		}
+	}
+	for i, t := range in.TLSDelegations {
+		if len(t.To) == 0 {
+			add(fieldPath{"ingress", "tlsDelegations", strconv.Itoa(i), "to"}, "name the namespaces that may use secret %q", t.Secret)
+		}
+	}
+	return out
+}
+
+func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	add := func(p fieldPath, format string, args ...any) { out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)}) }
+	if !strings.HasPrefix(r.Prefix, "/") {
+		add(p.child("prefix"), "prefix %q must start with /", r.Prefix)
+	}
+	switch {
+	case r.Redirect != nil && len(r.Backends) > 0:
+		add(p, "a route either redirects or has backends, not both")
+	case r.Redirect == nil && len(r.Backends) == 0:
+		add(p, "a route needs backends or a redirect")
+	}
+	if r.Retries != nil {
+		out = append(out, checkRetries(r.Retries, r.Timeout, p.child("retries"))...)
+	}
+	sum := 0
+	for i, b := range r.Backends {
+		bp := p.child("backends", strconv.Itoa(i))
+		sum += b.Weight
+		switch {
+		case (b.Service == "") == (b.External == nil):
+			add(bp, "a backend is exactly one of service or external")
+		case b.External != nil:
+			out = append(out, checkFQDN(b.External.Host, bp.child("external", "host"))...)
+			if b.Version != "" {
+				add(bp.child("version"), "an external backend has no versions")
+			}
+		default:
+			svc, ok := d.Services[b.Service]
+			if !ok {
+				add(bp.child("service"), "service %q is not declared in services", b.Service)
+			} else if _, ok := svc.Versions[b.Version]; b.Version != "" && !ok {
+				add(bp.child("version"), "version %q is not declared in services.%s.versions", b.Version, b.Service)
+			}
+		}
+	}
+	if len(r.Backends) > 0 && sum != 100 {
+		add(p.child("backends"), "weights sum to %d, want 100", sum)
+	}
+	return out
+}
+
+// designIssue is a broken rule that relates several designs, found on one of them.
+type designIssue struct {
+	design int
+	ruleIssue
+}
+
+// checkIngressAcross checks what no design can check alone: a host has one owner, a claim
+// sits under a prefix its owner delegated to the claiming namespace, no two designs claim the
+// same prefix, and a TLS secret from another namespace was delegated by a design there.
+func checkIngressAcross(designs []Design) []designIssue {
+	var out []designIssue
+	owner := map[string]int{} // host -> design index
+	for i := range designs {
+		if designs[i].Ingress == nil {
+			continue
+		}
+		for _, host := range slices.Sorted(maps.Keys(designs[i].Ingress.Hosts)) {
+			if j, taken := owner[host]; taken {
+				out = append(out, designIssue{i, ruleIssue{fieldPath{"ingress", "hosts", host},
+					fmt.Sprintf("host %s is already owned by design %s; delegate a prefix instead of claiming the host twice", host, designs[j].Name)}})
+				continue
+			}
+			owner[host] = i
+		}
+	}
+	claimed := map[string]int{} // host+prefix -> design index
+	for i := range designs {
+		d := &designs[i]
+		if d.Ingress == nil {
+			continue
+		}
+		for k, c := range d.Ingress.Claims {
+			cp := fieldPath{"ingress", "claims", strconv.Itoa(k)}
+			key := c.Host + c.Prefix
+			if j, taken := claimed[key]; taken {
+				out = append(out, designIssue{i, ruleIssue{cp.child("prefix"),
+					fmt.Sprintf("prefix %s on host %s is already claimed by design %s", c.Prefix, c.Host, designs[j].Name)}})
+				continue
+			}
+			claimed[key] = i
+			j, owned := owner[c.Host]
+			if !owned || designs[j].Namespace != c.Owner {
+				out = append(out, designIssue{i, ruleIssue{cp.child("owner"),
+					fmt.Sprintf("no design in namespace %s owns host %s", c.Owner, c.Host)}})
+				continue
+			}
+			delegated := false
+			for _, del := range designs[j].Ingress.Hosts[c.Host].Delegate {
+				if del.Namespace == d.Namespace && underPrefix(c.Prefix, del.Prefix) {
+					delegated = true
+				}
+			}
+			if !delegated {
+				out = append(out, designIssue{i, ruleIssue{cp.child("prefix"),
+					fmt.Sprintf("prefix %s on host %s is not delegated to namespace %s by design %s, which owns the host", c.Prefix, c.Host, d.Namespace, designs[j].Name)}})
+			}
+		}
+		for _, host := range slices.Sorted(maps.Keys(d.Ingress.Hosts)) {
+			tls := d.Ingress.Hosts[host].TLS
+			if tls == nil || tls.Namespace == "" || tls.Namespace == d.Namespace {
+				continue
+			}
+			if !tlsDelegated(designs, tls.Namespace, tls.Secret, d.Namespace) {
+				out = append(out, designIssue{i, ruleIssue{fieldPath{"ingress", "hosts", host, "tls"},
+					fmt.Sprintf("TLS secret %s/%s is in another namespace and no design there delegates it to namespace %s (tlsDelegations)", tls.Namespace, tls.Secret, d.Namespace)}})
+			}
+		}
+	}
+	return out
+}
+
+func tlsDelegated(designs []Design, ns, secret, to string) bool {
+	for _, d := range designs {
+		if d.Namespace != ns || d.Ingress == nil {
+			continue
+		}
+		for _, t := range d.Ingress.TLSDelegations {
+			if t.Secret == secret && (slices.Contains(t.To, to) || slices.Contains(t.To, "*")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// underPrefix reports whether p is prefix or a path below it (/shop/cart is under /shop, /shopping is not).
+func underPrefix(p, prefix string) bool {
+	if prefix == "/" || p == prefix {
+		return true
+	}
+	return strings.HasPrefix(p, strings.TrimSuffix(prefix, "/")+"/")
+}
