@@ -44,8 +44,15 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		fleet, designs, files := loadExample(t, ex)
 		for i := range designs {
 			d := &designs[i]
+			// Every provider (a cluster per mesh), and every real target cluster (their ingress
+			// providers and overrides).
+			var clusters []schema.Cluster
 			for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
-				c := asMesh(t, fleet, d, mesh)
+				clusters = append(clusters, asMesh(t, fleet, d, mesh))
+			}
+			clusters = append(clusters, d.TargetClusters(fleet)...)
+			for _, c := range clusters {
+				mesh := c.Name
 				b, err := Render(ctx, d, &c, Options{Revision: "0123abc", Repo: NewRepo(files)})
 				var rerr *Error
 				if errors.As(err, &rerr) {

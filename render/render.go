@@ -123,6 +123,9 @@ func render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 	if err := compiler(&in, out); err != nil {
 		return nil, err
 	}
+	if err := compileIngress(&in, out); err != nil {
+		return nil, err
+	}
 	if err := renderManifests(&in, opts.Repo, out); err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files from the current output")
 
-var examples = []string{"shop", "fleet", "platform"}
+var examples = []string{"shop", "fleet", "platform", "edge"}
 
 func loadExample(t *testing.T, name string) (*schema.Fleet, []schema.Design, fs.FS) {
 	t.Helper()

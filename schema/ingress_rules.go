@@ -25,7 +25,9 @@ func checkIngress(d *Design) []ruleIssue {
 		return nil
 	}
 	var out []ruleIssue
-	add := func(p fieldPath, format string, args ...any) { out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)}) }
+	add := func(p fieldPath, format string, args ...any) {
+		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
+	}
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
 		hp := fieldPath{"ingress", "hosts", host}
@@ -68,7 +70,9 @@ func checkIngress(d *Design) []ruleIssue {
 
 func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	var out []ruleIssue
-	add := func(p fieldPath, format string, args ...any) { out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)}) }
+	add := func(p fieldPath, format string, args ...any) {
+		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
+	}
 	if !strings.HasPrefix(r.Prefix, "/") {
 		add(p.child("prefix"), "prefix %q must start with /", r.Prefix)
 	}
