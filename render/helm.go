@@ -74,7 +74,7 @@ func renderHelm(ctx context.Context, repo *repoFiles, chartDir string, rel helmR
 	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
 	var out []*unstructured.Unstructured
 	for _, k := range keys {
-		objs, err := decodeObjects([]byte(split[k]))
+		objs, err := DecodeObjects([]byte(split[k]))
 		if err != nil {
 			return nil, nil, fmt.Errorf("helm chart %s rendered a manifest that is not valid: %w", chartDir, err)
 		}

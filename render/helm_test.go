@@ -81,7 +81,7 @@ func TestHelmMatchesHelmTemplate(t *testing.T) {
 			if err != nil {
 				t.Fatalf("helm %v: %v", args, err)
 			}
-			want, err := decodeObjects(out)
+			want, err := DecodeObjects(out)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -40,7 +40,7 @@ func TestKustomizeMatchesKubectl(t *testing.T) {
 			if err != nil {
 				t.Fatalf("kubectl kustomize: %v", err)
 			}
-			want, err := decodeObjects(out)
+			want, err := DecodeObjects(out)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -93,7 +93,7 @@ func renderYAMLDir(repo *repoFiles, dir string) ([]*unstructured.Unstructured, e
 		if err != nil {
 			return nil, err
 		}
-		objs, err := decodeObjects(data)
+		objs, err := DecodeObjects(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(n, "/"), err)
 		}
@@ -102,8 +102,9 @@ func renderYAMLDir(repo *repoFiles, dir string) ([]*unstructured.Unstructured, e
 	return out, nil
 }
 
-// decodeObjects reads a stream of YAML documents; List kinds are flattened.
-func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
+// DecodeObjects reads a stream of YAML or JSON documents as Kubernetes objects; List kinds
+// are flattened.
+func DecodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var out []*unstructured.Unstructured
 	for n := 1; ; n++ {

@@ -1,0 +1,140 @@
+package render
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/meshcd/meshcd/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestImportIngressRoundTrips imports real-world shaped Ingress manifests into a design,
+// renders it for a contour and a gateway-api cluster, and checks that both route every host
+// and path to the same backend as the Ingress objects did.
+func TestImportIngressRoundTrips(t *testing.T) {
+	files, _ := filepath.Glob("testdata/ingress/*.yaml")
+	var source []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := DecodeObjects(data)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		source = append(source, objs...)
+	}
+	imp, err := ImportIngress(source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imp.Warnings) != 1 || !strings.Contains(imp.Warnings[0], "pathType Exact") {
+		t.Errorf("warnings = %q, want one about the Exact path", imp.Warnings)
+	}
+	design, err := imp.CUE("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	for p, data := range map[string][]byte{
+		"clusters/edge.cue":      []byte("cluster: {\n\tcontour: {mesh: \"istio\", ingress: \"contour\"}\n\tgateway: {mesh: \"linkerd\", ingress: \"gateway-api\"}\n}\n"),
+		"designs/web/design.cue": design,
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	fleet, designs, err := schema.Load(context.Background(), root.FS(), schema.DefaultLoadOptions())
+	if err != nil {
+		t.Fatalf("the imported design does not validate: %v\n%s", err, design)
+	}
+	want := routeTable(source)
+	for _, c := range fleet.Clusters {
+		b, err := Render(context.Background(), &designs[0], &c, Options{Repo: NewRepo(root.FS())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, routeTable(b.Objects)); diff != "" {
+			t.Errorf("%s (%s) routes differently from the Ingress objects (-ingress +rendered):\n%s", c.Name, c.Ingress, diff)
+		}
+	}
+}
+
+func TestImportRefusesMixedNamespaces(t *testing.T) {
+	a := newObject("networking.k8s.io/v1", "Ingress", "a", "x", map[string]any{})
+	b := newObject("networking.k8s.io/v1", "Ingress", "b", "y", map[string]any{})
+	if _, err := ImportIngress([]*unstructured.Unstructured{a, b}); err == nil || !strings.Contains(err.Error(), "one namespace at a time") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// routeTable is host and path prefix to backend service:port, the behaviour an import must keep.
+func routeTable(objs []*unstructured.Unstructured) map[string]string {
+	out := map[string]string{}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Ingress":
+			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
+			for _, r := range rules {
+				rm := r.(map[string]any)
+				paths, _, _ := unstructured.NestedSlice(rm, "http", "paths")
+				for _, p := range paths {
+					pm := p.(map[string]any)
+					svc, _, _ := unstructured.NestedString(pm, "backend", "service", "name")
+					port, _, _ := unstructured.NestedInt64(pm, "backend", "service", "port", "number")
+					out[fmt.Sprint(rm["host"], pm["path"])] = fmt.Sprintf("%s:%d", svc, port)
+				}
+			}
+		case "HTTPRoute":
+			hosts, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "hostnames")
+			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
+			for _, r := range rules {
+				rm := r.(map[string]any)
+				path, _, _ := unstructured.NestedString(rm["matches"].([]any)[0].(map[string]any), "path", "value")
+				var backends []string
+				refs, _ := rm["backendRefs"].([]any)
+				for _, b := range refs {
+					bm := b.(map[string]any)
+					backends = append(backends, fmt.Sprintf("%s:%d", bm["name"], bm["port"]))
+				}
+				for _, h := range hosts {
+					out[h+path] = strings.Join(backends, ",")
+				}
+			}
+		case "HTTPProxy":
+			fqdn, _, _ := unstructured.NestedString(o.Object, "spec", "virtualhost", "fqdn")
+			routes, _, _ := unstructured.NestedSlice(o.Object, "spec", "routes")
+			for _, r := range routes {
+				rm := r.(map[string]any)
+				prefix := "/"
+				for _, c := range rm["conditions"].([]any) {
+					if p, ok := c.(map[string]any)["prefix"].(string); ok {
+						prefix = p
+					}
+				}
+				var backends []string
+				for _, s := range rm["services"].([]any) {
+					sm := s.(map[string]any)
+					backends = append(backends, fmt.Sprintf("%s:%d", sm["name"], sm["port"]))
+				}
+				out[fqdn+prefix] = strings.Join(backends, ",")
+			}
+		}
+	}
+	return out
+}
