@@ -1,0 +1,145 @@
+package sources
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+// Repo is a Git repository to poll.
+type Repo struct {
+	URL  string
+	Auth transport.AuthMethod
+}
+
+// Result is one polled ref.
+type Result struct {
+	Snapshot
+	// Changed is false when the ref points where it did at the last poll: no fetch was made.
+	Changed bool
+}
+
+// Poller polls repos into a cache directory of bare repositories that survives restarts (and
+// can be deleted: it is rebuilt from nothing).
+type Poller struct {
+	cacheDir string
+
+	mu   sync.Mutex
+	last map[string]string // url + " " + ref name -> commit
+}
+
+// NewPoller keeps fetched objects under cacheDir.
+func NewPoller(cacheDir string) *Poller {
+	return &Poller{cacheDir: cacheDir, last: map[string]string{}}
+}
+
+// Poll lists the repo's refs once, however many refs are asked for, and fetches (shallow, only
+// the refs that moved) only when a ref points to a commit not fetched before. Refs are branch
+// names ("main"), tag names, or full names ("refs/pull/7/head").
+func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, error) {
+	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
+	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: repo.Auth})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", redact(repo.URL), err)
+	}
+	byName := map[plumbing.ReferenceName]plumbing.Hash{}
+	for _, r := range advertised {
+		if r.Type() == plumbing.HashReference {
+			byName[r.Name()] = r.Hash()
+		}
+	}
+	store, err := p.open(repo.URL)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(refs))
+	var fetch []config.RefSpec
+	for i, ref := range refs {
+		name, hash, ok := resolve(byName, ref)
+		if !ok {
+			return nil, fmt.Errorf("%s: ref %q does not exist", redact(repo.URL), ref)
+		}
+		results[i] = Result{Snapshot: Snapshot{Repo: redact(repo.URL), Ref: name.String(), Revision: hash.String()}}
+		p.mu.Lock()
+		results[i].Changed = p.last[repo.URL+" "+name.String()] != hash.String()
+		p.mu.Unlock()
+		if _, err := store.CommitObject(hash); err != nil {
+			fetch = append(fetch, config.RefSpec("+"+name.String()+":"+name.String()))
+		}
+	}
+	if len(fetch) > 0 {
+		err := store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: fetch, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, Force: true})
+		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+			return nil, fmt.Errorf("fetching %s: %w", redact(repo.URL), err)
+		}
+	}
+	for i := range results {
+		commit, err := store.CommitObject(plumbing.NewHash(results[i].Revision))
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: commit %s not in the cache after fetching: %w", redact(repo.URL), results[i].Ref, results[i].Revision, err)
+		}
+		tree, err := commit.Tree()
+		if err != nil {
+			return nil, err
+		}
+		results[i].FS = treeFS{root: tree}
+		p.mu.Lock()
+		p.last[repo.URL+" "+results[i].Ref] = results[i].Revision
+		p.mu.Unlock()
+	}
+	return results, nil
+}
+
+// open returns the cache's bare repository for a URL, creating it on first use.
+func (p *Poller) open(url string) (*git.Repository, error) {
+	sum := sha256.Sum256([]byte(url))
+	dir := filepath.Join(p.cacheDir, hex.EncodeToString(sum[:8])+".git")
+	r, err := git.PlainOpen(dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if err := os.MkdirAll(p.cacheDir, 0o700); err != nil {
+			return nil, err
+		}
+		if r, err = git.PlainInit(dir, true); err != nil {
+			return nil, err
+		}
+		_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
+	}
+	return r, err
+}
+
+func resolve(refs map[plumbing.ReferenceName]plumbing.Hash, ref string) (plumbing.ReferenceName, plumbing.Hash, bool) {
+	candidates := []plumbing.ReferenceName{plumbing.ReferenceName(ref)}
+	if !strings.HasPrefix(ref, "refs/") {
+		candidates = []plumbing.ReferenceName{plumbing.NewBranchReferenceName(ref), plumbing.NewTagReferenceName(ref)}
+	}
+	for _, c := range candidates {
+		if h, ok := refs[c]; ok {
+			return c, h, true
+		}
+	}
+	return "", plumbing.ZeroHash, false
+}
+
+// redact drops credentials from a URL before it reaches a log, an error or a status file.
+func redact(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
+		return scheme + "://***@" + rest[at+1:]
+	}
+	return url
+}
