@@ -173,6 +173,12 @@ func (s *GitServer) CreateRepo(ctx context.Context, name string) (*Repo, error) 
 	return &Repo{Name: name, Dir: dir, server: s}, nil
 }
 
+// CloneHandle returns another handle on the same repository with a work clone of its own,
+// for tests where several committers push concurrently.
+func (s *GitServer) CloneHandle(ctx context.Context, r *Repo) (*Repo, error) {
+	return &Repo{Name: r.Name, Dir: r.Dir, server: s}, nil
+}
+
 // HTTPURL is the repository's smart-HTTP address, without credentials.
 func (r *Repo) HTTPURL() string { return r.server.URL() + "/" + r.Name + ".git" }
 
