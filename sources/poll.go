@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
@@ -29,6 +30,45 @@ type Result struct {
 	Snapshot
 	// Changed is false when the ref points where it did at the last poll: no fetch was made.
 	Changed bool
+	// Previous is the commit the ref pointed to at the last poll ("" on the first).
+	Previous string
+	// ChangedPaths are the files that differ from Previous; nil when there is no previous
+	// commit to compare with (everything counts as changed).
+	ChangedPaths []string
+}
+
+// StatusOnly reports whether the change touched nothing but status/, which meshcd writes
+// itself: such a commit must never trigger a reconcile.
+func (r Result) StatusOnly() bool {
+	if !r.Changed || r.ChangedPaths == nil {
+		return false
+	}
+	for _, p := range r.ChangedPaths {
+		if !strings.HasPrefix(p, "status/") {
+			return false
+		}
+	}
+	return true
+}
+
+// Touches reports whether the change touched a file under any of the folders (for example a
+// design's folder and the bases it reads). A first poll touches everything.
+func (r Result) Touches(dirs ...string) bool {
+	if !r.Changed {
+		return false
+	}
+	if r.ChangedPaths == nil {
+		return true
+	}
+	for _, p := range r.ChangedPaths {
+		for _, d := range dirs {
+			d = strings.TrimSuffix(d, "/")
+			if p == d || strings.HasPrefix(p, d+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Poller polls repos into a cache directory of bare repositories that survives restarts (and
@@ -96,8 +136,13 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 		}
 		results[i].FS = treeFS{root: tree}
 		p.mu.Lock()
+		prev := p.last[repo.URL+" "+results[i].Ref]
 		p.last[repo.URL+" "+results[i].Ref] = results[i].Revision
 		p.mu.Unlock()
+		results[i].Previous = prev
+		if results[i].Changed && prev != "" {
+			results[i].ChangedPaths = changedPaths(store, prev, tree)
+		}
 	}
 	return results, nil
 }
@@ -142,4 +187,30 @@ func redact(url string) string {
 		return scheme + "://***@" + rest[at+1:]
 	}
 	return url
+}
+
+// changedPaths lists the files that differ between the previous commit and tree, or nil when
+// the previous commit is not in the cache to compare with.
+func changedPaths(store *git.Repository, previous string, tree *object.Tree) []string {
+	prev, err := store.CommitObject(plumbing.NewHash(previous))
+	if err != nil {
+		return nil
+	}
+	prevTree, err := prev.Tree()
+	if err != nil {
+		return nil
+	}
+	changes, err := object.DiffTree(prevTree, tree)
+	if err != nil {
+		return nil
+	}
+	paths := []string{}
+	for _, c := range changes {
+		for _, p := range []string{c.From.Name, c.To.Name} {
+			if p != "" && (len(paths) == 0 || paths[len(paths)-1] != p) {
+				paths = append(paths, p)
+			}
+		}
+	}
+	return paths
 }

@@ -201,3 +201,47 @@ func TestRedact(t *testing.T) {
 func basicAuth(user, pass string) *githttp.BasicAuth {
 	return &githttp.BasicAuth{Username: user, Password: pass}
 }
+
+// TestStatusCommitsTriggerNothing: a commit that only touches status/ is reported as such, and
+// a design's folder is touched only by commits that change it.
+func TestStatusCommitsTriggerNothing(t *testing.T) {
+	ctx := context.Background()
+	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r, err := srv.CreateRepo(ctx, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte("// v1\n"), "designs/cart/design.cue": []byte("// v1\n")}, "start"); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPoller(t.TempDir())
+	poll := func() Result {
+		t.Helper()
+		res, err := p.Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	if first := poll(); !first.Touches("designs/shop") || first.StatusOnly() {
+		t.Fatalf("a first poll must count as touching everything: %+v", first.ChangedPaths)
+	}
+	if _, err := p.CommitFiles(ctx, Repo{URL: r.HTTPURL()}, DefaultCommitOptions(), map[string][]byte{"status/shop/east.json": []byte("{}\n")}); err != nil {
+		t.Fatal(err)
+	}
+	status := poll()
+	if !status.Changed || !status.StatusOnly() || status.Touches("designs/shop", "designs/cart") {
+		t.Fatalf("status commit: changed %v, status only %v, paths %v", status.Changed, status.StatusOnly(), status.ChangedPaths)
+	}
+	if _, err := r.Push(ctx, "main", map[string][]byte{"designs/cart/design.cue": []byte("// v2\n")}, "cart v2"); err != nil {
+		t.Fatal(err)
+	}
+	cart := poll()
+	if cart.StatusOnly() || !cart.Touches("designs/cart") || cart.Touches("designs/shop") {
+		t.Fatalf("cart commit: paths %v", cart.ChangedPaths)
+	}
+}
