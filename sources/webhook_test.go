@@ -61,10 +61,14 @@ func TestWebhookEvents(t *testing.T) {
 		want     Event
 	}{
 		{GitHub, `{"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/acme/fleet.git","html_url":"https://github.com/acme/fleet"}}`,
-			func(b string) map[string]string { return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)} },
+			func(b string) map[string]string {
+				return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)}
+			},
 			Event{GitHub, []string{"https://github.com/acme/fleet.git", "https://github.com/acme/fleet"}, "refs/heads/main"}},
 		{GitHub, `{"action":"synchronize","number":7,"pull_request":{"number":7},"repository":{"clone_url":"https://github.com/acme/fleet.git"}}`,
-			func(b string) map[string]string { return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)} },
+			func(b string) map[string]string {
+				return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)}
+			},
 			Event{GitHub, []string{"https://github.com/acme/fleet.git"}, "refs/pull/7/head"}},
 		{GitLab, `{"object_kind":"push","ref":"refs/heads/main","project":{"git_http_url":"https://gitlab.example.com/acme/fleet.git"}}`,
 			func(string) map[string]string { return map[string]string{"X-Gitlab-Token": secret} },
@@ -76,10 +80,14 @@ func TestWebhookEvents(t *testing.T) {
 			func(b string) map[string]string { return map[string]string{"X-Gitea-Signature": sign(secret, b)} },
 			Event{Gitea, []string{"https://gitea.example.com/acme/fleet.git"}, "refs/heads/main"}},
 		{BitbucketServer, `{"eventKey":"repo:refs_changed","changes":[{"refId":"refs/heads/main"}],"repository":{"links":{"clone":[{"href":"https://bitbucket.example.com/scm/acme/fleet.git"}]}}}`,
-			func(b string) map[string]string { return map[string]string{"X-Hub-Signature": "sha256=" + sign(secret, b)} },
+			func(b string) map[string]string {
+				return map[string]string{"X-Hub-Signature": "sha256=" + sign(secret, b)}
+			},
 			Event{BitbucketServer, []string{"https://bitbucket.example.com/scm/acme/fleet.git"}, "refs/heads/main"}},
 		{Generic, `{"repo":"https://git.example.com/fleet.git","ref":"refs/heads/main"}`,
-			func(b string) map[string]string { return map[string]string{"X-Signature-256": "sha256=" + sign(secret, b)} },
+			func(b string) map[string]string {
+				return map[string]string{"X-Signature-256": "sha256=" + sign(secret, b)}
+			},
 			Event{Generic, []string{"https://git.example.com/fleet.git"}, "refs/heads/main"}},
 	}
 	for _, tc := range tests {
