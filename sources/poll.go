@@ -76,18 +76,20 @@ func (r Result) Touches(dirs ...string) bool {
 type Poller struct {
 	cacheDir string
 
-	mu   sync.Mutex
-	last map[string]string // url + " " + ref name -> commit
+	mu      sync.Mutex
+	last    map[string]string // url + " " + ref name -> commit
+	listing map[string]map[plumbing.ReferenceName]plumbing.Hash
 }
 
 // NewPoller keeps fetched objects under cacheDir.
 func NewPoller(cacheDir string) *Poller {
-	return &Poller{cacheDir: cacheDir, last: map[string]string{}}
+	return &Poller{cacheDir: cacheDir, last: map[string]string{}, listing: map[string]map[plumbing.ReferenceName]plumbing.Hash{}}
 }
 
 // Poll lists the repo's refs once, however many refs are asked for, and fetches (shallow, only
 // the refs that moved) only when a ref points to a commit not fetched before. Refs are branch
-// names ("main"), tag names, or full names ("refs/pull/7/head").
+// names ("main"), tag names, full names ("refs/pull/7/head"), semver ranges over tags
+// ("semver:>=1.2.0 <2.0.0") or commits at the tip of an advertised ref.
 func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, error) {
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
 	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: repo.Auth})
@@ -100,6 +102,9 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 			byName[r.Name()] = r.Hash()
 		}
 	}
+	p.mu.Lock()
+	p.listing[repo.URL] = byName
+	p.mu.Unlock()
 	store, err := p.open(repo.URL)
 	if err != nil {
 		return nil, err
@@ -107,9 +112,9 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 	results := make([]Result, len(refs))
 	var fetch []config.RefSpec
 	for i, ref := range refs {
-		name, hash, ok := resolve(byName, ref)
-		if !ok {
-			return nil, fmt.Errorf("%s: ref %q does not exist", redact(repo.URL), ref)
+		name, hash, err := resolveRef(byName, ref)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", redact(repo.URL), err)
 		}
 		results[i] = Result{Snapshot: Snapshot{Repo: redact(repo.URL), Ref: name.String(), Revision: hash.String()}}
 		p.mu.Lock()

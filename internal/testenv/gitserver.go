@@ -249,6 +249,19 @@ func (r *Repo) Push(ctx context.Context, branch string, files map[string][]byte,
 	return r.Head(ctx, branch)
 }
 
+// SetRef points a ref of the bare repository at a commit, as a Git host does for pull-request
+// refs (refs/pull/7/head) and tags.
+func (r *Repo) SetRef(ctx context.Context, ref, commit string) error {
+	_, err := runGit(ctx, r.Dir, nil, "update-ref", ref, commit)
+	return err
+}
+
+// DeleteRef removes a ref of the bare repository, as a Git host does when a pull request closes.
+func (r *Repo) DeleteRef(ctx context.Context, ref string) error {
+	_, err := runGit(ctx, r.Dir, nil, "update-ref", "-d", ref)
+	return err
+}
+
 // Head returns the commit a ref of the bare repository points at.
 func (r *Repo) Head(ctx context.Context, ref string) (string, error) {
 	out, err := runGit(ctx, r.Dir, nil, "rev-parse", "--verify", ref)

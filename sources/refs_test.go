@@ -1,0 +1,131 @@
+package sources
+
+import (
+	"context"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/google/go-cmp/cmp"
+	"github.com/meshcd/meshcd/internal/testenv"
+)
+
+func TestPullRequestRefsAppearMoveAndDisappear(t *testing.T) {
+	ctx := context.Background()
+	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r, err := srv.CreateRepo(ctx, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := r.Push(ctx, "main", map[string][]byte{"a": []byte("1")}, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPoller(t.TempDir())
+	var tracker RefTracker
+	round := func() []RefEvent {
+		t.Helper()
+		if _, err := p.Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"main"}); err != nil {
+			t.Fatal(err)
+		}
+		return tracker.Observe(p.Matching(r.HTTPURL(), "refs/pull/*/head"))
+	}
+	if ev := round(); len(ev) != 0 {
+		t.Fatalf("no PR yet, events %v", ev)
+	}
+	head1, err := r.Push(ctx, "feature", map[string][]byte{"b": []byte("1")}, "pr 7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetRef(ctx, "refs/pull/7/head", head1); err != nil {
+		t.Fatal(err)
+	}
+	opened := round()
+	head2, err := r.Push(ctx, "feature", map[string][]byte{"b": []byte("2")}, "pr 7 again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetRef(ctx, "refs/pull/7/head", head2); err != nil {
+		t.Fatal(err)
+	}
+	updated := round()
+	if err := r.DeleteRef(ctx, "refs/pull/7/head"); err != nil {
+		t.Fatal(err)
+	}
+	closed := round()
+	got := append(append(opened, updated...), closed...)
+	want := []RefEvent{
+		{"refs/pull/7/head", RefOpened, head1},
+		{"refs/pull/7/head", RefUpdated, head2},
+		{"refs/pull/7/head", RefClosed, head2},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+
+	// A PR head can be polled like any ref, and a commit at a ref's tip too.
+	if err := r.SetRef(ctx, "refs/pull/8/head", head1); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"refs/pull/8/head", base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Revision != head1 || res[1].Revision != base || res[1].Ref != "refs/heads/main" {
+		t.Errorf("poll of a PR ref and a commit: %+v / %+v", res[0].Snapshot, res[1].Snapshot)
+	}
+}
+
+func TestSemverRangeOverTags(t *testing.T) {
+	ctx := context.Background()
+	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r, err := srv.CreateRepo(ctx, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := map[string]string{}
+	for _, v := range []string{"v1.1.0", "v1.2.0", "v1.9.3", "v2.0.0", "not-a-version"} {
+		h, err := r.Push(ctx, "main", map[string][]byte{"version": []byte(v)}, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetRef(ctx, "refs/tags/"+v, h); err != nil {
+			t.Fatal(err)
+		}
+		tags[v] = h
+	}
+	res, err := NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"semver:>=1.2.0 <2.0.0", "v1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Ref != "refs/tags/v1.9.3" || res[0].Revision != tags["v1.9.3"] || res[1].Revision != tags["v1.1.0"] {
+		t.Fatalf("semver range picked %s %s, tag v1.1.0 %s", res[0].Ref, res[0].Revision, res[1].Revision)
+	}
+	if _, err := NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"semver:>=3.0.0"}); err == nil {
+		t.Fatal("a range no tag matches must be an error")
+	}
+}
+
+func FuzzResolveRef(f *testing.F) {
+	refs := map[plumbing.ReferenceName]plumbing.Hash{
+		"refs/heads/main":  plumbing.NewHash("1111111111111111111111111111111111111111"),
+		"refs/tags/v1.2.3": plumbing.NewHash("2222222222222222222222222222222222222222"),
+		"refs/pull/1/head": plumbing.NewHash("3333333333333333333333333333333333333333"),
+	}
+	for _, s := range []string{"main", "v1.2.3", "semver:>=1.0.0", "semver:^1", "refs/pull/1/head", "1111111111111111111111111111111111111111", "semver:>=", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		name, h, err := resolveRef(refs, ref)
+		if err == nil && refs[name] != h {
+			t.Fatalf("resolveRef(%q) = %s %s, not an advertised pair", ref, name, h)
+		}
+	})
+}
