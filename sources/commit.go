@@ -46,6 +46,9 @@ var ErrNothingToCommit = errors.New("nothing to commit: the branch already has t
 // when someone else pushed first it fetches the new tip, rebuilds the same change on it and
 // tries again, with jittered backoff, up to opts.MaxAttempts times. It returns the commit.
 func (p *Poller) CommitFiles(ctx context.Context, repo Repo, opts CommitOptions, files map[string][]byte) (string, error) {
+	if err := p.Policy.Check(repo.URL); err != nil {
+		return "", err
+	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultCommitOptions().MaxAttempts
 	}

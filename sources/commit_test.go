@@ -60,7 +60,7 @@ func TestCommitFilesSurvivesConcurrentPushers(t *testing.T) {
 			}
 		})
 	}
-	poller := NewPoller(t.TempDir())
+	poller := localPoller(t.TempDir())
 	var ours []string
 	for i := range 20 {
 		h, err := poller.CommitFiles(ctx, Repo{URL: repo.HTTPURL()}, DefaultCommitOptions(),

@@ -75,6 +75,8 @@ func (r Result) Touches(dirs ...string) bool {
 // can be deleted: it is rebuilt from nothing).
 type Poller struct {
 	cacheDir string
+	// Policy is checked before any request; the zero value allows https and ssh only.
+	Policy URLPolicy
 
 	mu      sync.Mutex
 	last    map[string]string // url + " " + ref name -> commit
@@ -91,6 +93,9 @@ func NewPoller(cacheDir string) *Poller {
 // names ("main"), tag names, full names ("refs/pull/7/head"), semver ranges over tags
 // ("semver:>=1.2.0 <2.0.0") or commits at the tip of an advertised ref.
 func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, error) {
+	if err := p.Policy.Check(repo.URL); err != nil {
+		return nil, err
+	}
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
 	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: repo.Auth})
 	if err != nil {

@@ -60,7 +60,7 @@ func TestPollListsOncePerRepoAndFetchesOnlyWhatMoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	poller := NewPoller(t.TempDir())
+	poller := localPoller(t.TempDir())
 	pollAll := func() []Result {
 		var all []Result
 		for _, r := range repos {
@@ -125,7 +125,7 @@ func TestPollListsOncePerRepoAndFetchesOnlyWhatMoved(t *testing.T) {
 
 	// A new poller on the same cache (a restart) fetches nothing it already has.
 	srv.ResetRequests()
-	restarted := NewPoller(poller.cacheDir)
+	restarted := localPoller(poller.cacheDir)
 	if _, err := restarted.Poll(ctx, Repo{URL: repos[3].HTTPURL()}, []string{"main", "release"}); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestSnapshotIsAFleetRepo(t *testing.T) {
 		t.Fatal(err)
 	}
 	auth := basicAuth("meshcd", "pw")
-	res, err := NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL(), Auth: auth}, []string{"main"})
+	res, err := localPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL(), Auth: auth}, []string{"main"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +176,11 @@ func TestSnapshotIsAFleetRepo(t *testing.T) {
 	}
 
 	// Wrong credentials and missing refs are clear errors that never show a password.
-	_, err = NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL(), Auth: basicAuth("meshcd", "wrong-pw")}, []string{"main"})
+	_, err = localPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL(), Auth: basicAuth("meshcd", "wrong-pw")}, []string{"main"})
 	if err == nil || !strings.Contains(err.Error(), "authentication") || strings.Contains(err.Error(), "wrong-pw") {
 		t.Errorf("wrong password: %v", err)
 	}
-	_, err = NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL(), Auth: auth}, []string{"nope"})
+	_, err = localPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL(), Auth: auth}, []string{"nope"})
 	if err == nil || !strings.Contains(err.Error(), `ref "nope" does not exist`) {
 		t.Errorf("missing ref: %v", err)
 	}
@@ -218,7 +218,7 @@ func TestStatusCommitsTriggerNothing(t *testing.T) {
 	if _, err := r.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte("// v1\n"), "designs/cart/design.cue": []byte("// v1\n")}, "start"); err != nil {
 		t.Fatal(err)
 	}
-	p := NewPoller(t.TempDir())
+	p := localPoller(t.TempDir())
 	poll := func() Result {
 		t.Helper()
 		res, err := p.Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"main"})

@@ -24,7 +24,7 @@ func TestPullRequestRefsAppearMoveAndDisappear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := NewPoller(t.TempDir())
+	p := localPoller(t.TempDir())
 	var tracker RefTracker
 	round := func() []RefEvent {
 		t.Helper()
@@ -101,14 +101,14 @@ func TestSemverRangeOverTags(t *testing.T) {
 		}
 		tags[v] = h
 	}
-	res, err := NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"semver:>=1.2.0 <2.0.0", "v1.1.0"})
+	res, err := localPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"semver:>=1.2.0 <2.0.0", "v1.1.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res[0].Ref != "refs/tags/v1.9.3" || res[0].Revision != tags["v1.9.3"] || res[1].Revision != tags["v1.1.0"] {
 		t.Fatalf("semver range picked %s %s, tag v1.1.0 %s", res[0].Ref, res[0].Revision, res[1].Revision)
 	}
-	if _, err := NewPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"semver:>=3.0.0"}); err == nil {
+	if _, err := localPoller(t.TempDir()).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"semver:>=3.0.0"}); err == nil {
 		t.Fatal("a range no tag matches must be an error")
 	}
 }
