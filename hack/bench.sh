@@ -18,6 +18,9 @@ go run ./hack/bench/validate -n 500 -meshcd "$PWD/bin/meshcd" -cue "$PWD/$cue"
 echo "== rendering: meshcd render (with cache) vs kubectl kustomize + helm template"
 go run ./hack/bench/render -n 200 -helm "$PWD/bin/tools/helm-$(go list -m -f '{{.Version}}' helm.sh/helm/v3)"
 
+echo "== sources: Git polling and webhooks against a real Git server"
+go run ./hack/bench/sources -n 100
+
 pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u || true)
 if [ -n "$pkgs" ]; then
   echo "== Go benchmarks"
