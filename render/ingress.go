@@ -232,17 +232,7 @@ func contourRoute(in *compileInput, prefix string, r ingressRoute) map[string]an
 	}
 	route := map[string]any{"conditions": conds}
 	if r.Redirect != nil {
-		rd := map[string]any{"statusCode": int64(r.Redirect.Status)}
-		if r.Redirect.Scheme != "" {
-			rd["scheme"] = r.Redirect.Scheme
-		}
-		if r.Redirect.Host != "" {
-			rd["hostname"] = r.Redirect.Host
-		}
-		if r.Redirect.Path != "" {
-			rd["path"] = r.Redirect.Path
-		}
-		route["requestRedirectPolicy"] = rd
+		route["requestRedirectPolicy"] = redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any { return p })
 		return route
 	}
 	var services []any
@@ -398,16 +388,9 @@ func gatewayRule(in *compileInput, r ingressRoute, i int) (map[string]any, error
 	rule := map[string]any{"matches": []any{match}}
 	var filters []any
 	if r.Redirect != nil {
-		rd := map[string]any{"statusCode": int64(r.Redirect.Status)}
-		if r.Redirect.Scheme != "" {
-			rd["scheme"] = r.Redirect.Scheme
-		}
-		if r.Redirect.Host != "" {
-			rd["hostname"] = r.Redirect.Host
-		}
-		if r.Redirect.Path != "" {
-			rd["path"] = map[string]any{"type": "ReplaceFullPath", "replaceFullPath": r.Redirect.Path}
-		}
+		rd := redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any {
+			return map[string]any{"type": "ReplaceFullPath", "replaceFullPath": p}
+		})
 		rule["filters"] = []any{map[string]any{"type": "RequestRedirect", "requestRedirect": rd}}
 		return rule, nil
 	}
@@ -527,17 +510,7 @@ func istioIngressRoute(in *compileInput, r ingressRoute) map[string]any {
 	}
 	route := map[string]any{"match": []any{match}}
 	if r.Redirect != nil {
-		rd := map[string]any{"redirectCode": int64(r.Redirect.Status)}
-		if r.Redirect.Scheme != "" {
-			rd["scheme"] = r.Redirect.Scheme
-		}
-		if r.Redirect.Host != "" {
-			rd["authority"] = r.Redirect.Host
-		}
-		if r.Redirect.Path != "" {
-			rd["uri"] = r.Redirect.Path
-		}
-		route["redirect"] = rd
+		route["redirect"] = redirect(r.Redirect, "redirectCode", "authority", "uri", func(p string) any { return p })
 		return route
 	}
 	var dests []any
@@ -593,4 +566,20 @@ func istioHeaderOps(h *schema.HeaderPolicy) map[string]any {
 		m["remove"] = stringsAny(h.Remove)
 	}
 	return m
+}
+
+// redirect renders a redirect with each provider's field names for the status, the host and the
+// path (and its way of saying a path).
+func redirect(r *schema.Redirect, statusKey, hostKey, pathKey string, path func(string) any) map[string]any {
+	rd := map[string]any{statusKey: int64(r.Status)}
+	if r.Scheme != "" {
+		rd["scheme"] = r.Scheme
+	}
+	if r.Host != "" {
+		rd[hostKey] = r.Host
+	}
+	if r.Path != "" {
+		rd[pathKey] = path(r.Path)
+	}
+	return rd
 }

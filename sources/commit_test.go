@@ -16,15 +16,7 @@ import (
 // is force-pushed, and every other commit is still in the history.
 func TestCommitFilesSurvivesConcurrentPushers(t *testing.T) {
 	ctx := context.Background()
-	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	repo, err := srv.CreateRepo(ctx, "fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, repo := gitRepo(t, testenv.GitServerOptions{})
 	if _, err := repo.Push(ctx, "main", map[string][]byte{"designs/a/design.cue": []byte("// a\n")}, "start"); err != nil {
 		t.Fatal(err)
 	}

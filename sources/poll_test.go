@@ -136,18 +136,10 @@ func TestPollListsOncePerRepoAndFetchesOnlyWhatMoved(t *testing.T) {
 
 func TestSnapshotIsAFleetRepo(t *testing.T) {
 	ctx := context.Background()
-	srv, err := testenv.StartGitServer(testenv.GitServerOptions{Username: "meshcd", Password: "pw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	r, err := srv.CreateRepo(ctx, "fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := gitRepo(t, testenv.GitServerOptions{Username: "meshcd", Password: "pw"})
 	files := map[string][]byte{}
 	root := "../examples/shop"
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -206,15 +198,7 @@ func basicAuth(user, pass string) *githttp.BasicAuth {
 // a design's folder is touched only by commits that change it.
 func TestStatusCommitsTriggerNothing(t *testing.T) {
 	ctx := context.Background()
-	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	r, err := srv.CreateRepo(ctx, "fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := gitRepo(t, testenv.GitServerOptions{})
 	if _, err := r.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte("// v1\n"), "designs/cart/design.cue": []byte("// v1\n")}, "start"); err != nil {
 		t.Fatal(err)
 	}

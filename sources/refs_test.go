@@ -11,15 +11,7 @@ import (
 
 func TestPullRequestRefsAppearMoveAndDisappear(t *testing.T) {
 	ctx := context.Background()
-	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	r, err := srv.CreateRepo(ctx, "fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := gitRepo(t, testenv.GitServerOptions{})
 	base, err := r.Push(ctx, "main", map[string][]byte{"a": []byte("1")}, "base")
 	if err != nil {
 		t.Fatal(err)
@@ -81,15 +73,7 @@ func TestPullRequestRefsAppearMoveAndDisappear(t *testing.T) {
 
 func TestSemverRangeOverTags(t *testing.T) {
 	ctx := context.Background()
-	srv, err := testenv.StartGitServer(testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	r, err := srv.CreateRepo(ctx, "fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := gitRepo(t, testenv.GitServerOptions{})
 	tags := map[string]string{}
 	for _, v := range []string{"v1.1.0", "v1.2.0", "v1.9.3", "v2.0.0", "not-a-version"} {
 		h, err := r.Push(ctx, "main", map[string][]byte{"version": []byte(v)}, v)

@@ -3,7 +3,24 @@ package sources
 import (
 	"strings"
 	"testing"
+
+	"github.com/meshcd/meshcd/internal/testenv"
 )
+
+// gitRepo starts a Git server for the test with one empty repository.
+func gitRepo(t *testing.T, opts testenv.GitServerOptions) (*testenv.GitServer, *testenv.Repo) {
+	t.Helper()
+	srv, err := testenv.StartGitServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	r, err := srv.CreateRepo(t.Context(), "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, r
+}
 
 // localPoller allows the plain-http Git server the tests run on loopback.
 func localPoller(cacheDir string) *Poller {
