@@ -176,6 +176,10 @@ func TestProcessesDieWithTestBinary(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
@@ -192,9 +196,13 @@ func TestProcessesDieWithTestBinary(t *testing.T) {
 					t.Fatalf("helper reported pid %d but it is not running", pid)
 				}
 			}
+			// Only now, with its processes seen running, may the helper die.
 			if mode == "kill" {
 				_ = cmd.Process.Kill()
+			} else {
+				_, _ = stdin.Write([]byte("go\n"))
 			}
+			stdin.Close()
 			_ = cmd.Wait()
 			assertAllDead(t, pids)
 		})
@@ -209,6 +217,8 @@ func runHelper(mode string) {
 	}
 	fmt.Println("PIDS", strings.Trim(fmt.Sprint(env.Clusters[0].PIDs()), "[]"))
 	if mode == "panic" {
+		// Wait until the parent has seen the processes running, then die without cleanup.
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		panic("helper panics with a cluster running")
 	}
 	time.Sleep(time.Hour)
