@@ -60,7 +60,7 @@ func (p *Poller) CommitFiles(ctx context.Context, repo Repo, opts CommitOptions,
 	spec := config.RefSpec("+" + branch.String() + ":" + branch.String())
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, Force: true})
+		err := store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, CABundle: repo.CABundle, Force: true})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return "", fmt.Errorf("fetching %s %s: %w", redact(repo.URL), opts.Branch, err)
 		}
@@ -79,7 +79,7 @@ func (p *Poller) CommitFiles(ctx context.Context, repo Repo, opts CommitOptions,
 		if err := store.Storer.SetReference(plumbing.NewHashReference(branch, commit)); err != nil {
 			return "", err
 		}
-		err = store.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{config.RefSpec(branch.String() + ":" + branch.String())}, Auth: repo.Auth})
+		err = store.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{config.RefSpec(branch.String() + ":" + branch.String())}, Auth: repo.Auth, CABundle: repo.CABundle})
 		if err == nil {
 			return commit.String(), nil
 		}

@@ -23,6 +23,8 @@ import (
 type Repo struct {
 	URL  string
 	Auth transport.AuthMethod
+	// CABundle holds PEM certificates to trust for an https server with a private CA.
+	CABundle []byte
 }
 
 // Result is one polled ref.
@@ -97,7 +99,7 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 		return nil, err
 	}
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repo.URL}})
-	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: repo.Auth})
+	advertised, err := remote.ListContext(ctx, &git.ListOptions{Auth: repo.Auth, CABundle: repo.CABundle})
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", redact(repo.URL), err)
 	}
@@ -130,7 +132,7 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 		}
 	}
 	if len(fetch) > 0 {
-		err := store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: fetch, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, Force: true})
+		err := store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: fetch, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, CABundle: repo.CABundle, Force: true})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return nil, fmt.Errorf("fetching %s: %w", redact(repo.URL), err)
 		}

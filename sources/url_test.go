@@ -68,3 +68,25 @@ func TestURLPolicy(t *testing.T) {
 		t.Fatalf("the default poller contacted a plain-http repo: %v", err)
 	}
 }
+
+// TestPrivateCA: an https Git server with a certificate from a private CA is refused until its
+// CA bundle is given, and then polled and committed to like any other.
+func TestPrivateCA(t *testing.T) {
+	srv, r := gitRepo(t, testenv.GitServerOptions{TLS: true})
+	if _, err := r.Push(t.Context(), "main", map[string][]byte{"a": []byte("1")}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPoller(t.TempDir()) // https: the default policy allows it
+	_, err := p.Poll(t.Context(), Repo{URL: r.HTTPURL()}, []string{"main"})
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("untrusted certificate: err = %v, want a certificate error", err)
+	}
+	repo := Repo{URL: r.HTTPURL(), CABundle: srv.CACertPEM()}
+	res, err := p.Poll(t.Context(), repo, []string{"main"})
+	if err != nil || !res[0].Changed {
+		t.Fatalf("with the CA bundle: %v", err)
+	}
+	if _, err := p.CommitFiles(t.Context(), repo, DefaultCommitOptions(), map[string][]byte{"status/x.json": []byte("{}\n")}); err != nil {
+		t.Fatalf("commit over https with the CA bundle: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/cgi"
@@ -21,6 +22,8 @@ import (
 type GitServerOptions struct {
 	// Username and Password, when set, turn on HTTP basic auth for every request.
 	Username, Password string
+	// TLS serves https with a certificate from a test CA (see CACertPEM).
+	TLS bool
 }
 
 // GitServer serves bare repositories over smart HTTP with git's own `git http-backend`, and
@@ -69,8 +72,21 @@ func StartGitServer(opts GitServerOptions) (*GitServer, error) {
 		Root: "/",
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
-	s.srv = httptest.NewServer(s.handle(cgiHandler))
+	s.srv = httptest.NewUnstartedServer(s.handle(cgiHandler))
+	if opts.TLS {
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
 	return s, nil
+}
+
+// CACertPEM is the certificate a TLS server's clients must trust, PEM-encoded.
+func (s *GitServer) CACertPEM() []byte {
+	if s.srv.Certificate() == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 }
 
 // URL is the server's base address, e.g. http://127.0.0.1:34567.
@@ -300,11 +316,15 @@ func (r *Repo) Log(ctx context.Context, ref string) ([]Commit, error) {
 // authArgs passes the server's credentials to the git CLI as a header, so they are written to
 // no file and no URL.
 func (s *GitServer) authArgs() []string {
+	var args []string
+	if s.opts.TLS {
+		args = append(args, "-c", "http.sslVerify=false") // the test's own push helper only
+	}
 	if s.opts.Username == "" && s.opts.Password == "" {
-		return nil
+		return args
 	}
 	token := base64.StdEncoding.EncodeToString([]byte(s.opts.Username + ":" + s.opts.Password))
-	return []string{"-c", "http.extraHeader=Authorization: Basic " + token}
+	return append(args, "-c", "http.extraHeader=Authorization: Basic "+token)
 }
 
 // runGit runs the git CLI with a fixed identity and no user or system configuration, so tests
