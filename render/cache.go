@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"sort"
@@ -192,7 +193,7 @@ func withinAny(p string, dirs map[string]bool) bool {
 	return false
 }
 
-func hashTree(h interface{ Write([]byte) (int, error) }, files fs.FS, dir string) error {
+func hashTree(h io.Writer, files fs.FS, dir string) error {
 	return fs.WalkDir(files, dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
@@ -23,7 +24,7 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 	ns := in.design.Namespace
 	parent := map[string]any{"group": "", "kind": "Service", "name": name, "port": int64(svc.Port)}
 	for i, r := range svc.Routes {
-		path := "services." + name + ".routes[" + itoa(i) + "]"
+		path := "services." + name + ".routes[" + strconv.Itoa(i) + "]"
 		if r.Fault != nil {
 			return in.fail(path+".fault", "%s cannot inject faults; remove fault or target an istio cluster", in.cluster.Mesh)
 		}
@@ -175,7 +176,7 @@ func compileLinkerd(in *compileInput, out *output) error {
 		if o := svc.OutlierDetection; o != nil {
 			svcAnn = map[string]string{
 				"balancer.linkerd.io/failure-accrual":                          "consecutive",
-				"balancer.linkerd.io/failure-accrual-consecutive-max-failures": itoa(o.Consecutive5xxErrors),
+				"balancer.linkerd.io/failure-accrual-consecutive-max-failures": strconv.Itoa(o.Consecutive5xxErrors),
 				"balancer.linkerd.io/failure-accrual-consecutive-min-penalty":  o.BaseEjectionTime.Text,
 				"balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio": "0.5",
 			}
@@ -204,7 +205,7 @@ func linkerdRouteAnnotations(svc schema.Service, r schema.Route) map[string]stri
 		retries = svc.Retries
 	}
 	if retries != nil && svc.Protocol != "tcp" {
-		ann["retry.linkerd.io/limit"] = itoa(retries.Attempts)
+		ann["retry.linkerd.io/limit"] = strconv.Itoa(retries.Attempts)
 		if retries.PerTryTimeout != nil {
 			ann["retry.linkerd.io/timeout"] = retries.PerTryTimeout.Text
 		}

@@ -167,6 +167,21 @@ func stringsAny(s []string) []any {
 	return out
 }
 
+// externalUpstreams are the external upstreams the hosts' routes reach, by host name.
+func externalUpstreams(hosts []ingressHost) map[string]schema.External {
+	out := map[string]schema.External{}
+	for _, h := range hosts {
+		for _, r := range h.routes {
+			for _, b := range r.Backends {
+				if b.External != nil {
+					out[b.External.Host] = *b.External
+				}
+			}
+		}
+	}
+	return out
+}
+
 // externalHost is the upstream host of a route with an external backend, whose Host header the
 // proxy rewrites to it.
 func externalHost(r ingressRoute) string {
@@ -325,26 +340,16 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 			"listeners":        listeners,
 		}))
 	}
-	externals := map[string]schema.External{}
 	for _, h := range hosts {
 		parent := map[string]any{"name": ingressGateway, "sectionName": slug(h.host)}
 		if !h.owned {
 			parent["namespace"] = h.owner
 		}
 		var rules []any
-		for i, r := range h.routes {
-			rule, err := gatewayRule(in, r, i)
-			if err != nil {
-				return err
-			}
-			rules = append(rules, rule)
+		for _, r := range h.routes {
+			rules = append(rules, gatewayRule(in, r))
 			if r.Retries != nil {
 				out.warn("ingress %s%s: gateway-api (standard channel) has no retries; not rendered", h.host, r.path)
-			}
-			for _, b := range r.Backends {
-				if b.External != nil {
-					externals[b.External.Host] = *b.External
-				}
 			}
 		}
 		out.add(newObject("gateway.networking.k8s.io/v1", "HTTPRoute", ns, "ingress-"+slug(h.host), map[string]any{
@@ -353,6 +358,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 			"rules":      rules,
 		}))
 	}
+	externals := externalUpstreams(hosts)
 	for _, host := range slices.Sorted(maps.Keys(externals)) {
 		if !externals[host].TLS {
 			continue
@@ -376,7 +382,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 	return nil
 }
 
-func gatewayRule(in *compileInput, r ingressRoute, i int) (map[string]any, error) {
+func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 	match := map[string]any{"path": map[string]any{"type": "PathPrefix", "value": r.path}}
 	if len(r.Headers) > 0 {
 		var hs []any
@@ -392,7 +398,7 @@ func gatewayRule(in *compileInput, r ingressRoute, i int) (map[string]any, error
 			return map[string]any{"type": "ReplaceFullPath", "replaceFullPath": p}
 		})
 		rule["filters"] = []any{map[string]any{"type": "RequestRedirect", "requestRedirect": rd}}
-		return rule, nil
+		return rule
 	}
 	var backends []any
 	for _, b := range r.Backends {
@@ -414,7 +420,7 @@ func gatewayRule(in *compileInput, r ingressRoute, i int) (map[string]any, error
 	if r.Timeout != nil {
 		rule["timeouts"] = map[string]any{"request": r.Timeout.Text}
 	}
-	return rule, nil
+	return rule
 }
 
 func headerModifier(h *schema.HeaderPolicy) map[string]any {
@@ -456,7 +462,6 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 			"servers":  servers,
 		}))
 	}
-	externals := map[string]schema.External{}
 	for _, h := range hosts {
 		gw := ns + "/" + ingressGateway
 		if !h.owned {
@@ -465,11 +470,6 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		var routes []any
 		for _, r := range h.routes {
 			routes = append(routes, istioIngressRoute(in, r))
-			for _, b := range r.Backends {
-				if b.External != nil {
-					externals[b.External.Host] = *b.External
-				}
-			}
 		}
 		out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{
 			"gateways": []any{gw},
@@ -477,6 +477,7 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 			"http":     routes,
 		}))
 	}
+	externals := externalUpstreams(hosts)
 	for _, host := range slices.Sorted(maps.Keys(externals)) {
 		e := externals[host]
 		protocol := "HTTP"

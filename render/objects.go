@@ -3,6 +3,7 @@ package render
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
@@ -79,18 +80,7 @@ func routeName(svc string, i int, r schema.Route) string {
 	if r.Name != "" {
 		return svc + "-" + r.Name
 	}
-	return svc + "-" + itoa(i)
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-	}
-	return string(b)
+	return svc + "-" + strconv.Itoa(i)
 }
 
 // principal is the SPIFFE-style identity of a service account written namespace/name.

@@ -67,14 +67,7 @@ func Check(ctx context.Context, fsys fs.FS, opts LoadOptions) (Summary, error) {
 		return Summary{}, err
 	}
 	if opts.Worker != nil {
-		resp, err := evaluateIsolated(ctx, opts.Worker, files, opts)
-		if err != nil {
-			return Summary{}, err
-		}
-		if len(resp.Issues) > 0 {
-			return Summary{}, &ValidationError{Issues: resp.Issues}
-		}
-		return Summary{Clusters: resp.Clusters, Designs: resp.Designs}, nil
+		return checkIsolated(ctx, files, opts)
 	}
 	fleet, designs, err := evaluateWithTimeout(ctx, files, opts.Timeout)
 	if err != nil {
@@ -94,14 +87,10 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Fleet, []Design, 
 		return nil, nil, err
 	}
 	if opts.Worker != nil {
-		resp, err := evaluateIsolated(ctx, opts.Worker, files, opts)
-		if err != nil {
+		// The worker proves the repo evaluates within budget; doing it again here is as cheap.
+		if _, err := checkIsolated(ctx, files, opts); err != nil {
 			return nil, nil, err
 		}
-		if len(resp.Issues) > 0 {
-			return nil, nil, &ValidationError{Issues: resp.Issues}
-		}
-		// The worker proved this repo evaluates within budget; doing it again here is as cheap.
 	}
 	return evaluateWithTimeout(ctx, files, opts.Timeout)
 }
@@ -138,4 +127,17 @@ func evaluateRecovering(files []sourceFile) (fleet *Fleet, designs []Design, err
 		}
 	}()
 	return evaluate(files)
+}
+
+// checkIsolated evaluates the files in opts.Worker; the repo's problems come back as a
+// *ValidationError.
+func checkIsolated(ctx context.Context, files []sourceFile, opts LoadOptions) (Summary, error) {
+	resp, err := evaluateIsolated(ctx, opts.Worker, files, opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	if len(resp.Issues) > 0 {
+		return Summary{}, &ValidationError{Issues: resp.Issues}
+	}
+	return Summary{Clusters: resp.Clusters, Designs: resp.Designs}, nil
 }

@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -103,24 +102,11 @@ func locate(user []userValue, fallbackFile string, p []string, strip []string, m
 }
 
 func selector(s string) cue.Selector {
-	if n, err := atoi(s); err == nil {
+	// A list index; signs would make "+1" or "-1" (possible struct labels) indexes.
+	if n, err := strconv.Atoi(s); err == nil && s[0] != '+' && s[0] != '-' {
 		return cue.Index(n)
 	}
 	return cue.Str(s)
-}
-
-func atoi(s string) (int, error) {
-	if s == "" {
-		return 0, errors.New("empty")
-	}
-	n := 0
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return 0, errors.New("not a number")
-		}
-		n = n*10 + int(r-'0')
-	}
-	return n, nil
 }
 
 func position(v cue.Value) (line, col int) {
