@@ -93,11 +93,7 @@ func withRevision(b *Bundle, revision string) *Bundle {
 	out.Revision = revision
 	out.Objects = make([]*unstructured.Unstructured, len(b.Objects))
 	for i, o := range b.Objects {
-		c := o.DeepCopy()
-		ann := c.GetAnnotations()
-		ann[AnnotationRevision] = revision
-		c.SetAnnotations(ann)
-		out.Objects[i] = c
+		out.Objects[i] = o.DeepCopy()
 	}
 	out.Warnings = append([]string(nil), b.Warnings...)
 	return &out

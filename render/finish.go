@@ -34,7 +34,6 @@ func finish(d *schema.Design, c *schema.Cluster, opts Options, out *output) (*Bu
 			ann = map[string]string{}
 		}
 		ann[AnnotationDigest] = digest
-		ann[AnnotationRevision] = opts.Revision
 		o.SetAnnotations(ann)
 		sum.Write([]byte(ObjectID(o) + " " + digest + "\n"))
 	}
@@ -49,11 +48,10 @@ func finish(d *schema.Design, c *schema.Cluster, opts Options, out *output) (*Bu
 }
 
 // objectDigest hashes an object's canonical JSON (maps marshal with sorted keys) without
-// meshcd's revision and digest annotations.
+// meshcd's digest annotation.
 func objectDigest(o *unstructured.Unstructured) (string, error) {
 	c := o.DeepCopy()
 	ann := c.GetAnnotations()
-	delete(ann, AnnotationRevision)
 	delete(ann, AnnotationDigest)
 	if len(ann) == 0 {
 		ann = nil

@@ -14,20 +14,21 @@ import (
 )
 
 // Labels and annotations meshcd puts on every object it renders, so the reconciler and drift
-// detection find what is theirs.
+// detection find what is theirs. The revision is deliberately not among them: it lives in the
+// bundle, the in-cluster inventory and the status files, so a commit that changes nothing a
+// design renders rewrites no object.
 const (
 	LabelManagedBy       = "app.kubernetes.io/managed-by"
 	ManagedByMeshcd      = "meshcd"
 	LabelDesign          = "meshcd.io/design"
 	LabelCluster         = "meshcd.io/cluster"
-	AnnotationRevision   = "meshcd.io/revision"
 	AnnotationDigest     = "meshcd.io/digest"
 	AnnotationSourcePath = "meshcd.io/source"
 )
 
 // Options are the inputs of a render that are not in the design or the cluster.
 type Options struct {
-	// Revision is the Git commit the design was read at; objects carry it.
+	// Revision is the Git commit the design was read at; the bundle carries it.
 	Revision string
 	// Repo is the fleet repo snapshot the design's manifests are read from. Only designs with
 	// manifests need it.

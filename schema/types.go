@@ -241,13 +241,17 @@ const (
 )
 
 type Sync struct {
-	Prune         bool         `json:"prune"`
-	AllowEmpty    bool         `json:"allowEmpty"`
-	TakeOwnership bool         `json:"takeOwnership"`
-	Suspend       bool         `json:"suspend"`
-	Drift         DriftMode    `json:"drift"`
-	Ignore        []IgnoreRule `json:"ignore"`
-	Presets       []string     `json:"presets"`
+	Prune         bool `json:"prune"`
+	AllowEmpty    bool `json:"allowEmpty"`
+	TakeOwnership bool `json:"takeOwnership"`
+	// PruneNamespaces and PrunePersistentVolumeClaims opt in to deleting those kinds when a
+	// design drops them; they hold data, so prune alone never does.
+	PruneNamespaces             bool         `json:"pruneNamespaces"`
+	PrunePersistentVolumeClaims bool         `json:"prunePersistentVolumeClaims"`
+	Suspend                     bool         `json:"suspend"`
+	Drift                       DriftMode    `json:"drift"`
+	Ignore                      []IgnoreRule `json:"ignore"`
+	Presets                     []string     `json:"presets"`
 }
 
 type IgnoreRule struct {

@@ -19,7 +19,7 @@ func TestRenderCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	text := out.String()
-	for _, want := range []string{"# design shop on cluster east, revision abc123", "kind: VirtualService", "kind: PeerAuthentication", "meshcd.io/revision: abc123"} {
+	for _, want := range []string{"# design shop on cluster east, revision abc123", "kind: VirtualService", "kind: PeerAuthentication"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("render output lacks %q", want)
 		}
