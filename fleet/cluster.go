@@ -71,7 +71,9 @@ func Connect(c schema.Cluster, cfg *rest.Config, opts ClientOptions) (*Cluster, 
 	cfg.QPS, cfg.Burst, cfg.Timeout = opts.QPS, opts.Burst, opts.Timeout
 	cfg.UserAgent = "meshcd"
 	out := &Cluster{Cluster: c, Config: cfg}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &countingTransport{next: rt, count: &out.requests} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &countingTransport{next: rt, count: &out.requests}
+	})
 	var err error
 	if out.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)

@@ -45,7 +45,9 @@ type Item struct {
 }
 
 // GVK returns the item's kind.
-func (i Item) GVK() schema.GroupVersionKind { return schema.FromAPIVersionAndKind(i.APIVersion, i.Kind) }
+func (i Item) GVK() schema.GroupVersionKind {
+	return schema.FromAPIVersionAndKind(i.APIVersion, i.Kind)
+}
 
 // ID names the item like render.ObjectID.
 func (i Item) ID() string {
