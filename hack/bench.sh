@@ -21,6 +21,9 @@ go run ./hack/bench/render -n 200 -helm "$PWD/bin/tools/helm-$(go list -m -f '{{
 echo "== sources: Git polling and webhooks against a real Git server"
 go run ./hack/bench/sources -n 100
 
+echo "== apply: meshcd reconciler vs a raw client-go SSA loop and kubectl apply --server-side"
+go run ./hack/bench/apply
+
 pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u || true)
 if [ -n "$pkgs" ]; then
   echo "== Go benchmarks"
