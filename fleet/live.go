@@ -165,18 +165,29 @@ func (l *Live) start(m *meta.RESTMapping) *watch {
 	return w
 }
 
-// slim keeps the cache small: it drops every other manager's managed fields (meshcd's own
-// entry is what ownership drift is computed from) and kubectl's last-applied annotation.
+// slim keeps the cache small: of the managed fields it keeps meshcd's own apply entry (what
+// ownership drift is computed from) and, without its field set, the most recent other
+// manager's entry (who changed the object last, and when); it drops kubectl's last-applied
+// annotation.
 func slim(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil
 	}
 	var keep []metav1.ManagedFieldsEntry
+	var last *metav1.ManagedFieldsEntry
 	for _, f := range u.GetManagedFields() {
 		if f.Manager == FieldManager && f.Operation == metav1.ManagedFieldsOperationApply {
 			keep = append(keep, f)
+			continue
 		}
+		if f.Time != nil && (last == nil || last.Time == nil || !f.Time.Before(last.Time)) {
+			f.FieldsV1 = nil
+			last = &f
+		}
+	}
+	if last != nil {
+		keep = append(keep, *last)
 	}
 	u.SetManagedFields(keep)
 	if ann := u.GetAnnotations(); ann != nil {

@@ -75,6 +75,18 @@ func TestDiffApplyDiff(t *testing.T) {
 		t.Errorf("second apply should change nothing: exit %d\n%s", code, out)
 	}
 
+	// Drift: clean after apply; a DestinationRule deleted behind meshcd's back is reported.
+	if code, out, errOut := cli("drift", repo); code != 0 || !strings.Contains(out, "no drift") {
+		t.Fatalf("drift after apply: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "--context", "east", "-n", "shop", "delete", "destinationrule", "frontend").CombinedOutput(); err != nil {
+		t.Fatalf("kubectl delete: %v: %s", err, out)
+	}
+	code, out, _ = cli("drift", repo)
+	if code != 1 || !strings.Contains(out, "networking.istio.io/DestinationRule shop/frontend") || !strings.Contains(out, "deleted") {
+		t.Errorf("drift after a delete: exit %d\n%s", code, out)
+	}
+
 	// A changed weight shows as an update of exactly that field.
 	design = bytes.Replace(design, []byte("{to: {stable: 90, canary: 10}}"), []byte("{to: {stable: 50, canary: 50}}"), 1)
 	must(t, os.WriteFile(filepath.Join(raw, "design.cue"), design, 0o644))

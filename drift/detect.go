@@ -1,0 +1,365 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/render"
+	"github.com/meshcd/meshcd/schema"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Kind is how a live object drifted.
+type Kind string
+
+const (
+	Modified Kind = "modified"
+	Deleted  Kind = "deleted"
+	// Ownership is a field meshcd applied that another manager took over, even with the
+	// same value: the next change by that manager would not be meshcd's to revert.
+	Ownership Kind = "ownership"
+)
+
+func (k Kind) String() string { return string(k) }
+
+// Entry is one drift of one object.
+type Entry struct {
+	Object     string     `json:"object"`
+	Kind       Kind       `json:"kind"`
+	Fields     []string   `json:"fields,omitempty"`
+	By         string     `json:"by,omitempty"`
+	DetectedAt time.Time  `json:"detectedAt"`
+	HealedAt   *time.Time `json:"healedAt,omitempty"`
+	// Contested is set once meshcd stopped healing the object because something keeps
+	// changing it back.
+	Contested bool   `json:"contested,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Report is the drift ledger of one design in one cluster.
+type Report struct {
+	Cluster string  `json:"cluster"`
+	Design  string  `json:"design"`
+	Entries []Entry `json:"entries"`
+}
+
+// Options tune a Detector.
+type Options struct {
+	// MaxHeals within Window mark an object contested: meshcd stops healing it and reports.
+	MaxHeals int
+	Window   time.Duration
+	// FirstBackoff is the wait before the second heal of an object within Window; it doubles.
+	FirstBackoff time.Duration
+	// LedgerSize caps the entries kept per design (oldest dropped).
+	LedgerSize int
+	// Metrics, when set, receives drift counts and latencies.
+	Metrics *Metrics
+	// Events writes a Kubernetes Event on each drifted object.
+	Events bool
+}
+
+// DefaultOptions returns the drift settings meshcd uses unless configured otherwise.
+func DefaultOptions() Options {
+	return Options{MaxHeals: 5, Window: time.Minute, FirstBackoff: 250 * time.Millisecond, LedgerSize: 1000, Events: true}
+}
+
+// Detector watches one cluster's managed objects through its watch cache and compares every
+// change with what meshcd last applied.
+type Detector struct {
+	cluster *fleet.Cluster
+	opts    Options
+	work    chan string
+
+	mu      sync.Mutex
+	tracked map[string]*tracked
+	ledger  map[string][]Entry
+}
+
+type tracked struct {
+	design   string
+	desired  *unstructured.Unstructured
+	mode     schema.DriftMode
+	match    Matcher
+	heals    []time.Time
+	next     time.Time
+	queued   bool
+	open     int // index of the open ledger entry + 1, or 0
+	contest  bool
+	lastSeen time.Time
+}
+
+// NewDetector returns a detector for the cluster; Run starts it.
+func NewDetector(c *fleet.Cluster, opts Options) *Detector {
+	def := DefaultOptions()
+	if opts.MaxHeals <= 0 {
+		opts.MaxHeals = def.MaxHeals
+	}
+	if opts.Window <= 0 {
+		opts.Window = def.Window
+	}
+	if opts.FirstBackoff <= 0 {
+		opts.FirstBackoff = def.FirstBackoff
+	}
+	if opts.LedgerSize <= 0 {
+		opts.LedgerSize = def.LedgerSize
+	}
+	d := &Detector{cluster: c, opts: opts, work: make(chan string, 4096), tracked: map[string]*tracked{}, ledger: map[string][]Entry{}}
+	c.Live.Subscribe(d.observe)
+	return d
+}
+
+// Track sets what a design should hold in the cluster, replacing what was tracked for it.
+// Call it before syncing the objects, so the sync's own writes compare against the new
+// content; objects of the design not in objs stop being tracked.
+func (d *Detector) Track(design string, objs []*unstructured.Unstructured, mode schema.DriftMode, rules Rules) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keep := map[string]bool{}
+	for _, o := range objs {
+		id := render.ObjectID(o)
+		keep[id] = true
+		t, ok := d.tracked[id]
+		if !ok || t.design != design {
+			t = &tracked{design: design}
+			d.tracked[id] = t
+		}
+		t.desired, t.mode, t.match = o, mode, rules.For(o.GetKind(), o.GetName())
+	}
+	for id, t := range d.tracked {
+		if t.design == design && !keep[id] {
+			delete(d.tracked, id)
+		}
+	}
+}
+
+// Untrack stops tracking objects, for example right before they are pruned.
+func (d *Detector) Untrack(ids []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		delete(d.tracked, id)
+	}
+}
+
+// observe is the watch cache's handler: it queues tracked objects for a check.
+func (d *Detector) observe(ev fleet.Event) {
+	id := render.ObjectID(ev.Object)
+	d.mu.Lock()
+	t, ok := d.tracked[id]
+	if ok {
+		t.lastSeen = ev.Seen
+	}
+	if !ok || t.queued || t.mode == schema.DriftIgnore {
+		d.mu.Unlock()
+		return
+	}
+	t.queued = true
+	d.mu.Unlock()
+	select {
+	case d.work <- id:
+	default:
+		// The queue is full: the object is checked by the next full Check.
+		d.mu.Lock()
+		t.queued = false
+		d.mu.Unlock()
+	}
+}
+
+// Run checks queued objects until ctx ends.
+func (d *Detector) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-d.work:
+			d.check(ctx, id)
+		}
+	}
+}
+
+// CheckAll compares every tracked object with the cache now and returns what drifted, without
+// healing: a full sweep after a restart, and the one-shot CLI.
+func (d *Detector) CheckAll() []Entry {
+	d.mu.Lock()
+	ids := slices.Sorted(maps.Keys(d.tracked))
+	d.mu.Unlock()
+	var out []Entry
+	for _, id := range ids {
+		if e, _ := d.compare(id); e != nil {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+// compare returns the object's drift, or nil.
+func (d *Detector) compare(id string) (*Entry, *tracked) {
+	d.mu.Lock()
+	t, ok := d.tracked[id]
+	d.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	o := t.desired
+	live, found := d.cluster.Live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
+	now := time.Now()
+	if !found {
+		return &Entry{Object: id, Kind: Deleted, DetectedAt: now}, t
+	}
+	by := lastManager(live)
+	if fields := Compare(o, live, t.match); len(fields) > 0 {
+		return &Entry{Object: id, Kind: Modified, Fields: fields, By: by, DetectedAt: now}, t
+	}
+	if fields := LostOwnership(o, live, fleet.FieldManager, t.match); len(fields) > 0 {
+		return &Entry{Object: id, Kind: Ownership, Fields: fields, By: by, DetectedAt: now}, t
+	}
+	return nil, t
+}
+
+func lastManager(live *unstructured.Unstructured) string {
+	var by string
+	var at time.Time
+	for _, f := range live.GetManagedFields() {
+		if f.Manager != fleet.FieldManager && f.Time != nil && !f.Time.Time.Before(at) {
+			by, at = f.Manager, f.Time.Time
+		}
+	}
+	return by
+}
+
+// check compares one object and heals or records it.
+func (d *Detector) check(ctx context.Context, id string) {
+	d.mu.Lock()
+	if t, ok := d.tracked[id]; ok {
+		t.queued = false
+	}
+	d.mu.Unlock()
+	e, t := d.compare(id)
+	if t == nil {
+		return
+	}
+	if e == nil {
+		d.mu.Lock()
+		t.open = 0 // back in line: the next drift is a new entry
+		d.mu.Unlock()
+		return
+	}
+	if m := d.opts.Metrics; m != nil {
+		m.detected.WithLabelValues(d.cluster.Name, t.design, string(e.Kind)).Inc()
+		if !t.lastSeen.IsZero() {
+			m.latency.WithLabelValues(d.cluster.Name).Observe(e.DetectedAt.Sub(t.lastSeen).Seconds())
+		}
+	}
+	d.mu.Lock()
+	heal := t.mode == schema.DriftHeal && !t.contest
+	now := time.Now()
+	if heal {
+		recent := t.heals[:0]
+		for _, h := range t.heals {
+			if now.Sub(h) < d.opts.Window {
+				recent = append(recent, h)
+			}
+		}
+		t.heals = recent
+		if len(t.heals) >= d.opts.MaxHeals {
+			t.contest, heal = true, false
+			e.Contested = true
+			if m := d.opts.Metrics; m != nil {
+				m.contested.WithLabelValues(d.cluster.Name, t.design).Inc()
+			}
+		} else if now.Before(t.next) {
+			// Backing off: look again when the wait is over.
+			wait := t.next.Sub(now)
+			d.mu.Unlock()
+			time.AfterFunc(wait, func() { d.observe(fleet.Event{Type: fleet.Updated, Object: t.desired, Seen: time.Now()}) })
+			return
+		}
+	}
+	d.mu.Unlock()
+	if heal {
+		if err := d.heal(ctx, t.desired); err != nil {
+			e.Error = err.Error()
+		} else {
+			healed := time.Now()
+			e.HealedAt = &healed
+			if m := d.opts.Metrics; m != nil {
+				m.healed.WithLabelValues(d.cluster.Name, t.design).Inc()
+				m.healLatency.WithLabelValues(d.cluster.Name).Observe(healed.Sub(e.DetectedAt).Seconds())
+			}
+		}
+		d.mu.Lock()
+		t.heals = append(t.heals, time.Now())
+		t.next = time.Now().Add(d.opts.FirstBackoff << (len(t.heals) - 1))
+		d.mu.Unlock()
+	}
+	d.record(t, *e)
+	if d.opts.Events {
+		go d.event(context.WithoutCancel(ctx), t.desired, *e)
+	}
+}
+
+// record adds the entry to the design's ledger, or updates the object's open entry while it
+// stays drifted (a report-mode object edited again does not grow the ledger per event).
+func (d *Detector) record(t *tracked, e Entry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.ledger[t.design]
+	if t.open > 0 && t.open <= len(l) && l[t.open-1].Object == e.Object && l[t.open-1].HealedAt == nil && e.HealedAt == nil {
+		l[t.open-1] = e
+		return
+	}
+	l = append(l, e)
+	if len(l) > d.opts.LedgerSize {
+		l = l[len(l)-d.opts.LedgerSize:]
+	}
+	d.ledger[t.design] = l
+	t.open = len(l)
+	if e.HealedAt != nil {
+		t.open = 0
+	}
+}
+
+// heal applies the desired object again, forced: only that object, not the bundle.
+func (d *Detector) heal(ctx context.Context, o *unstructured.Unstructured) error {
+	m, err := d.cluster.Live.Mapping(o.GroupVersionKind())
+	if err != nil {
+		return err
+	}
+	ri := d.cluster.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace())
+	if o.GetNamespace() == "" {
+		_, err = d.cluster.Dynamic.Resource(m.Resource).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
+	} else {
+		_, err = ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
+	}
+	if err != nil {
+		return fmt.Errorf("%s: heal failed: %w", render.ObjectID(o), err)
+	}
+	return nil
+}
+
+// Report returns the design's drift ledger in this cluster.
+func (d *Detector) Report(design string) Report {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Report{Cluster: d.cluster.Name, Design: design, Entries: slices.Clone(d.ledger[design])}
+}
+
+// Contested lists the objects meshcd stopped healing.
+func (d *Detector) Contested() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for id, t := range d.tracked {
+		if t.contest {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
