@@ -1,0 +1,130 @@
+package gates
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// Verdict is a gate's decision: every check with what was observed, the limit and whether it
+// held. It passes only if every check passed and the run was not aborted.
+type Verdict struct {
+	Pass   bool    `json:"pass"`
+	Checks []Check `json:"checks"`
+	// Baseline is the run compared against, or empty for "no baseline yet".
+	Baseline *HistoryLine `json:"baseline,omitempty"`
+}
+
+// Check is one threshold or regression check.
+type Check struct {
+	Name     string  `json:"name"`
+	Observed float64 `json:"observed"`
+	Limit    float64 `json:"limit"`
+	Unit     string  `json:"unit"`
+	Pass     bool    `json:"pass"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// String is one line per check, for people.
+func (v Verdict) String() string {
+	var b strings.Builder
+	word := "FAIL"
+	if v.Pass {
+		word = "PASS"
+	}
+	b.WriteString(word + "\n")
+	for _, c := range v.Checks {
+		mark := "✗"
+		if c.Pass {
+			mark = "✓"
+		}
+		fmt.Fprintf(&b, "  %s %s: %s %s (limit %s)%s\n", mark, c.Name, num(c.Observed), c.Unit, num(c.Limit), note(c.Note))
+	}
+	return b.String()
+}
+
+// num prints a number with at most three decimals.
+func num(f float64) string { return strconv.FormatFloat(math.Round(f*1000)/1000, 'f', -1, 64) }
+
+func note(n string) string {
+	if n == "" {
+		return ""
+	}
+	return " — " + n
+}
+
+// Judge checks a result against the gate's thresholds and, when baseline is given, its
+// regression budget: each latency percentile may be at most maxRegression worse than the
+// baseline's. No baseline yet passes and says so.
+func Judge(r *Result, g schema.Gate, baseline *HistoryLine) (Verdict, error) {
+	v := Verdict{Pass: true, Baseline: baseline}
+	add := func(c Check) {
+		v.Checks = append(v.Checks, c)
+		if !c.Pass {
+			v.Pass = false
+		}
+	}
+	if r.Aborted != "" {
+		add(Check{Name: "run completed", Pass: false, Note: r.Aborted})
+	}
+	for _, p := range []struct {
+		name string
+		lim  *schema.Duration
+		obs  float64
+	}{{"p50", g.Thresholds.P50, r.Latencies.P50}, {"p90", g.Thresholds.P90, r.Latencies.P90}, {"p99", g.Thresholds.P99, r.Latencies.P99}} {
+		if p.lim == nil {
+			continue
+		}
+		limit := float64(p.lim.Microseconds()) / 1000
+		add(Check{Name: p.name, Observed: p.obs, Limit: limit, Unit: "ms", Pass: p.obs <= limit})
+	}
+	if g.Thresholds.ErrorRate != nil {
+		add(Check{Name: "error rate", Observed: r.ErrorRate, Limit: *g.Thresholds.ErrorRate, Pass: r.ErrorRate <= *g.Thresholds.ErrorRate})
+	}
+	if g.Thresholds.MinQPSRatio != nil && r.RequestedQPS > 0 {
+		ratio := r.ActualQPS / r.RequestedQPS
+		add(Check{Name: "achieved/requested QPS", Observed: ratio, Limit: *g.Thresholds.MinQPSRatio, Pass: ratio >= *g.Thresholds.MinQPSRatio})
+	}
+	if g.Baseline != nil {
+		budget, err := ParsePercent(g.Baseline.MaxRegression)
+		if err != nil {
+			return v, fmt.Errorf("gate %s: baseline.maxRegression: %w", r.Name, err)
+		}
+		if baseline == nil {
+			add(Check{Name: "regression vs baseline", Pass: true, Note: "no baseline yet on " + g.Baseline.Branch + "; this run becomes it if it passes"})
+		} else {
+			for _, p := range []struct {
+				name      string
+				obs, base float64
+			}{{"p50", r.Latencies.P50, baseline.P50}, {"p90", r.Latencies.P90, baseline.P90}, {"p99", r.Latencies.P99, baseline.P99}} {
+				limit := p.base * (1 + budget)
+				add(Check{Name: p.name + " vs baseline", Observed: p.obs, Limit: limit, Unit: "ms", Pass: p.obs <= limit,
+					Note: fmt.Sprintf("baseline %s ms at %s, budget +%g%%", num(p.base), short(baseline.Revision), budget*100)})
+			}
+		}
+	}
+	return v, nil
+}
+
+// ParsePercent reads "10%" as 0.1.
+func ParsePercent(s string) (float64, error) {
+	t, ok := strings.CutSuffix(strings.TrimSpace(s), "%")
+	if !ok {
+		return 0, fmt.Errorf("%q is not a percentage like 10%%", s)
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a percentage like 10%%", s)
+	}
+	return f / 100, nil
+}
+
+func short(rev string) string {
+	if len(rev) > 7 {
+		return rev[:7]
+	}
+	return rev
+}
