@@ -18,8 +18,8 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
-	flog "fortio.org/log"
 	fversion "fortio.org/fortio/version"
+	flog "fortio.org/log"
 	"github.com/meshcd/meshcd/schema"
 )
 
