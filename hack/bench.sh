@@ -12,6 +12,16 @@ if [ ! -x "$cue" ]; then
   mv bin/tools/cue-tmp/cue "$cue" && rmdir bin/tools/cue-tmp
 fi
 
+# fortio's CLI at a version that installs from the module proxy (newer ones need a module it
+# does not serve); meshcd's gates use the fortio library as a dependency.
+FORTIO_VERSION=v1.66.5
+fortio=bin/tools/fortio-$FORTIO_VERSION
+if [ ! -x "$fortio" ]; then
+  echo "installing fortio $FORTIO_VERSION for comparison"
+  GOBIN=$PWD/bin/tools/fortio-tmp go install "fortio.org/fortio@$FORTIO_VERSION"
+  mv bin/tools/fortio-tmp/fortio "$fortio" && rmdir bin/tools/fortio-tmp
+fi
+
 echo "== design language: meshcd validate vs cue vet"
 go run ./hack/bench/validate -n 500 -meshcd "$PWD/bin/meshcd" -cue "$PWD/$cue"
 
@@ -23,6 +33,9 @@ go run ./hack/bench/sources -n 100
 
 echo "== apply: meshcd reconciler vs a raw client-go SSA loop and kubectl apply --server-side"
 go run ./hack/bench/apply
+
+echo "== gates: a fortio load run by meshcd vs fortio's own CLI, and the verdict committed to Git"
+go run ./hack/bench/gates -fortio "$PWD/$fortio"
 
 pkgs=$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -r -n1 dirname | sort -u || true)
 if [ -n "$pkgs" ]; then
