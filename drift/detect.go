@@ -62,6 +62,9 @@ type Options struct {
 	Metrics *Metrics
 	// Events writes a Kubernetes Event on each drifted object.
 	Events bool
+	// OnDrift, when set, is called with every ledger entry as it is recorded (status files,
+	// the daemon's API, benchmarks).
+	OnDrift func(design string, e Entry)
 }
 
 // DefaultOptions returns the drift settings meshcd uses unless configured otherwise.
@@ -299,6 +302,9 @@ func (d *Detector) check(ctx context.Context, id string) {
 		d.mu.Unlock()
 	}
 	d.record(t, *e)
+	if d.opts.OnDrift != nil {
+		d.opts.OnDrift(t.design, *e)
+	}
 	if d.opts.Events {
 		go d.event(context.WithoutCancel(ctx), t.desired, *e)
 	}
