@@ -17,7 +17,7 @@ import (
 func newApplyCommand() *cobra.Command {
 	var (
 		f           clusterFlags
-		prune, wait bool
+		prune, wait, force bool
 		dryRun      string
 		output      string
 	)
@@ -50,6 +50,9 @@ func newApplyCommand() *cobra.Command {
 				opts := reconciler.DefaultSyncOptions()
 				opts.Policy = reconciler.PolicyFor(t.Design.Sync)
 				opts.Prune, opts.DryRun, opts.Wait = prune, dryRun == "server", wait
+				if force {
+					opts.Policy.TakeOwnership = true
+				}
 				jobs = append(jobs, reconciler.Job{Cluster: t.Cluster, Bundle: t.Bundle, RenderErr: t.Err, Options: opts})
 			}
 			progress := newProgress(cmd.ErrOrStderr(), len(jobs))
@@ -79,6 +82,7 @@ func newApplyCommand() *cobra.Command {
 	}
 	f.register(cmd, true)
 	cmd.Flags().BoolVar(&prune, "prune", false, "delete objects that left a design (when its sync.prune allows)")
+	cmd.Flags().BoolVar(&force, "force-conflicts", false, "take over fields another manager set (as kubectl apply --server-side --force-conflicts); a design's sync.takeOwnership does the same")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every object is Current (kstatus)")
 	cmd.Flags().StringVar(&dryRun, "dry-run", "none", "none or server: send every write as a server-side dry run")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")

@@ -87,6 +87,11 @@ func TestDiffApplyDiff(t *testing.T) {
 		t.Errorf("drift after a delete: exit %d\n%s", code, out)
 	}
 
+	code, out, _ = cli("apply", repo, "--cluster", "east", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"action": "created"`) {
+		t.Errorf("apply after a delete should recreate the DestinationRule: exit %d\n%s", code, out)
+	}
+
 	// A changed weight shows as an update of exactly that field.
 	design = bytes.Replace(design, []byte("{to: {stable: 90, canary: 10}}"), []byte("{to: {stable: 50, canary: 50}}"), 1)
 	must(t, os.WriteFile(filepath.Join(raw, "design.cue"), design, 0o644))

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"fortio.org/fortio/fhttp"
 	"github.com/meshcd/meshcd/internal/testenv"
 )
 
@@ -24,11 +27,36 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "bin/devenv/kubeconfig", "where to write the kubeconfig with one context per cluster")
 	seed := flag.String("seed", "", "a folder to push as the first commit of a Git repo named fleet")
 	info := flag.String("info", "", "a file to write KEY=VALUE lines to once everything is ready (for scripts)")
+	echo := flag.String("echo", "", "instead of clusters, serve fortio's echo server (?delay=, ?status=) on this loopback address")
 	flag.Parse()
+	if *echo != "" {
+		if err := serveEcho(*echo, *info); err != nil {
+			fmt.Fprintln(os.Stderr, "devenv:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *names, *kubeconfig, *seed, *info); err != nil {
 		fmt.Fprintln(os.Stderr, "devenv:", err)
 		os.Exit(1)
 	}
+}
+
+// serveEcho serves fortio's echo handler, a gate target whose latency and errors a query
+// string sets, until interrupted.
+func serveEcho(addr, info string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	url := "http://" + l.Addr().String()
+	if info != "" {
+		if err := os.WriteFile(info, []byte("ECHO_URL="+url+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Println("echo server on", url)
+	return http.Serve(l, http.HandlerFunc(fhttp.EchoHandler))
 }
 
 func run(n int, names, kubeconfig, seed, info string) error {
