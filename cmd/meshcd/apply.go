@@ -16,10 +16,10 @@ import (
 
 func newApplyCommand() *cobra.Command {
 	var (
-		f           clusterFlags
+		f                  clusterFlags
 		prune, wait, force bool
-		dryRun      string
-		output      string
+		dryRun             string
+		output             string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [DIR]",
