@@ -199,7 +199,7 @@ func LostOwnership(desired, live *unstructured.Unstructured, manager string, ign
 	var owned map[string]any
 	for _, f := range live.GetManagedFields() {
 		if f.Manager == manager && f.Operation == metav1.ManagedFieldsOperationApply && f.FieldsV1 != nil {
-			if err := json.Unmarshal(f.FieldsV1.Raw, &owned); err != nil {
+			if err := json.Unmarshal(f.FieldsV1.GetRawBytes(), &owned); err != nil {
 				return nil
 			}
 		}
