@@ -204,14 +204,8 @@ func renderBundle(ctx context.Context, ns string, configMaps, services int) (*re
 		"designs/bench/design.cue":   cue.String(),
 		"designs/bench/raw/cms.yaml": cms.String(),
 	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return nil, err
-		}
+	if err := testenv.WriteFiles(dir, files); err != nil {
+		return nil, err
 	}
 	fsys := os.DirFS(dir)
 	fl, designs, err := schema.Load(ctx, fsys, schema.DefaultLoadOptions())

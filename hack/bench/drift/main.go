@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -199,14 +198,8 @@ func bundle(ctx context.Context, n int) (*render.Bundle, error) {
 		"designs/bench/design.cue":   "design: bench: {namespace: \"bench\", manifests: [{yaml: \"./raw\"}]}\n",
 		"designs/bench/raw/cms.yaml": cms.String(),
 	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return nil, err
-		}
+	if err := testenv.WriteFiles(dir, files); err != nil {
+		return nil, err
 	}
 	fsys := os.DirFS(dir)
 	fl, designs, err := schema.Load(ctx, fsys, schema.DefaultLoadOptions())
