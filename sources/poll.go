@@ -147,6 +147,7 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 			return nil, err
 		}
 		results[i].FS = treeFS{root: tree}
+		results[i].Message = commit.Message
 		p.mu.Lock()
 		prev := p.last[repo.URL+" "+results[i].Ref]
 		p.last[repo.URL+" "+results[i].Ref] = results[i].Revision
@@ -226,3 +227,6 @@ func changedPaths(store *git.Repository, previous string, tree *object.Tree) []s
 	}
 	return paths
 }
+
+// Redact returns the URL with any user information removed, for logs and errors.
+func Redact(url string) string { return redact(url) }

@@ -19,6 +19,8 @@ type Snapshot struct {
 	Repo     string
 	Ref      string
 	Revision string
+	// Message is the commit's message; meshcd's own commits start with StatusCommitMarker.
+	Message string
 	// FS reads the commit's files. Symbolic links are reported as such (fs.ModeSymlink) and
 	// never followed; submodules are left out.
 	FS fs.FS

@@ -30,7 +30,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCommand(), newValidateCommand(), newRenderCommand(), newImportCommand(), newDiffCommand(), newApplyCommand(), newDriftCommand(), newGateCommand())
+	root.AddCommand(newVersionCommand(), newValidateCommand(), newRenderCommand(), newImportCommand(), newDiffCommand(), newApplyCommand(), newDriftCommand(), newGateCommand(), newRunCommand())
 	return root
 }
 

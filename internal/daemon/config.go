@@ -1,0 +1,241 @@
+// Package daemon wires meshcd's stages into the long-running `meshcd run`: poll Git, load and
+// validate, render, sync each design to each cluster it targets, watch for drift, run gates,
+// and commit status files back, one commit per round. Each stage stays a plain function in its
+// own package; this package only orders them and keeps their state between rounds.
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/meshcd/meshcd/fleet"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is meshcd.yaml: where the fleet repos are, how to reach the clusters, and the
+// daemon's own settings. Credentials live here (or in files and environment variables it
+// names), never in the fleet repo.
+type Config struct {
+	// Listen is the address of /healthz, /readyz, /metrics, /api/v1/status and webhooks.
+	Listen string `json:"listen"`
+	// CacheDir keeps fetched Git objects across restarts.
+	CacheDir string       `json:"cacheDir"`
+	Repos    []RepoConfig `json:"repos"`
+	// Clusters are the fleet repo's clusters by name, with their credentials.
+	Clusters map[string]fleet.Credentials `json:"clusters"`
+	// Webhooks maps a provider (github, gitlab, gitea, bitbucket-server, generic) to its secret.
+	Webhooks map[string]Secret `json:"webhooks,omitempty"`
+	// PerCluster bounds the designs synced to one cluster at once.
+	PerCluster int `json:"perCluster,omitempty"`
+}
+
+// RepoConfig is one fleet repo.
+type RepoConfig struct {
+	URL    string `json:"url"`
+	Branch string `json:"branch"`
+	// Interval is how often the repo is polled ("30s"); webhooks poll at once.
+	Interval string `json:"interval,omitempty"`
+	// Username and Password for https (Password usually from a file or the environment).
+	Username string  `json:"username,omitempty"`
+	Password *Secret `json:"password,omitempty"`
+	// AllowHTTP and AllowFile permit plain http:// and file:// URLs (tests, local demos).
+	AllowHTTP bool `json:"allowHTTP,omitempty"`
+	AllowFile bool `json:"allowFile,omitempty"`
+	// StatusBranch receives status commits (default: Branch).
+	StatusBranch string `json:"statusBranch,omitempty"`
+}
+
+// Secret is a value from a file or an environment variable, never written inline.
+type Secret struct {
+	File string `json:"file,omitempty"`
+	Env  string `json:"env,omitempty"`
+}
+
+// Read returns the secret's value.
+func (s Secret) Read() ([]byte, error) {
+	switch {
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		return []byte(strings.TrimSpace(string(b))), err
+	case s.Env != "":
+		v, ok := os.LookupEnv(s.Env)
+		if !ok {
+			return nil, fmt.Errorf("environment variable %s is not set", s.Env)
+		}
+		return []byte(v), nil
+	}
+	return nil, errors.New("give file or env")
+}
+
+// ConfigError lists every problem of a config file, each with its path.
+type ConfigError struct {
+	File     string
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("%s: %d problems:\n  %s", e.File, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// LoadConfig reads and checks a config file, reporting every problem at once: unknown keys,
+// wrong types, missing or invalid values.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig is LoadConfig for bytes already read; file names the source in errors.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, &ConfigError{File: file, Problems: []string{err.Error()}}
+	}
+	var raw any
+	if err := json.Unmarshal(js, &raw); err != nil {
+		return nil, &ConfigError{File: file, Problems: []string{err.Error()}}
+	}
+	var problems []string
+	unknownKeys(&problems, "", raw, reflect.TypeOf(Config{}))
+	var cfg Config
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) == 0 {
+		problems = cfg.check()
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &ConfigError{File: file, Problems: problems}
+	}
+	return &cfg, nil
+}
+
+// unknownKeys walks the decoded YAML beside the Go type and reports every key the type does
+// not have, with its path.
+func unknownKeys(problems *[]string, path string, v any, t reflect.Type) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return // the typed decode reports it
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name != "" && name != "-" {
+				fields[name] = f.Type
+			}
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			ft, ok := fields[k]
+			if !ok {
+				*problems = append(*problems, fmt.Sprintf("%s: unknown key", join(path, k)))
+				continue
+			}
+			unknownKeys(problems, join(path, k), m[k], ft)
+		}
+	case reflect.Map:
+		if m, ok := v.(map[string]any); ok {
+			for k, item := range m {
+				unknownKeys(problems, join(path, k), item, t.Elem())
+			}
+		}
+	case reflect.Slice:
+		if l, ok := v.([]any); ok {
+			for i, item := range l {
+				unknownKeys(problems, fmt.Sprintf("%s[%d]", path, i), item, t.Elem())
+			}
+		}
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// check reports every invalid or missing value.
+func (c *Config) check() []string {
+	var p []string
+	if len(c.Repos) == 0 {
+		p = append(p, "repos: at least one repo is needed")
+	}
+	for i, r := range c.Repos {
+		at := fmt.Sprintf("repos[%d]", i)
+		if r.URL == "" {
+			p = append(p, at+".url: required")
+		}
+		if r.Branch == "" {
+			p = append(p, at+".branch: required")
+		}
+		if r.Interval != "" {
+			if d, err := time.ParseDuration(r.Interval); err != nil || d <= 0 {
+				p = append(p, fmt.Sprintf("%s.interval: %q is not a positive duration", at, r.Interval))
+			}
+		}
+		if r.Password != nil && r.Password.File == "" && r.Password.Env == "" {
+			p = append(p, at+".password: give file or env")
+		}
+	}
+	if len(c.Clusters) == 0 {
+		p = append(p, "clusters: at least one cluster is needed")
+	}
+	for name, cr := range c.Clusters {
+		n := 0
+		if cr.Kubeconfig != "" {
+			n++
+		}
+		if cr.InCluster {
+			n++
+		}
+		if cr.Secret != nil {
+			n++
+		}
+		if n != 1 {
+			p = append(p, fmt.Sprintf("clusters.%s: give exactly one of kubeconfig, inCluster or secret", name))
+		}
+	}
+	for name, s := range c.Webhooks {
+		switch name {
+		case "github", "gitlab", "gitea", "bitbucket-server", "generic":
+		default:
+			p = append(p, fmt.Sprintf("webhooks.%s: unknown provider (github, gitlab, gitea, bitbucket-server, generic)", name))
+		}
+		if s.File == "" && s.Env == "" {
+			p = append(p, fmt.Sprintf("webhooks.%s: give file or env", name))
+		}
+	}
+	if c.PerCluster < 0 {
+		p = append(p, "perCluster: must not be negative")
+	}
+	return p
+}
+
+// interval is the repo's poll interval (default one minute).
+func (r RepoConfig) interval() time.Duration {
+	if d, err := time.ParseDuration(r.Interval); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
+}

@@ -1,0 +1,404 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/internal/testenv"
+	"github.com/meshcd/meshcd/schema"
+	"github.com/meshcd/meshcd/status"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// childEnv makes this test binary run the daemon, so tests run it as a separate process.
+const childEnv = "MESHCD_DAEMON_TEST_CONFIG"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childEnv); path != "" {
+		os.Exit(runChild(path))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(path string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	d, err := New(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := d.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+const fleetFiles = `
+cluster: east: {labels: {env: "prod"}, mesh: "istio"}
+cluster: west: {labels: {env: "prod"}, mesh: "linkerd"}
+cluster: central: {labels: {env: "prod"}, mesh: "gateway-api"}
+`
+
+func design(weight int, gateURL string) string {
+	return fmt.Sprintf(`design: shop: {
+	namespace: "shop"
+	targets: matchLabels: env: "prod"
+	services: checkout: {
+		port: 8080
+		versions: {stable: labels: version: "v1", canary: labels: version: "v2"}
+		routes: [{to: {stable: %d, canary: %d}}]
+	}
+	manifests: [{yaml: "./raw"}]
+	gates: latency: {
+		url: %q
+		load: {qps: 20, connections: 2, duration: "1s"}
+		thresholds: {p99: "1s", errorRate: 0.01}
+	}
+	sync: {prune: true, drift: "heal"}
+}`, weight, 100-weight, gateURL)
+}
+
+// daemonProc is the daemon running as a child process.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	addr string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startDaemon(t *testing.T, config, addr string) *daemonProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+config)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &daemonProc{cmd: cmd, logs: logs, addr: addr}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", tail(logs.String(), 6000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDaemonEndToEnd runs meshcd's daemon as a separate process against three real clusters
+// (one per mesh) and a real Git server: a pushed design is applied everywhere and its status
+// committed, a gate runs on the change, a weight change is applied, an out-of-band edit is
+// healed and recorded, a SIGKILL and restart lose nothing and commit nothing new, and SIGTERM
+// stops it cleanly. No status commit is ever empty.
+func TestDaemonEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, testenv.Options{Names: []string{"east", "west", "central"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	git, err := testenv.StartGitServer(testenv.GitServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	repo, err := git.CreateRepo(ctx, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := httptest.NewServer(http.HandlerFunc(fhttp.EchoHandler))
+	defer echo.Close()
+	first, err := repo.Push(ctx, "main", map[string][]byte{
+		"clusters/fleet.cue":             []byte(fleetFiles),
+		"designs/shop/design.cue":        []byte(design(90, echo.URL+"/")),
+		"designs/shop/raw/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {currency: EUR}\n"),
+	}, "shop: first design")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	var clusters strings.Builder
+	for _, c := range env.Clusters {
+		fmt.Fprintf(&clusters, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
+	}
+	config := filepath.Join(dir, "meshcd.yaml")
+	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
+cacheDir: %s
+repos:
+- url: %s
+  branch: main
+  interval: 300ms
+  allowHTTP: true
+clusters:
+%s`, addr, filepath.Join(dir, "cache"), repo.HTTPURL(), clusters.String())), 0o644))
+
+	clients := map[string]*fleet.Cluster{}
+	for _, c := range env.Clusters {
+		fc, err := fleet.Connect(schema.Cluster{Name: c.Name}, c.Config(), fleet.DefaultClientOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[c.Name] = fc
+	}
+	syncStatus := func(cluster string) status.Sync {
+		var s status.Sync
+		data, err := repo.ReadFile(ctx, "main", status.SyncPath("shop", cluster))
+		if err == nil {
+			_ = json.Unmarshal(data, &s)
+		}
+		return s
+	}
+
+	d := startDaemon(t, config, addr)
+	eventually(t, 90*time.Second, "status committed for the first revision on every cluster", func() bool {
+		for _, c := range []string{"east", "west", "central"} {
+			if s := syncStatus(c); s.Revision != first || s.Health != "Current" || s.Error != "" {
+				return false
+			}
+		}
+		return true
+	})
+	for name, c := range clients {
+		if v := configValue(t, c); v != "EUR" {
+			t.Errorf("%s: ConfigMap settings has currency %q", name, v)
+		}
+	}
+	if w := stableWeight(t, clients["east"]); w != 90 {
+		t.Errorf("east: stable weight %d, want 90", w)
+	}
+	eventually(t, 30*time.Second, "the gate's result committed", func() bool {
+		s := syncStatus("east")
+		return len(s.Gates) == 1 && s.Gates[0].Pass && s.Gates[0].Revision == first
+	})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := get(t, "http://"+addr+path); code != 200 {
+			t.Errorf("%s: %d", path, code)
+		}
+	}
+	if _, body := get(t, "http://"+addr+"/metrics"); !strings.Contains(body, `meshcd_sync_total{cluster="east",design="shop",result="ok"}`) || !strings.Contains(body, "meshcd_gate_runs_total") {
+		t.Errorf("/metrics lacks sync and gate metrics")
+	}
+	if _, body := get(t, "http://"+addr+"/api/v1/status"); !strings.Contains(body, first) {
+		t.Errorf("/api/v1/status does not name the applied revision:\n%s", body)
+	}
+
+	// A weight change is applied to every cluster.
+	second, err := repo.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(50, echo.URL+"/"))}, "shop: 50/50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the weight change applied and its status committed", func() bool {
+		return stableWeight(t, clients["east"]) == 50 && syncStatus("west").Revision == second && syncStatus("central").Revision == second
+	})
+
+	// An out-of-band edit is healed and recorded in the drift ledger.
+	m, _ := clients["west"].Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
+	if _, err := clients["west"].Dynamic.Resource(m.Resource).Namespace("shop").Patch(ctx, "settings", types.MergePatchType, []byte(`{"data":{"currency":"USD"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the edit healed", func() bool { return configValue(t, clients["west"]) == "EUR" })
+	eventually(t, 15*time.Second, "the drift recorded in status/drift/west.json", func() bool {
+		data, err := repo.ReadFile(ctx, "main", status.DriftPath("west"))
+		return err == nil && strings.Contains(string(data), "ConfigMap shop/settings") && syncStatus("west").Drift.Healed >= 1
+	})
+
+	// SIGKILL, then a restart: nothing lost, nothing pruned, no new status commit.
+	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
+	_ = d.cmd.Wait()
+	before := statusCommits(t, repo)
+	d = startDaemon(t, config, addr)
+	eventually(t, 60*time.Second, "the restarted daemon ready", func() bool { code, _ := get(t, "http://"+addr+"/readyz"); return code == 200 })
+	time.Sleep(3 * time.Second)
+	if after := statusCommits(t, repo); after != before {
+		t.Errorf("a restart with nothing changed made %d status commits", after-before)
+	}
+	for name, c := range clients {
+		if v := configValue(t, c); v != "EUR" {
+			t.Errorf("%s lost its ConfigMap after the restart (currency %q)", name, v)
+		}
+	}
+	if w := stableWeight(t, clients["east"]); w != 50 {
+		t.Errorf("east: weight %d after the restart", w)
+	}
+
+	// Every status commit changed something.
+	out, err := exec.Command("git", "-C", repo.Dir, "log", "--format=%H %s", "main").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		hash, subject, _ := strings.Cut(line, " ")
+		if !strings.HasPrefix(subject, "meshcd: status") {
+			continue
+		}
+		files, err := exec.Command("git", "-C", repo.Dir, "diff-tree", "--no-commit-id", "--name-only", "-r", hash).Output()
+		if err != nil || len(bytes.TrimSpace(files)) == 0 {
+			t.Errorf("status commit %s is empty", hash[:7])
+		}
+		for _, f := range strings.Fields(string(files)) {
+			if !strings.HasPrefix(f, "status/") {
+				t.Errorf("status commit %s touched %s", hash[:7], f)
+			}
+		}
+	}
+
+	// SIGTERM stops it cleanly.
+	must(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("the daemon did not stop within 15 s of SIGTERM")
+	}
+}
+
+func statusCommits(t *testing.T, repo *testenv.Repo) int {
+	t.Helper()
+	commits, err := repo.Log(t.Context(), "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range commits {
+		if strings.HasPrefix(c.Subject, "meshcd: status") {
+			n++
+		}
+	}
+	return n
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func configValue(t *testing.T, c *fleet.Cluster) string {
+	t.Helper()
+	m, err := c.Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
+	if err != nil {
+		return ""
+	}
+	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), "settings", metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	v, _, _ := unstructured.NestedString(o.Object, "data", "currency")
+	return v
+}
+
+func stableWeight(t *testing.T, c *fleet.Cluster) int {
+	t.Helper()
+	m, err := c.Live.Mapping(k8sschema.FromAPIVersionAndKind("networking.istio.io/v1", "VirtualService"))
+	if err != nil {
+		return -1
+	}
+	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), "checkout", metav1.GetOptions{})
+	if err != nil {
+		return -1
+	}
+	http, _, _ := unstructured.NestedSlice(o.Object, "spec", "http")
+	for _, h := range http {
+		routes, _ := h.(map[string]any)["route"].([]any)
+		for _, r := range routes {
+			rm := r.(map[string]any)
+			if dest, _ := rm["destination"].(map[string]any); dest["subset"] == "stable" {
+				w, _ := rm["weight"].(int64)
+				return int(w)
+			}
+		}
+	}
+	return -1
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
