@@ -143,6 +143,18 @@ func (r *Reconciler) Sync(ctx context.Context, c *fleet.Cluster, b *render.Bundl
 	if err != nil {
 		return fail(err)
 	}
+	// Objects new to the inventory are recorded before they are created: a crash in the
+	// middle of the apply then leaves no object the next run does not know to prune.
+	if !opts.DryRun {
+		if intent := newItems(b, inv); len(intent) > 0 {
+			if err := r.saveInventory(ctx, c, b, inv.merge(intent)); err != nil {
+				return fail(err)
+			}
+			if inv, err = r.inventory(ctx, c, b.Design); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	applied, err := r.apply(ctx, c, b, inv, opts, res)
 	if err != nil {
 		return fail(err)
@@ -174,6 +186,19 @@ func (r *Reconciler) Sync(ctx context.Context, c *fleet.Cluster, b *render.Bundl
 	}
 	res.Health = r.health(ctx, c, b, opts)
 	return res, joinFailures(res)
+}
+
+// newItems are the bundle's objects the inventory does not have yet, without a digest or
+// resource version (so they are applied, not skipped as unchanged).
+func newItems(b *render.Bundle, inv *Inventory) map[string]Item {
+	out := map[string]Item{}
+	for _, o := range b.Objects {
+		id := render.ObjectID(o)
+		if _, ok := inv.Objects[id]; !ok {
+			out[id] = Item{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
+		}
+	}
+	return out
 }
 
 // isEmpty is a bundle with nothing but the design's Namespace.

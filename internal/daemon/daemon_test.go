@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +69,14 @@ cluster: central: {labels: {env: "prod"}, mesh: "gateway-api"}
 `
 
 func design(weight int, gateURL string) string {
+	gate := ""
+	if gateURL != "" {
+		gate = fmt.Sprintf(`gates: latency: {
+		url: %q
+		load: {qps: 20, connections: 2, duration: "1s"}
+		thresholds: {p99: "1s", errorRate: 0.01}
+	}`, gateURL)
+	}
 	return fmt.Sprintf(`design: shop: {
 	namespace: "shop"
 	targets: matchLabels: env: "prod"
@@ -77,13 +86,68 @@ func design(weight int, gateURL string) string {
 		routes: [{to: {stable: %d, canary: %d}}]
 	}
 	manifests: [{yaml: "./raw"}]
-	gates: latency: {
-		url: %q
-		load: {qps: 20, connections: 2, duration: "1s"}
-		thresholds: {p99: "1s", errorRate: 0.01}
-	}
+	%s
 	sync: {prune: true, drift: "heal"}
-}`, weight, 100-weight, gateURL)
+}`, weight, 100-weight, gate)
+}
+
+const settings = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {currency: EUR}\n"
+
+// fixture is three real clusters (one per mesh), a Git server whose fleet repo holds the
+// first commit, a daemon config for them, and meshcd clients to look at the clusters.
+type fixture struct {
+	repo    *testenv.Repo
+	first   string
+	config  string
+	addr    string
+	clients map[string]*fleet.Cluster
+}
+
+func setup(t *testing.T, ctx context.Context, files map[string][]byte) fixture {
+	t.Helper()
+	env, err := testenv.Start(ctx, testenv.Options{Names: []string{"east", "west", "central"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	git, err := testenv.StartGitServer(testenv.GitServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(git.Close)
+	repo, err := git.CreateRepo(ctx, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := repo.Push(ctx, "main", files, "shop: first design")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	var clusters strings.Builder
+	for _, c := range env.Clusters {
+		fmt.Fprintf(&clusters, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
+	}
+	config := filepath.Join(dir, "meshcd.yaml")
+	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
+cacheDir: %s
+repos:
+- url: %s
+  branch: main
+  interval: 300ms
+  allowHTTP: true
+clusters:
+%s`, addr, filepath.Join(dir, "cache"), repo.HTTPURL(), clusters.String())), 0o644))
+	clients := map[string]*fleet.Cluster{}
+	for _, c := range env.Clusters {
+		fc, err := fleet.Connect(schema.Cluster{Name: c.Name}, c.Config(), fleet.DefaultClientOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[c.Name] = fc
+	}
+	return fixture{repo: repo, first: first, config: config, addr: addr, clients: clients}
 }
 
 // daemonProc is the daemon running as a child process.
@@ -166,56 +230,14 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 func TestDaemonEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{Names: []string{"east", "west", "central"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Stop()
-	git, err := testenv.StartGitServer(testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer git.Close()
-	repo, err := git.CreateRepo(ctx, "fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
 	echo := httptest.NewServer(http.HandlerFunc(fhttp.EchoHandler))
 	defer echo.Close()
-	first, err := repo.Push(ctx, "main", map[string][]byte{
+	f := setup(t, ctx, map[string][]byte{
 		"clusters/fleet.cue":             []byte(fleetFiles),
 		"designs/shop/design.cue":        []byte(design(90, echo.URL+"/")),
-		"designs/shop/raw/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {currency: EUR}\n"),
-	}, "shop: first design")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	var clusters strings.Builder
-	for _, c := range env.Clusters {
-		fmt.Fprintf(&clusters, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
-	}
-	config := filepath.Join(dir, "meshcd.yaml")
-	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
-cacheDir: %s
-repos:
-- url: %s
-  branch: main
-  interval: 300ms
-  allowHTTP: true
-clusters:
-%s`, addr, filepath.Join(dir, "cache"), repo.HTTPURL(), clusters.String())), 0o644))
-
-	clients := map[string]*fleet.Cluster{}
-	for _, c := range env.Clusters {
-		fc, err := fleet.Connect(schema.Cluster{Name: c.Name}, c.Config(), fleet.DefaultClientOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[c.Name] = fc
-	}
+		"designs/shop/raw/settings.yaml": []byte(settings),
+	})
+	repo, first, config, addr, clients := f.repo, f.first, f.config, f.addr, f.clients
 	syncStatus := func(cluster string) status.Sync {
 		var s status.Sync
 		data, err := repo.ReadFile(ctx, "main", status.SyncPath("shop", cluster))
@@ -401,4 +423,90 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDaemonSurvivesSIGKILL pushes ten changes (a new weight and a ConfigMap that replaces the
+// previous round's) and SIGKILLs the daemon at a random moment of each round. Restarted at the
+// end, it converges: the last weight everywhere, the last ConfigMap present, the earlier ones
+// pruned, the shared ConfigMap never lost; no status commit is empty or touches anything but
+// status/.
+func TestDaemonSurvivesSIGKILL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	files := func(i int) map[string][]byte {
+		return map[string][]byte{
+			"designs/shop/design.cue":        []byte(design(10*(i%9+1), "")),
+			"designs/shop/raw/settings.yaml": []byte(settings),
+			"designs/shop/raw/extra.yaml":    []byte(fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra-%d}\ndata: {round: \"%d\"}\n", i, i)),
+		}
+	}
+	first := files(0)
+	first["clusters/fleet.cue"] = []byte(fleetFiles)
+	f := setup(t, ctx, first)
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 10 {
+		if i > 0 {
+			if _, err := f.repo.Push(ctx, "main", files(i), fmt.Sprintf("round %d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := startDaemon(t, f.config, f.addr)
+		time.Sleep(time.Duration(rng.IntN(2500)) * time.Millisecond)
+		must(t, d.cmd.Process.Signal(syscall.SIGKILL))
+		_ = d.cmd.Wait()
+		for name, c := range f.clients {
+			if v := configValue(t, c); v != "EUR" && v != "" {
+				t.Fatalf("round %d: %s has currency %q", i, name, v)
+			}
+		}
+	}
+	startDaemon(t, f.config, f.addr)
+	eventually(t, 90*time.Second, "converged on the last round, earlier ConfigMaps pruned", func() bool {
+		for name, c := range f.clients {
+			if configValue(t, c) != "EUR" || !configMapExists(t, c, "extra-9") {
+				return false
+			}
+			for i := range 9 {
+				if configMapExists(t, c, fmt.Sprintf("extra-%d", i)) {
+					return false
+				}
+			}
+			if name == "east" && stableWeight(t, c) != 10*(9%9+1) {
+				return false
+			}
+		}
+		return true
+	})
+	out, err := exec.Command("git", "-C", f.repo.Dir, "log", "--format=%H %s", "main").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		hash, subject, _ := strings.Cut(line, " ")
+		if !strings.HasPrefix(subject, "meshcd: status") {
+			continue
+		}
+		commits++
+		names, err := exec.Command("git", "-C", f.repo.Dir, "diff-tree", "--no-commit-id", "--name-only", "-r", hash).Output()
+		if err != nil || len(bytes.TrimSpace(names)) == 0 {
+			t.Errorf("status commit %s is empty", hash[:7])
+		}
+		for _, n := range strings.Fields(string(names)) {
+			if !strings.HasPrefix(n, "status/") {
+				t.Errorf("status commit %s touched %s", hash[:7], n)
+			}
+		}
+	}
+	t.Logf("%d status commits over 10 killed rounds and a final run", commits)
+}
+
+func configMapExists(t *testing.T, c *fleet.Cluster, name string) bool {
+	t.Helper()
+	m, err := c.Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
+	if err != nil {
+		return false
+	}
+	_, err = c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), name, metav1.GetOptions{})
+	return err == nil
 }
