@@ -50,6 +50,9 @@ type RepoConfig struct {
 	AllowFile bool `json:"allowFile,omitempty"`
 	// StatusBranch receives status commits (default: Branch).
 	StatusBranch string `json:"statusBranch,omitempty"`
+	// PullRequests is a glob of refs previewed as pull requests: refs/pull/*/head on
+	// GitHub and Gitea, refs/merge-requests/*/head on GitLab, refs/heads/feature/* elsewhere.
+	PullRequests string `json:"pullRequests,omitempty"`
 }
 
 // Secret is a value from a file or an environment variable, never written inline.

@@ -60,6 +60,8 @@ type repoState struct {
 	gated     map[string]string      // design/gate/cluster -> revision gated on change
 	ledger    map[string][]drift.Entry
 	committed [32]byte // hash of the status files last committed
+	prs       sources.RefTracker
+	prsSeeded bool
 }
 
 // New connects the clusters named in the config and prepares the poller. It sends no
@@ -177,6 +179,7 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	}
 	d.metrics.polls.WithLabelValues("ok").Inc()
 	r := u.Results[0]
+	d.previews(ctx, rc, repo, st, r.FS)
 	d.mu.Lock()
 	first := st.Revision == "" && st.Error == ""
 	d.mu.Unlock()

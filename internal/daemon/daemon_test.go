@@ -137,6 +137,7 @@ repos:
   branch: main
   interval: 300ms
   allowHTTP: true
+  pullRequests: refs/pull/*/head
 clusters:
 %s`, addr, filepath.Join(dir, "cache"), repo.HTTPURL(), clusters.String())), 0o644))
 	clients := map[string]*fleet.Cluster{}
@@ -287,6 +288,36 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 	eventually(t, 60*time.Second, "the weight change applied and its status committed", func() bool {
 		return stableWeight(t, clients["east"]) == 50 && syncStatus("west").Revision == second && syncStatus("central").Revision == second
+	})
+
+	// A pull request gets a preview with the server-side diff; closing it removes the preview.
+	head, err := repo.Push(ctx, "feature", map[string][]byte{
+		"clusters/fleet.cue":             []byte(fleetFiles),
+		"designs/shop/design.cue":        []byte(design(30, echo.URL+"/")),
+		"designs/shop/raw/settings.yaml": []byte(settings),
+	}, "shop: 30/70")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, repo.SetRef(ctx, "refs/pull/7/head", head))
+	var lastMD string
+	defer func() {
+		if t.Failed() {
+			t.Logf("status/pr/7.md:\n%s", lastMD)
+		}
+	}()
+	eventually(t, 30*time.Second, "a preview of PR 7 in status/pr/7.md", func() bool {
+		md, err := repo.ReadFile(ctx, "main", "status/pr/7.md")
+		lastMD = string(md)
+		return err == nil && strings.Contains(string(md), "networking.istio.io/VirtualService shop/checkout") && strings.Contains(string(md), "weight: 30")
+	})
+	if w := stableWeight(t, clients["east"]); w != 50 {
+		t.Errorf("a preview changed the cluster: weight %d", w)
+	}
+	must(t, repo.DeleteRef(ctx, "refs/pull/7/head"))
+	eventually(t, 30*time.Second, "the preview of the closed PR removed", func() bool {
+		_, err := repo.ReadFile(ctx, "main", "status/pr/7.md")
+		return err != nil
 	})
 
 	// An out-of-band edit is healed and recorded in the drift ledger.
