@@ -93,6 +93,68 @@ kill "$echo_pid" 2>/dev/null || true
 echo "status files, ready to commit beside the design:"
 (cd "$work/gate" && find status -type f | sort)
 
+step "10. The daemon: meshcd run keeps the clusters equal to Git on its own"
+addr=127.0.0.1:$(( 20000 + RANDOM % 20000 ))
+cat > "$work/meshcd.yaml" <<YAML
+listen: $addr
+cacheDir: $work/cache
+repos:
+- url: $GIT_URL
+  branch: main
+  interval: 1s
+  allowHTTP: true
+  pullRequests: refs/pull/*/head
+clusters:
+  east: {kubeconfig: $KUBECONFIG, context: east}
+  west: {kubeconfig: $KUBECONFIG, context: west}
+  central: {kubeconfig: $KUBECONFIG, context: central}
+YAML
+cat "$work/meshcd.yaml"
+bin/meshcd run --config "$work/meshcd.yaml" > "$work/daemon.log" 2>&1 &
+daemon=$!
+trap 'kill $daemon 2>/dev/null || true; cleanup' EXIT
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local n=$(( $1 * 5 )) what=$2; shift 2
+  for _ in $(seq 1 $n); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "timed out waiting for: $what"; tail -20 "$work/daemon.log"; exit 1
+}
+wait_for 60 "the first status commit" git --git-dir "$GIT_DIR_BARE" cat-file -e main:status/README.md
+echo "meshcd synced the repo and committed its status; status/README.md on main now reads:"
+git --git-dir "$GIT_DIR_BARE" show main:status/README.md
+echo "(the daemon's log is in $work/daemon.log; its API: curl http://$addr/api/v1/status)"
+
+step "11. A pushed weight change reaches every cluster"
+git -C "$work/fleet" pull --quiet
+sed -i 's/{to: {stable: 90, canary: 10}}/{to: {stable: 50, canary: 50}}/' "$work/fleet/designs/shop/design.cue"
+git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: canary to 50%"
+git -C "$work/fleet" push --quiet origin HEAD:main
+weight() { kubectl --context east -n shop get virtualservice checkout -o jsonpath='{.spec.http[1].route[?(@.destination.subset=="canary")].weight}'; }
+wait_for 30 "the new weight on east" bash -c '[ "$(kubectl --context east -n shop get virtualservice checkout -o jsonpath="{.spec.http[1].route[?(@.destination.subset==\"canary\")].weight}")" = 50 ]'
+echo "east canary weight is now $(weight); west's HTTPRoute:"
+kubectl --context west -n shop get httproute checkout-1 -o jsonpath='{range .spec.rules[0].backendRefs[*]}{.name}={.weight}{"  "}{end}'; echo
+
+step "12. An out-of-band edit is healed within a second and recorded"
+kubectl --context east -n shop patch virtualservice checkout --type=json -p '[{"op":"replace","path":"/spec/http/1/route/0/weight","value":1},{"op":"replace","path":"/spec/http/1/route/1/weight","value":99}]'
+start=$(date +%s%N)
+wait_for 10 "the heal" bash -c '[ "$(kubectl --context east -n shop get virtualservice checkout -o jsonpath="{.spec.http[1].route[?(@.destination.subset==\"canary\")].weight}")" = 50 ]'
+echo "healed after $(( ($(date +%s%N) - start) / 1000000 )) ms (including kubectl's own round trips)"
+wait_for 15 "the drift ledger" git --git-dir "$GIT_DIR_BARE" cat-file -e main:status/drift/east.json
+echo "status/drift/east.json:"; git --git-dir "$GIT_DIR_BARE" show main:status/drift/east.json | head -20
+echo "and in Prometheus:"; curl -s "http://$addr/metrics" | grep -E '^meshcd_drift_(detected|healed)_total' || true
+
+step "13. A pull request gets a preview of what it would change, from a server-side dry run"
+git -C "$work/fleet" checkout --quiet -b canary-100
+sed -i 's/{to: {stable: 50, canary: 50}}/{to: {canary: 100}}/' "$work/fleet/designs/shop/design.cue"
+git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: all traffic to the canary"
+git -C "$work/fleet" push --quiet origin HEAD:refs/pull/7/head
+wait_for 30 "the preview" git --git-dir "$GIT_DIR_BARE" cat-file -e main:status/pr/7.md
+git --git-dir "$GIT_DIR_BARE" show main:status/pr/7.md | head -30
+echo "(nothing was applied: east's canary weight is still $(weight))"
+
+step "14. SIGTERM stops the daemon cleanly"
+kill -TERM "$daemon"; wait "$daemon" || true
+tail -3 "$work/daemon.log"
+
 bin/meshcd version
 
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
