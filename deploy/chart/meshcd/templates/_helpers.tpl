@@ -1,0 +1,4 @@
+{{- define "meshcd.labels" -}}
+app.kubernetes.io/name: meshcd
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
