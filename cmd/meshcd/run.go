@@ -10,7 +10,10 @@ import (
 )
 
 func newRunCommand() *cobra.Command {
-	var config string
+	var (
+		config, shardID string
+		shards          int
+	)
 	cmd := &cobra.Command{
 		Use:   "run --config meshcd.yaml",
 		Short: "Run the daemon: poll Git, sync every cluster, heal drift, run gates, commit status",
@@ -34,8 +37,12 @@ func newRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			d, err := daemon.New(cfg, log)
+			id, err := daemon.ParseShardID(shardID, shards)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)).With("shard", id)
+			d, err := daemon.New(cfg, daemon.Shard{ID: id, Of: max(shards, 1)}, log)
 			if err != nil {
 				return err
 			}
@@ -43,5 +50,7 @@ func newRunCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "the daemon's config file")
+	cmd.Flags().IntVar(&shards, "shards", 1, "how many shards split the clusters (by a stable hash of their names)")
+	cmd.Flags().StringVar(&shardID, "shard-id", "0", "this replica's shard: 0 to shards-1, or auto for the StatefulSet ordinal")
 	return cmd
 }

@@ -34,6 +34,8 @@ type Config struct {
 	Webhooks map[string]Secret `json:"webhooks,omitempty"`
 	// PerCluster bounds the designs synced to one cluster at once.
 	PerCluster int `json:"perCluster,omitempty"`
+	// LeaderElection, when set, lets several replicas run: one Lease per shard.
+	LeaderElection *LeaderElection `json:"leaderElection,omitempty"`
 }
 
 // RepoConfig is one fleet repo.
@@ -136,13 +138,20 @@ func unknownKeys(problems *[]string, path string, v any, t reflect.Type) {
 			return // the typed decode reports it
 		}
 		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name != "" && name != "-" {
-				fields[name] = f.Type
+		var add func(t reflect.Type)
+		add = func(t reflect.Type) {
+			for i := range t.NumField() {
+				f := t.Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				switch {
+				case f.Anonymous && name == "":
+					add(f.Type) // an embedded struct's fields are inlined
+				case name != "" && name != "-":
+					fields[name] = f.Type
+				}
 			}
 		}
+		add(t)
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			keys = append(keys, k)
@@ -227,6 +236,16 @@ func (c *Config) check() []string {
 		}
 		if s.File == "" && s.Env == "" {
 			p = append(p, fmt.Sprintf("webhooks.%s: give file or env", name))
+		}
+	}
+	if le := c.LeaderElection; le != nil {
+		if le.Namespace == "" {
+			p = append(p, "leaderElection.namespace: required")
+		}
+		if le.LeaseDuration != "" {
+			if d, err := time.ParseDuration(le.LeaseDuration); err != nil || d < time.Second {
+				p = append(p, fmt.Sprintf("leaderElection.leaseDuration: %q is not a duration of at least 1s", le.LeaseDuration))
+			}
 		}
 	}
 	if c.PerCluster < 0 {

@@ -41,6 +41,7 @@ type Daemon struct {
 	reg      *prometheus.Registry
 	metrics  *metrics
 	ready    atomic.Bool
+	shard    Shard
 
 	mu    sync.Mutex
 	state map[string]*repoState // by repo URL
@@ -64,9 +65,9 @@ type repoState struct {
 	prsSeeded bool
 }
 
-// New connects the clusters named in the config and prepares the poller. It sends no
-// request to a cluster or a Git server yet.
-func New(cfg *Config, log *slog.Logger) (*Daemon, error) {
+// New connects the clusters of the config that belong to the shard and prepares the poller.
+// It sends no request to a cluster or a Git server yet.
+func New(cfg *Config, shard Shard, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -74,7 +75,7 @@ func New(cfg *Config, log *slog.Logger) (*Daemon, error) {
 		cfg: cfg, log: log, poller: sources.NewPoller(cfg.CacheDir),
 		clusters: map[string]*fleet.Cluster{}, drift: map[string]*drift.Detector{},
 		rec: reconciler.New(), cache: render.NewCache(10000), reg: prometheus.NewRegistry(),
-		state: map[string]*repoState{},
+		state: map[string]*repoState{}, shard: shard,
 	}
 	d.metrics = newMetrics(d.reg)
 	dm := drift.NewMetrics(d.reg)
@@ -93,6 +94,9 @@ func New(cfg *Config, log *slog.Logger) (*Daemon, error) {
 		d.state[rc.URL] = &repoState{gates: map[string]status.Gate{}, gateFiles: map[string][]byte{}, gated: map[string]string{}, ledger: map[string][]drift.Entry{}}
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Clusters)) {
+		if !shard.Owns(name) {
+			continue
+		}
 		rest, err := cfg.Clusters[name].RESTConfig(context.Background(), name, nil)
 		if err != nil {
 			return nil, err
@@ -121,14 +125,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	for _, det := range d.drift {
-		go det.Run(ctx)
-	}
 	defer func() {
 		for _, c := range d.clusters {
 			c.Live.Stop()
 		}
 	}()
+	if d.cfg.LeaderElection != nil {
+		return d.lead(ctx, d.work)
+	}
+	d.work(ctx)
+	return nil
+}
+
+// work is the daemon's loop: watch caches and drift detectors, Git polls and rounds, until
+// ctx ends (shutdown, or the Lease lost).
+func (d *Daemon) work(ctx context.Context) {
+	for _, det := range d.drift {
+		go det.Run(ctx)
+	}
 	var targets []sources.Target
 	for i, rc := range d.cfg.Repos {
 		targets = append(targets, sources.Target{Repo: d.repos[i], Refs: []string{rc.Branch}})
@@ -144,7 +158,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping")
-			return nil
+			return
 		case u := <-updates:
 			d.round(ctx, u)
 			d.ready.Store(true)
@@ -179,7 +193,9 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	}
 	d.metrics.polls.WithLabelValues("ok").Inc()
 	r := u.Results[0]
-	d.previews(ctx, rc, repo, st, r.FS)
+	if d.shard.ID == 0 {
+		d.previews(ctx, rc, repo, st, r.FS) // one shard writes previews, so they never collide
+	}
 	d.mu.Lock()
 	first := st.Revision == "" && st.Error == ""
 	d.mu.Unlock()
@@ -267,6 +283,9 @@ func (d *Daemon) jobs(ctx context.Context, fl *schema.Fleet, designs []schema.De
 		}
 		rules, rerr := drift.NewRules(dsg.Sync.Ignore, dsg.Sync.Presets)
 		for _, sc := range dsg.TargetClusters(fl) {
+			if !d.shard.Owns(sc.Name) {
+				continue // another shard's
+			}
 			c, ok := d.clusters[sc.Name]
 			s := status.Sync{Design: dsg.Name, Cluster: sc.Name, Revision: revision}
 			if !ok {
@@ -363,7 +382,12 @@ func (d *Daemon) writeStatus(ctx context.Context, rc RepoConfig, repo sources.Re
 		files[status.DriftPath(cluster)] = data
 	}
 	if len(syncs) > 0 {
-		files[status.ReadmePath] = []byte(status.Matrix(syncs))
+		// Shards write disjoint files: each its own matrix when there are several.
+		readme := status.ReadmePath
+		if d.shard.Of > 1 {
+			readme = fmt.Sprintf("status/shards/%d.md", d.shard.ID)
+		}
+		files[readme] = []byte(status.Matrix(syncs))
 	}
 	d.mu.Lock()
 	maps.Copy(files, st.gateFiles)

@@ -50,7 +50,11 @@ func runChild(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	d, err := New(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	shard := Shard{Of: 1}
+	if v := os.Getenv("MESHCD_DAEMON_TEST_SHARDS"); v != "" {
+		fmt.Sscanf(v, "%d/%d", &shard.ID, &shard.Of)
+	}
+	d, err := New(cfg, shard, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -540,4 +544,69 @@ func configMapExists(t *testing.T, c *fleet.Cluster, name string) bool {
 	}
 	_, err = c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), name, metav1.GetOptions{})
 	return err == nil
+}
+
+// TestTwoReplicasOneLeader runs two replicas of the same shard with leader election on a
+// Lease in a real cluster: only the holder acts; when it is SIGKILLed the other takes the
+// Lease once it expires, and acts on the next push.
+func TestTwoReplicasOneLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	f := setup(t, ctx, map[string][]byte{
+		"clusters/fleet.cue":             []byte(fleetFiles),
+		"designs/shop/design.cue":        []byte(design(90, "")),
+		"designs/shop/raw/settings.yaml": []byte(settings),
+	})
+	cfg, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	east := strings.Split(strings.Split(string(cfg), "east: {kubeconfig: ")[1], ",")[0]
+	const lease = 3 * time.Second
+	withLease := string(cfg) + fmt.Sprintf("leaderElection: {kubeconfig: %s, context: east, namespace: default, leaseDuration: %s}\n", east, lease)
+	must(t, os.WriteFile(f.config, []byte(withLease), 0o644))
+	// The second replica listens elsewhere.
+	second := filepath.Join(filepath.Dir(f.config), "second.yaml")
+	addrB := freeAddr(t)
+	must(t, os.WriteFile(second, []byte(strings.Replace(withLease, "listen: "+f.addr, "listen: "+addrB, 1)), 0o644))
+
+	holder := func() string {
+		m, err := f.clients["east"].Live.Mapping(k8sschema.GroupVersionKind{Group: "coordination.k8s.io", Version: "v1", Kind: "Lease"})
+		if err != nil {
+			return ""
+		}
+		l, err := f.clients["east"].Dynamic.Resource(m.Resource).Namespace("default").Get(ctx, "meshcd-shard-0", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		h, _, _ := unstructured.NestedString(l.Object, "spec", "holderIdentity")
+		return h
+	}
+	a := startDaemon(t, f.config, f.addr)
+	eventually(t, 60*time.Second, "replica A leading and syncing", func() bool {
+		return strings.HasSuffix(holder(), fmt.Sprintf("-%d", a.cmd.Process.Pid)) && stableWeight(t, f.clients["east"]) == 90
+	})
+	b := startDaemon(t, second, addrB)
+	time.Sleep(2 * lease)
+	if strings.Contains(b.logs.String(), "msg=round") || strings.Contains(b.logs.String(), "msg=leading") {
+		t.Fatalf("the standby replica acted while the leader was alive:\n%s", b.logs.String())
+	}
+
+	must(t, a.cmd.Process.Signal(syscall.SIGKILL))
+	_ = a.cmd.Wait()
+	killed := time.Now()
+	eventually(t, 4*lease, "replica B holding the Lease", func() bool {
+		return strings.HasSuffix(holder(), fmt.Sprintf("-%d", b.cmd.Process.Pid))
+	})
+	took := time.Since(killed)
+	t.Logf("takeover %s after the leader was killed (lease %s)", took.Round(time.Millisecond), lease)
+	// The Lease expires at most one lease duration after its last renewal; a retry period
+	// later the standby holds it. A busy CI machine gets a second lease duration of slack.
+	if took > 2*lease+time.Second {
+		t.Errorf("takeover took %s, want about the lease duration (%s)", took, lease)
+	}
+	if _, err := f.repo.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(40, ""))}, "shop: 40/60"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the new leader applies the next push", func() bool { return stableWeight(t, f.clients["east"]) == 40 })
 }
