@@ -21,9 +21,9 @@ type ruleIssue struct {
 
 var dns1123 = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
-// cronParser accepts what meshcd's scheduler runs: standard 5-field specs, an optional leading
+// CronParser accepts what meshcd's scheduler runs: standard 5-field specs, an optional leading
 // seconds field, and descriptors such as @hourly and @every 6h.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+var CronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 func checkName(kind, name string, p fieldPath) []ruleIssue {
 	if len(name) > 63 || !dns1123.MatchString(name) {
@@ -325,7 +325,7 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 		hasCron = hasCron || t == "cron"
 	}
 	if g.Schedule != "" {
-		if _, err := cronParser.Parse(g.Schedule); err != nil {
+		if _, err := CronParser.Parse(g.Schedule); err != nil {
 			add(p.child("schedule"), "invalid cron schedule %q: %v", g.Schedule, err)
 		}
 		if !hasCron {

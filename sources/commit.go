@@ -100,7 +100,10 @@ func isRejected(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	return strings.Contains(msg, "non-fast-forward") || strings.Contains(msg, "fetch first") || strings.Contains(msg, "rejected")
+	// "failed to update ref": another push won the race for the ref's lock on the server
+	// (git's receive-pack reports it when the old value it checked has moved).
+	return strings.Contains(msg, "non-fast-forward") || strings.Contains(msg, "fetch first") || strings.Contains(msg, "rejected") ||
+		strings.Contains(msg, "failed to update ref") || strings.Contains(msg, "failed to lock")
 }
 
 // commitOnTop writes a commit whose tree is tip's tree with files applied, or returns

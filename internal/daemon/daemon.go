@@ -24,6 +24,7 @@ import (
 	"github.com/meshcd/meshcd/sources"
 	"github.com/meshcd/meshcd/status"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
 )
 
 // Daemon is one running meshcd: its clusters, their watch caches and drift detectors, the
@@ -45,6 +46,8 @@ type Daemon struct {
 
 	mu    sync.Mutex
 	state map[string]*repoState // by repo URL
+	// commitMu makes status commits of the round loop and of scheduled gates take turns.
+	commitMu sync.Mutex
 }
 
 // repoState is what the daemon knows of one repo between rounds.
@@ -63,6 +66,7 @@ type repoState struct {
 	committed [32]byte // hash of the status files last committed
 	prs       sources.RefTracker
 	prsSeeded bool
+	cron      *cron.Cron
 }
 
 // New connects the clusters of the config that belong to the shard and prepares the poller.
@@ -216,6 +220,7 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	if first {
 		d.loadLedgers(st, r.FS)
 	}
+	d.stopSchedule(st)
 	jobs, syncs := d.jobs(ctx, fl, designs, revision, r.FS)
 	results := d.rec.SyncAll(ctx, jobs, reconciler.QueueOptions{PerCluster: d.cfg.PerCluster})
 	for i, res := range results {
@@ -239,6 +244,7 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	d.mu.Unlock()
 	d.log.Info("round", "repo", sources.Redact(rc.URL), "revision", revision, "syncs", len(results), "took", time.Since(start).Round(time.Millisecond))
 	d.runGates(ctx, rc, st, designs, fl, results, revision, r.FS)
+	d.schedule(ctx, rc, repo, st, fl, designs, revision, r.FS)
 	d.writeStatus(ctx, rc, repo)
 }
 
@@ -334,6 +340,8 @@ func (d *Daemon) loadLedgers(st *repoState, files fs.FS) {
 // writeStatus commits the repo's status files when their content changed since the last
 // commit: one commit, never empty.
 func (d *Daemon) writeStatus(ctx context.Context, rc RepoConfig, repo sources.Repo) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
 	st := d.state[rc.URL]
 	d.mu.Lock()
 	syncs := slices.Clone(st.Syncs)

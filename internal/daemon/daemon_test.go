@@ -72,14 +72,29 @@ cluster: west: {labels: {env: "prod"}, mesh: "linkerd"}
 cluster: central: {labels: {env: "prod"}, mesh: "gateway-api"}
 `
 
-func design(weight int, gateURL string) string {
+func design(weight int, gateURL string) string { return designWith(weight, gateURL, false) }
+
+// designWith is the shop design; with gateURL it has a gate run on change, and with cron also
+// one run every two seconds.
+func designWith(weight int, gateURL string, cron bool) string {
 	gate := ""
 	if gateURL != "" {
 		gate = fmt.Sprintf(`gates: latency: {
 		url: %q
 		load: {qps: 20, connections: 2, duration: "1s"}
 		thresholds: {p99: "1s", errorRate: 0.01}
+	}
+`, gateURL)
+		if cron {
+			gate += fmt.Sprintf(`
+	gates: periodic: {
+		url: %q
+		load: {qps: 20, connections: 1, requests: 10}
+		thresholds: {p99: "1s"}
+		schedule: "@every 2s"
+		triggers: ["cron"]
 	}`, gateURL)
+		}
 	}
 	return fmt.Sprintf(`design: shop: {
 	namespace: "shop"
@@ -239,7 +254,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	defer echo.Close()
 	f := setup(t, ctx, map[string][]byte{
 		"clusters/fleet.cue":             []byte(fleetFiles),
-		"designs/shop/design.cue":        []byte(design(90, echo.URL+"/")),
+		"designs/shop/design.cue":        []byte(designWith(90, echo.URL+"/", true)),
 		"designs/shop/raw/settings.yaml": []byte(settings),
 	})
 	repo, first, config, addr, clients := f.repo, f.first, f.config, f.addr, f.clients
@@ -271,7 +286,16 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "the gate's result committed", func() bool {
 		s := syncStatus("east")
-		return len(s.Gates) == 1 && s.Gates[0].Pass && s.Gates[0].Revision == first
+		for _, g := range s.Gates {
+			if g.Name == "latency" && g.Pass && g.Revision == first {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, 30*time.Second, "the cron gate run at least twice", func() bool {
+		h, err := repo.ReadFile(ctx, "main", "status/gates/shop/periodic/east.history.jsonl")
+		return err == nil && strings.Count(string(h), "\n") >= 2
 	})
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, _ := get(t, "http://"+addr+path); code != 200 {
@@ -286,7 +310,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 
 	// A weight change is applied to every cluster.
-	second, err := repo.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(50, echo.URL+"/"))}, "shop: 50/50")
+	second, err := push(ctx, repo, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(50, echo.URL+"/"))}, "shop: 50/50")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +319,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	})
 
 	// A pull request gets a preview with the server-side diff; closing it removes the preview.
-	head, err := repo.Push(ctx, "feature", map[string][]byte{
+	head, err := push(ctx, repo, "feature", map[string][]byte{
 		"clusters/fleet.cue":             []byte(fleetFiles),
 		"designs/shop/design.cue":        []byte(design(30, echo.URL+"/")),
 		"designs/shop/raw/settings.yaml": []byte(settings),
@@ -343,7 +367,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 	eventually(t, 60*time.Second, "the restarted daemon ready", func() bool { code, _ := get(t, "http://"+addr+"/readyz"); return code == 200 })
 	time.Sleep(3 * time.Second)
 	if after := statusCommits(t, repo); after != before {
-		t.Errorf("a restart with nothing changed made %d status commits", after-before)
+		out, _ := exec.Command("git", "-C", repo.Dir, "show", "--format=%s", "main").Output()
+		t.Errorf("a restart with nothing changed made %d status commits; the last:\n%s", after-before, tail(string(out), 3000))
 	}
 	for name, c := range clients {
 		if v := configValue(t, c); v != "EUR" {
@@ -387,6 +412,20 @@ func TestDaemonEndToEnd(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Error("the daemon did not stop within 15 s of SIGTERM")
 	}
+}
+
+// push pushes like a person does while meshcd commits status to the same branch: a rejected
+// push is fetched and tried again.
+func push(ctx context.Context, repo *testenv.Repo, branch string, files map[string][]byte, message string) (string, error) {
+	var err error
+	for range 10 {
+		var h string
+		if h, err = repo.Push(ctx, branch, files, message); err == nil {
+			return h, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "", err
 }
 
 func statusCommits(t *testing.T, repo *testenv.Repo) int {
@@ -481,7 +520,7 @@ func TestDaemonSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	for i := range 10 {
 		if i > 0 {
-			if _, err := f.repo.Push(ctx, "main", files(i), fmt.Sprintf("round %d", i)); err != nil {
+			if _, err := push(ctx, f.repo, "main", files(i), fmt.Sprintf("round %d", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -605,7 +644,7 @@ func TestTwoReplicasOneLeader(t *testing.T) {
 	if took > 2*lease+time.Second {
 		t.Errorf("takeover took %s, want about the lease duration (%s)", took, lease)
 	}
-	if _, err := f.repo.Push(ctx, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(40, ""))}, "shop: 40/60"); err != nil {
+	if _, err := push(ctx, f.repo, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(40, ""))}, "shop: 40/60"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the new leader applies the next push", func() bool { return stableWeight(t, f.clients["east"]) == 40 })

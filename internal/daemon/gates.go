@@ -7,11 +7,14 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strings"
 
 	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/schema"
+	"github.com/meshcd/meshcd/sources"
 	"github.com/meshcd/meshcd/status"
+	"github.com/robfig/cron/v3"
 )
 
 // runGates runs the gates triggered by change for every design that synced cleanly and is
@@ -23,6 +26,21 @@ func (d *Daemon) runGates(ctx context.Context, rc RepoConfig, st *repoState, des
 			healthy[res.Design+"/"+res.Cluster] = true
 		}
 	}
+	// Verdicts of gates the repo no longer has leave the status files.
+	exists := map[string]bool{}
+	for i := range designs {
+		for name := range designs[i].Gates {
+			exists[designs[i].Name+"/"+name] = true
+		}
+	}
+	d.mu.Lock()
+	for key := range st.gates {
+		parts := strings.SplitN(key, "/", 3)
+		if !exists[parts[0]+"/"+parts[1]] {
+			delete(st.gates, key)
+		}
+	}
+	d.mu.Unlock()
 	for i := range designs {
 		dsg := &designs[i]
 		for _, name := range slices.Sorted(maps.Keys(dsg.Gates)) {
@@ -111,4 +129,56 @@ func (d *Daemon) runGate(ctx context.Context, st *repoState, design, name string
 	maps.Copy(st.gateFiles, out)
 	st.gates[design+"/"+name+"/"+cluster] = status.Gate{Name: name, Pass: v.Pass, Revision: revision, P99Ms: res.Latencies.P99}
 	d.mu.Unlock()
+}
+
+// schedule (re)plans the gates triggered by cron for the repo's current revision: each runs on
+// its design's schedule for every healthy target cluster, never twice at once, and missed
+// runs (meshcd was down) are not replayed.
+func (d *Daemon) schedule(ctx context.Context, rc RepoConfig, repo sources.Repo, st *repoState, fl *schema.Fleet, designs []schema.Design, revision string, files fs.FS) {
+	d.stopSchedule(st)
+	c := cron.New(cron.WithParser(schema.CronParser), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
+	d.mu.Lock()
+	st.cron = c
+	d.mu.Unlock()
+	for i := range designs {
+		dsg := &designs[i]
+		for _, name := range slices.Sorted(maps.Keys(dsg.Gates)) {
+			g := dsg.Gates[name]
+			if g.Schedule == "" || !slices.Contains(g.Triggers, "cron") {
+				continue
+			}
+			var clusters []string
+			for _, tc := range dsg.TargetClusters(fl) {
+				if d.shard.Owns(tc.Name) {
+					clusters = append(clusters, tc.Name)
+				}
+			}
+			design := dsg.Name
+			if _, err := c.AddFunc(g.Schedule, func() {
+				for _, cl := range clusters {
+					if ctx.Err() != nil {
+						return
+					}
+					d.runGate(ctx, st, design, name, g, cl, revision, files)
+				}
+				d.writeStatus(ctx, rc, repo)
+			}); err != nil {
+				d.log.Error("gate schedule", "gate", design+"/"+name, "schedule", g.Schedule, "err", err)
+			}
+		}
+	}
+	c.Start()
+	context.AfterFunc(ctx, func() { c.Stop() })
+}
+
+// stopSchedule stops the repo's scheduled gates and waits for a run in flight, so a gate of
+// an old revision cannot record a verdict after the new revision is applied.
+func (d *Daemon) stopSchedule(st *repoState) {
+	d.mu.Lock()
+	c := st.cron
+	st.cron = nil
+	d.mu.Unlock()
+	if c != nil {
+		<-c.Stop().Done()
+	}
 }
