@@ -208,7 +208,7 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	}
 	revision := contentRevision(r)
 	start := time.Now()
-	fl, designs, err := schema.Load(ctx, r.FS, schema.DefaultLoadOptions())
+	fl, designs, invalid, err := loadIsolated(ctx, r.FS)
 	if err != nil {
 		d.mu.Lock()
 		st.Error = fmt.Sprintf("revision %s not applied, the last good one stays: %v", revision, err)
@@ -222,6 +222,18 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	}
 	d.stopSchedule(st)
 	jobs, syncs := d.jobs(ctx, fl, designs, revision, r.FS)
+	// An invalid design keeps what it had applied; its status says why it did not move on.
+	d.mu.Lock()
+	for _, prev := range st.Syncs {
+		if problems, ok := invalid[prev.Design]; ok {
+			prev.Error = fmt.Sprintf("revision %s not applied, %s stays: %s", short(revision), short(prev.Revision), strings.Join(problems, "; "))
+			syncs = append(syncs, prev)
+		}
+	}
+	d.mu.Unlock()
+	for name, problems := range invalid {
+		d.log.Error("design invalid; keeping its last applied revision", "design", name, "revision", revision, "problems", strings.Join(problems, "; "))
+	}
 	results := d.rec.SyncAll(ctx, jobs, reconciler.QueueOptions{PerCluster: d.cfg.PerCluster})
 	for i, res := range results {
 		d.metrics.observe(res)

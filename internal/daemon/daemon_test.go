@@ -400,6 +400,29 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}
 	}
 
+	// One design breaks while another is added: the new one is applied everywhere, the broken
+	// one keeps its last good state, and its status says why.
+	broken := strings.Replace(design(50, echo.URL+"/"), "routes: [{to: {stable: 50, canary: 50}}]", "routes: [{to: {stable: 50, canary: 40}}]", 1)
+	if _, err := push(ctx, repo, "main", map[string][]byte{
+		"designs/shop/design.cue":           []byte(broken),
+		"designs/billing/design.cue":        []byte(`design: billing: {namespace: "billing", targets: matchLabels: env: "prod", manifests: [{yaml: "./raw"}]}`),
+		"designs/billing/raw/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: billing}\ndata: {plan: gold}\n"),
+	}, "shop: a typo; billing: new"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "billing applied everywhere and shop's status naming its error", func() bool {
+		for _, c := range clients {
+			m, _ := c.Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
+			if _, err := c.Dynamic.Resource(m.Resource).Namespace("billing").Get(ctx, "billing", metav1.GetOptions{}); err != nil {
+				return false
+			}
+		}
+		return strings.Contains(syncStatus("east").Error, "weights sum to 90")
+	})
+	if w := stableWeight(t, clients["east"]); w != 50 {
+		t.Errorf("the broken design's last good state did not stay: weight %d", w)
+	}
+
 	// SIGTERM stops it cleanly.
 	must(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	done := make(chan error, 1)

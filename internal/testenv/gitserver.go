@@ -223,8 +223,10 @@ func (r *Repo) Push(ctx context.Context, branch string, files map[string][]byte,
 	if _, err := runGit(ctx, r.workDir, nil, append(auth, "fetch", "--quiet", remote, "+refs/heads/*:refs/remotes/origin/*")...); err != nil {
 		return "", err
 	}
+	// Files left from a push to another branch must not block the switch.
+	_, _ = runGit(ctx, r.workDir, nil, "clean", "-fdq")
 	if _, err := runGit(ctx, r.workDir, nil, "rev-parse", "--verify", "--quiet", "refs/remotes/origin/"+branch); err == nil {
-		if _, err := runGit(ctx, r.workDir, nil, "checkout", "--quiet", "-B", branch, "refs/remotes/origin/"+branch); err != nil {
+		if _, err := runGit(ctx, r.workDir, nil, "checkout", "--quiet", "--force", "-B", branch, "refs/remotes/origin/"+branch); err != nil {
 			return "", err
 		}
 	} else {
