@@ -34,6 +34,9 @@ go run ./hack/bench/sources -n 100
 echo "== apply: meshcd reconciler vs a raw client-go SSA loop and kubectl apply --server-side"
 go run ./hack/bench/apply
 
+echo "== apply: meshcd reconciler vs fluxcd/pkg/ssa (a module of its own: flux never enters meshcd's go.mod)"
+(cd hack/bench/flux && go run .)
+
 echo "== drift: 10,000 managed objects over 5 real clusters, 200 out-of-band edits"
 go run ./hack/bench/drift
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/hack/bench/benchfleet"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/render"
@@ -51,11 +52,11 @@ func run(configMaps, services int) error {
 	}
 	defer c.Live.Stop()
 
-	bundle := func(ns string) (*render.Bundle, error) { return renderBundle(ctx, ns, configMaps, services) }
+	bundle := func(ns string) (*render.Bundle, error) { return benchfleet.Bundle(ctx, ns, configMaps, services) }
 
 	// Warm the apiserver up (its first writes of each kind pay for caches and etcd), so
 	// neither peer is measured cold-started.
-	wb, err := renderBundle(ctx, "bench-warmup", 100, 10)
+	wb, err := benchfleet.Bundle(ctx, "bench-warmup", 100, 10)
 	if err != nil {
 		return err
 	}
@@ -180,37 +181,4 @@ func rawApply(ctx context.Context, c *fleet.Cluster, objs []*unstructured.Unstru
 	}
 	wg.Wait()
 	return first
-}
-
-// renderBundle renders a generated design into namespace ns for an istio cluster.
-func renderBundle(ctx context.Context, ns string, configMaps, services int) (*render.Bundle, error) {
-	dir, err := os.MkdirTemp("", "meshcd-bench-apply-repo-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	var cue strings.Builder
-	fmt.Fprintf(&cue, "design: bench: {\n\tnamespace: %q\n\tmanifests: [{yaml: \"./raw\"}]\n", ns)
-	for i := range services {
-		fmt.Fprintf(&cue, "\tservices: \"svc%d\": {port: 8080, versions: {stable: labels: version: \"v1\", canary: labels: version: \"v2\"}, routes: [{to: {stable: 90, canary: 10}}]}\n", i)
-	}
-	cue.WriteString("}\n")
-	var cms strings.Builder
-	for i := range configMaps {
-		fmt.Fprintf(&cms, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\ndata: {key: value-%d}\n", i, i)
-	}
-	files := map[string]string{
-		"clusters/bench.cue":         "cluster: bench: {labels: {env: \"bench\"}, mesh: \"istio\"}\n",
-		"designs/bench/design.cue":   cue.String(),
-		"designs/bench/raw/cms.yaml": cms.String(),
-	}
-	if err := testenv.WriteFiles(dir, files); err != nil {
-		return nil, err
-	}
-	fsys := os.DirFS(dir)
-	fl, designs, err := schema.Load(ctx, fsys, schema.DefaultLoadOptions())
-	if err != nil {
-		return nil, err
-	}
-	return render.Render(ctx, &designs[0], &fl.Clusters[0], render.Options{Revision: "bench", Repo: render.NewRepo(fsys)})
 }
