@@ -92,6 +92,14 @@ func TestDiffApplyDiff(t *testing.T) {
 		t.Errorf("apply after a delete should recreate the DestinationRule: exit %d\n%s", code, out)
 	}
 
+	// The same clusters through a daemon config's credentials.
+	daemonConfig := filepath.Join(t.TempDir(), "meshcd.yaml")
+	must(t, os.WriteFile(daemonConfig, []byte("repos: [{url: https://git.example.com/fleet.git, branch: main}]\nclusters:\n  east: {kubeconfig: "+kubeconfig+", context: east}\n  west: {kubeconfig: "+kubeconfig+", context: west}\n"), 0o644))
+	var cfgOut, cfgErr bytes.Buffer
+	if code := run(ctx, []string{"diff", repo, "--cluster", "west", "--config", daemonConfig}, &cfgOut, &cfgErr); code != 0 {
+		t.Errorf("diff with --config: exit %d\n%s%s", code, cfgOut.String(), cfgErr.String())
+	}
+
 	// A changed weight shows as an update of exactly that field.
 	design = bytes.Replace(design, []byte("{to: {stable: 90, canary: 10}}"), []byte("{to: {stable: 50, canary: 50}}"), 1)
 	must(t, os.WriteFile(filepath.Join(raw, "design.cue"), design, 0o644))

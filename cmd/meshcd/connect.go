@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/internal/daemon"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
 	"github.com/spf13/cobra"
@@ -21,12 +22,13 @@ type target struct {
 
 // clusterFlags are the flags every command that talks to clusters shares.
 type clusterFlags struct {
-	kubeconfig, context, cluster, design, revision string
-	all                                            bool
+	kubeconfig, context, cluster, design, revision, config string
+	all                                                    bool
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command, withAll bool) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig with a context per fleet cluster, named like it (default $KUBECONFIG or ~/.kube/config)")
+	cmd.Flags().StringVar(&f.config, "config", "", "reach the clusters with the credentials of this daemon config (meshcd.yaml) instead of a kubeconfig")
 	cmd.Flags().StringVar(&f.context, "context", "", "reach the cluster through this context (with --cluster; alone it names the cluster too)")
 	cmd.Flags().StringVar(&f.cluster, "cluster", "", "only this fleet cluster")
 	cmd.Flags().StringVar(&f.design, "design", "", "only this design")
@@ -64,6 +66,14 @@ func openTargets(cmd *cobra.Command, args []string, f *clusterFlags) ([]target, 
 	if err != nil {
 		return nil, nil, err
 	}
+	var daemonClusters map[string]fleet.Credentials
+	if f.config != "" {
+		cfg, err := daemon.LoadConfig(f.config)
+		if err != nil {
+			return nil, nil, err
+		}
+		daemonClusters = cfg.Clusters
+	}
 	repo := render.NewRepo(files)
 	connected := map[string]*fleet.Cluster{}
 	closeAll := func() {
@@ -90,7 +100,15 @@ func openTargets(cmd *cobra.Command, args []string, f *clusterFlags) ([]target, 
 				if f.context != "" {
 					ctxName = f.context
 				}
-				cfg, err := fleet.Credentials{Kubeconfig: f.kubeconfigPath(), Context: ctxName}.RESTConfig(cmd.Context(), sc.Name, nil)
+				creds := fleet.Credentials{Kubeconfig: f.kubeconfigPath(), Context: ctxName}
+				if daemonClusters != nil {
+					var ok bool
+					if creds, ok = daemonClusters[sc.Name]; !ok {
+						closeAll()
+						return nil, nil, fmt.Errorf("cluster %s: no credentials in %s", sc.Name, f.config)
+					}
+				}
+				cfg, err := creds.RESTConfig(cmd.Context(), sc.Name, nil)
 				if err != nil {
 					closeAll()
 					return nil, nil, err
