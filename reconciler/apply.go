@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,6 +16,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 )
+
+// echoTimeout bounds the wait for the watch to deliver meshcd's own previous write.
+const echoTimeout = 2 * time.Second
+
+// olderThan reports whether resource version a is known to come before b. Resource versions
+// are opaque to clients, but every apiserver backed by etcd serves them as increasing
+// integers; anything else compares as not older, so the object is simply applied again.
+func olderThan(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
+}
 
 var crdGVK = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}
 
@@ -36,20 +49,12 @@ func stages(objs []*unstructured.Unstructured) [3][]*unstructured.Unstructured {
 	return out
 }
 
-// written is an object the sync sent, to wait for its echo in the watch cache.
-type written struct {
-	gvk             schema.GroupVersionKind
-	namespace, name string
-	rv              string
-}
-
 // apply sends every object of the bundle that changed, stage by stage, and returns the
 // inventory items of the bundle: applied ones with their new resource version, failed ones
 // as the previous inventory had them (or new, without a version).
 func (r *Reconciler) apply(ctx context.Context, c *fleet.Cluster, b *render.Bundle, inv *Inventory, opts SyncOptions, res *SyncResult) (map[string]Item, error) {
 	items := map[string]Item{}
 	var mu sync.Mutex
-	var echoes []written
 	for i, stage := range stages(b.Objects) {
 		if len(stage) == 0 {
 			continue
@@ -61,13 +66,10 @@ func (r *Reconciler) apply(ctx context.Context, c *fleet.Cluster, b *render.Bund
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				entry, item, w := r.applyOne(ctx, c, o, inv, opts)
+				entry, item := r.applyOne(ctx, c, o, inv, opts)
 				entries[j] = entry
 				mu.Lock()
 				items[entry.Object] = item
-				if w != nil {
-					echoes = append(echoes, *w)
-				}
 				mu.Unlock()
 			})
 		}
@@ -82,38 +84,37 @@ func (r *Reconciler) apply(ctx context.Context, c *fleet.Cluster, b *render.Bund
 			}
 		}
 	}
-	// Wait (briefly) until the watch cache shows what was just written, so the next sync and
-	// drift detection compare against meshcd's own writes, not a stale copy.
-	deadline := 2 * time.Second
-	start := time.Now()
-	for _, w := range echoes {
-		c.Live.WaitSeen(ctx, w.gvk, w.namespace, w.name, w.rv, max(0, deadline-time.Since(start)))
-	}
 	return items, nil
 }
 
 // applyOne applies one object unless the cache shows it is exactly what meshcd last applied.
-func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstructured.Unstructured, inv *Inventory, opts SyncOptions) (Entry, Item, *written) {
+func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstructured.Unstructured, inv *Inventory, opts SyncOptions) (Entry, Item) {
 	id := render.ObjectID(o)
 	gvk := o.GroupVersionKind()
 	digest := o.GetAnnotations()[render.AnnotationDigest]
 	item := Item{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(), Digest: digest}
 	prev, hadPrev := inv.Objects[id]
-	failed := func(err error) (Entry, Item, *written) {
+	failed := func(err error) (Entry, Item) {
 		if hadPrev {
 			item = prev // the cluster still holds what was last applied, as far as meshcd knows
 		} else {
 			item.Digest = ""
 		}
-		return Entry{Object: id, Action: Failed, Error: err.Error()}, item, nil
+		return Entry{Object: id, Action: Failed, Error: err.Error()}, item
 	}
 	mapping, err := c.Live.Watch(ctx, gvk)
 	if err != nil {
 		return failed(fmt.Errorf("%s: %w", id, err))
 	}
 	live, found := c.Live.Get(gvk, o.GetNamespace(), o.GetName())
+	if hadPrev && prev.Digest == digest && found && olderThan(live.GetResourceVersion(), prev.ResourceVersion) {
+		// The watch has not delivered meshcd's own last write yet (a sync right after
+		// another): wait for it rather than send the object again.
+		c.Live.WaitSeen(ctx, gvk, o.GetNamespace(), o.GetName(), prev.ResourceVersion, echoTimeout)
+		live, found = c.Live.Get(gvk, o.GetNamespace(), o.GetName())
+	}
 	if hadPrev && found && prev.Digest == digest && prev.ResourceVersion == live.GetResourceVersion() && !opts.DryRun {
-		return Entry{Object: id, Action: Unchanged}, prev, nil
+		return Entry{Object: id, Action: Unchanged}, prev
 	}
 	out, err := resource(c.Dynamic, mapping, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{
 		FieldManager: fleet.FieldManager,
@@ -134,13 +135,13 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 		action = Unchanged
 	}
 	if opts.DryRun {
-		return Entry{Object: id, Action: action}, prev, nil
+		return Entry{Object: id, Action: action}, prev
 	}
 	if opts.Applied != nil {
 		opts.Applied(out)
 	}
 	item.ResourceVersion = out.GetResourceVersion()
-	return Entry{Object: id, Action: action}, item, &written{gvk: gvk, namespace: o.GetNamespace(), name: o.GetName(), rv: item.ResourceVersion}
+	return Entry{Object: id, Action: action}, item
 }
 
 func resource(dyn dynamic.Interface, m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +32,9 @@ import (
 func main() {
 	configMaps := flag.Int("configmaps", 1000, "ConfigMaps in the bundle")
 	services := flag.Int("services", 100, "mesh services (a VirtualService and a DestinationRule each)")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of meshcd's cold apply here")
 	flag.Parse()
+	cpuProfile = *profile
 	if err := run(*configMaps, *services); err != nil {
 		fmt.Fprintln(os.Stderr, "bench apply:", err)
 		os.Exit(1)
@@ -71,12 +74,23 @@ func run(configMaps, services int) error {
 	}
 	r := reconciler.New()
 	opts := reconciler.DefaultSyncOptions()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	res, err := r.Sync(ctx, c, b, opts)
 	if err != nil {
 		return err
 	}
 	meshcd := time.Since(start)
+	pprof.StopCPUProfile()
 	n := len(b.Objects)
 	before := c.Requests()
 	if _, err := r.Sync(ctx, c, b, opts); err != nil {
@@ -136,6 +150,8 @@ func run(configMaps, services int) error {
 	fmt.Printf("no-op re-sync of the same bundle: %d requests, %d writes, %.4f requests per object (target <= 0.01)\n", noop.Total, noop.Writes, float64(noop.Total)/float64(n))
 	return nil
 }
+
+var cpuProfile string
 
 func tail(out []byte) string {
 	if len(out) > 2000 {
