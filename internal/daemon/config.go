@@ -47,6 +47,8 @@ type RepoConfig struct {
 	// Username and Password for https (Password usually from a file or the environment).
 	Username string  `json:"username,omitempty"`
 	Password *Secret `json:"password,omitempty"`
+	// SSH is a private key for ssh:// URLs, checked against known_hosts.
+	SSH *SSHConfig `json:"ssh,omitempty"`
 	// AllowHTTP and AllowFile permit plain http:// and file:// URLs (tests, local demos).
 	AllowHTTP bool `json:"allowHTTP,omitempty"`
 	AllowFile bool `json:"allowFile,omitempty"`
@@ -55,6 +57,15 @@ type RepoConfig struct {
 	// PullRequests is a glob of refs previewed as pull requests: refs/pull/*/head on
 	// GitHub and Gitea, refs/merge-requests/*/head on GitLab, refs/heads/feature/* elsewhere.
 	PullRequests string `json:"pullRequests,omitempty"`
+}
+
+// SSHConfig is an SSH key and the known_hosts the server is checked against.
+type SSHConfig struct {
+	User       string  `json:"user,omitempty"`
+	PrivateKey Secret  `json:"privateKey"`
+	KnownHosts *Secret `json:"knownHosts,omitempty"`
+	// InsecureIgnoreHostKey trusts any host key; without known_hosts it must be set.
+	InsecureIgnoreHostKey bool `json:"insecureIgnoreHostKey,omitempty"`
 }
 
 // Secret is a value from a file or an environment variable, never written inline.
@@ -208,6 +219,14 @@ func (c *Config) check() []string {
 		}
 		if r.Password != nil && r.Password.File == "" && r.Password.Env == "" {
 			p = append(p, at+".password: give file or env")
+		}
+		if r.SSH != nil {
+			if r.SSH.PrivateKey.File == "" && r.SSH.PrivateKey.Env == "" {
+				p = append(p, at+".ssh.privateKey: give file or env")
+			}
+			if r.SSH.KnownHosts == nil && !r.SSH.InsecureIgnoreHostKey {
+				p = append(p, at+".ssh.knownHosts: required (or insecureIgnoreHostKey: true, which trusts any server)")
+			}
 		}
 	}
 	if len(c.Clusters) == 0 {

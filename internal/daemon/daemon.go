@@ -94,6 +94,21 @@ func New(cfg *Config, shard Shard, log *slog.Logger) (*Daemon, error) {
 			}
 			repo.Auth = &http.BasicAuth{Username: rc.Username, Password: string(pw)}
 		}
+		if rc.SSH != nil {
+			key, err := rc.SSH.PrivateKey.Read()
+			if err != nil {
+				return nil, fmt.Errorf("repo %s: ssh.privateKey: %w", sources.Redact(rc.URL), err)
+			}
+			var known []byte
+			if rc.SSH.KnownHosts != nil {
+				if known, err = rc.SSH.KnownHosts.Read(); err != nil {
+					return nil, fmt.Errorf("repo %s: ssh.knownHosts: %w", sources.Redact(rc.URL), err)
+				}
+			}
+			if repo.Auth, err = sources.SSHKey(sources.SSHOptions{User: rc.SSH.User, PrivateKey: key, KnownHosts: known, InsecureIgnoreHostKey: rc.SSH.InsecureIgnoreHostKey}); err != nil {
+				return nil, fmt.Errorf("repo %s: %w", sources.Redact(rc.URL), err)
+			}
+		}
 		d.repos = append(d.repos, repo)
 		d.state[rc.URL] = &repoState{gates: map[string]status.Gate{}, gateFiles: map[string][]byte{}, gated: map[string]string{}, ledger: map[string][]drift.Entry{}}
 	}
