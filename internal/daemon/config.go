@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/schema"
 	"sigs.k8s.io/yaml"
 )
 
@@ -44,6 +45,9 @@ type RepoConfig struct {
 	Branch string `json:"branch"`
 	// Interval is how often the repo is polled ("30s"); webhooks poll at once.
 	Interval string `json:"interval,omitempty"`
+	// Schedule polls on a cron spec instead ("*/5 * * * *", "@every 10m", optional seconds
+	// field); without Interval the repo is then polled only on it and on webhooks.
+	Schedule string `json:"schedule,omitempty"`
 	// Username and Password for https (Password usually from a file or the environment).
 	Username string  `json:"username,omitempty"`
 	Password *Secret `json:"password,omitempty"`
@@ -217,6 +221,11 @@ func (c *Config) check() []string {
 				p = append(p, fmt.Sprintf("%s.interval: %q is not a positive duration", at, r.Interval))
 			}
 		}
+		if r.Schedule != "" {
+			if _, err := schema.CronParser.Parse(r.Schedule); err != nil {
+				p = append(p, fmt.Sprintf("%s.schedule: %q: %v", at, r.Schedule, err))
+			}
+		}
 		if r.Password != nil && r.Password.File == "" && r.Password.Env == "" {
 			p = append(p, at+".password: give file or env")
 		}
@@ -273,10 +282,14 @@ func (c *Config) check() []string {
 	return p
 }
 
-// interval is the repo's poll interval (default one minute).
+// interval is the repo's poll interval: as configured, a day when it polls on a schedule,
+// otherwise one minute.
 func (r RepoConfig) interval() time.Duration {
 	if d, err := time.ParseDuration(r.Interval); err == nil && d > 0 {
 		return d
+	}
+	if r.Schedule != "" {
+		return 24 * time.Hour
 	}
 	return time.Minute
 }

@@ -40,6 +40,7 @@ repos:
 - url: https://git.example.com/fleet.git
   interval: soon
 - branch: main
+  schedule: "every tuesday"
 clusters:
   east: {kubeconfig: /etc/meshcd/east, inCluster: true}
 webhooks:
@@ -53,6 +54,7 @@ webhooks:
 		"clusters.east: give exactly one of kubeconfig, inCluster or secret",
 		`repos[0].branch: required`,
 		`repos[0].interval: "soon" is not a positive duration`,
+		`repos[1].schedule: "every tuesday": expected 5 to 6 fields, found 2: [every tuesday]`,
 		"repos[1].url: required",
 		"webhooks.gitlab: give file or env",
 		"webhooks.svn: unknown provider (github, gitlab, gitea, bitbucket-server, generic)",
@@ -60,7 +62,7 @@ webhooks:
 	if diff := cmp.Diff(want, cerr.Problems); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
-	if !strings.Contains(err.Error(), "meshcd.yaml: 6 problems") {
+	if !strings.Contains(err.Error(), "meshcd.yaml: 7 problems") {
 		t.Errorf("the error names the file and the count: %v", err)
 	}
 }

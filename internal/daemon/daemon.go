@@ -171,6 +171,17 @@ func (d *Daemon) work(ctx context.Context) {
 	d.watcher = sources.NewWatcher(d.poller, targets, opts)
 	updates := make(chan sources.Update)
 	go d.watcher.Run(ctx, updates)
+	polls := cron.New(cron.WithParser(schema.CronParser))
+	for _, rc := range d.cfg.Repos {
+		if rc.Schedule != "" {
+			url := rc.URL
+			if _, err := polls.AddFunc(rc.Schedule, func() { d.watcher.Trigger(url) }); err != nil {
+				d.log.Error("poll schedule", "repo", sources.Redact(url), "err", err)
+			}
+		}
+	}
+	polls.Start()
+	defer polls.Stop()
 	flush := time.NewTicker(time.Second)
 	defer flush.Stop()
 	for {
