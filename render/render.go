@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -107,7 +109,7 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 }
 
 func render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Options) (*Bundle, error) {
-	in := compileInput{ctx: ctx, design: d, cluster: c, services: applyOverrides(d, *c)}
+	in := compileInput{ctx: ctx, design: withIngressRollouts(d), cluster: c, services: applyOverrides(d, *c)}
 	var compiler func(*compileInput, *output) error
 	switch c.Mesh {
 	case schema.MeshIstio:
@@ -171,6 +173,7 @@ func applyOverrides(d *schema.Design, c schema.Cluster) map[string]schema.Servic
 		svc.Routes = routes
 		out[name] = svc
 	}
+	defer applyRollouts(d, out)
 	for _, o := range d.OverridesFor(c) {
 		for name, so := range o.Services {
 			svc, ok := out[name]
@@ -181,6 +184,116 @@ func applyOverrides(d *schema.Design, c schema.Cluster) map[string]schema.Servic
 			last.To = so.Weights
 			svc.Routes[len(svc.Routes)-1] = last
 			out[name] = svc
+		}
+	}
+	return out
+}
+
+// applyRollouts gives each rollout's version its current weight on its service's default
+// (last) route, after the cluster's overrides: the other versions of that route share the
+// rest in proportion to the weights they had (evenly when they had none).
+func applyRollouts(d *schema.Design, services map[string]schema.Service) {
+	for _, name := range slices.Sorted(maps.Keys(d.Gates)) {
+		r := d.Gates[name].Rollout
+		if r == nil || r.Current == nil {
+			continue
+		}
+		svc, ok := services[r.Service]
+		if !ok || len(svc.Routes) == 0 {
+			continue
+		}
+		last := svc.Routes[len(svc.Routes)-1]
+		if len(last.To) == 1 {
+			if _, alone := last.To[r.Version]; alone {
+				continue // the version is alone on the route: there is no weight to take
+			}
+		}
+		last.To = shareWeights(last.To, r.Version, *r.Current)
+		routes := slices.Clone(svc.Routes)
+		routes[len(routes)-1] = last
+		svc.Routes = routes
+		services[r.Service] = svc
+	}
+}
+
+// shareWeights gives version its weight and the other versions the rest of 100, in proportion
+// to the weights they had (evenly when they had none).
+func shareWeights(weights map[string]int, version string, weight int) map[string]int {
+	to := map[string]int{version: weight}
+	var others []string
+	total := 0
+	for v, w := range weights {
+		if v != version {
+			others = append(others, v)
+			total += w
+		}
+	}
+	slices.Sort(others)
+	rest := 100 - weight
+	given := 0
+	for i, v := range others {
+		w := rest / len(others)
+		if total > 0 {
+			w = rest * weights[v] / total
+		}
+		if i == len(others)-1 {
+			w = rest - given
+		}
+		to[v] = w
+		given += w
+	}
+	return to
+}
+
+// withIngressRollouts returns the design with each rollout's current weight applied to the
+// ingress routes that split traffic only between versions of the rollout's service, so the
+// edge moves with the mesh (blue/green is steps: [100]). The design itself is not changed.
+func withIngressRollouts(d *schema.Design) *schema.Design {
+	if d.Ingress == nil {
+		return d
+	}
+	out := *d
+	ing := *d.Ingress
+	ing.Hosts = maps.Clone(d.Ingress.Hosts)
+	for host, vh := range ing.Hosts {
+		vh.Routes = rolloutRoutes(d, vh.Routes)
+		ing.Hosts[host] = vh
+	}
+	ing.Claims = slices.Clone(d.Ingress.Claims)
+	for i := range ing.Claims {
+		ing.Claims[i].Routes = rolloutRoutes(d, ing.Claims[i].Routes)
+	}
+	out.Ingress = &ing
+	return &out
+}
+
+func rolloutRoutes(d *schema.Design, routes []schema.IngressRoute) []schema.IngressRoute {
+	out := slices.Clone(routes)
+	for _, name := range slices.Sorted(maps.Keys(d.Gates)) {
+		r := d.Gates[name].Rollout
+		if r == nil || r.Current == nil {
+			continue
+		}
+		for i, rt := range out {
+			split := len(rt.Backends) > 1
+			for _, b := range rt.Backends {
+				if b.Service != r.Service || b.Version == "" || b.External != nil {
+					split = false
+				}
+			}
+			if !split {
+				continue
+			}
+			backends := slices.Clone(rt.Backends)
+			to := map[string]int{}
+			for _, b := range backends {
+				to[b.Version] += b.Weight
+			}
+			moved := shareWeights(to, r.Version, *r.Current)
+			for j := range backends {
+				backends[j].Weight = moved[backends[j].Version]
+			}
+			out[i].Backends = backends
 		}
 	}
 	return out

@@ -211,3 +211,43 @@ func TestMaskSecrets(t *testing.T) {
 		t.Fatal("MaskSecrets changed its input")
 	}
 }
+
+// TestRolloutMovesMeshAndEdgeWeights applies a rollout at 50% to the edge example's shop: the
+// mesh route and the ingress claim that splits between checkout's versions both go 50/50.
+func TestRolloutMovesMeshAndEdgeWeights(t *testing.T) {
+	fleet, designs, files := loadExample(t, "edge")
+	var d *schema.Design
+	for i := range designs {
+		if designs[i].Name == "shop" {
+			d = &designs[i]
+		}
+	}
+	half := 50
+	d.Gates = map[string]schema.Gate{"canary": {Rollout: &schema.Rollout{Service: "checkout", Version: "canary", Steps: []int{50, 100}, Current: &half}}}
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress = "contour"
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bundleText(b, nil)
+	for _, kind := range []string{"HTTPProxy", "VirtualService"} {
+		found := false
+		for _, o := range b.Objects {
+			if o.GetKind() != kind {
+				continue
+			}
+			found = true
+			data, _ := yaml.Marshal(o.Object)
+			if strings.Contains(string(data), "weight: 80") || strings.Contains(string(data), "weight: 20") || !strings.Contains(string(data), "weight: 50") {
+				t.Errorf("%s still carries the written weights:\n%s", kind, data)
+			}
+		}
+		if !found {
+			t.Fatalf("no %s rendered:\n%s", kind, text)
+		}
+	}
+	if d.Services["checkout"].Routes[0].To["canary"] != 20 || d.Ingress.Claims[0].Routes[0].Backends[1].Weight != 20 {
+		t.Error("rendering changed the design it was given")
+	}
+}

@@ -350,6 +350,9 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 				add(rp.child("steps", strconv.Itoa(i)), "rollout steps must increase: %d follows %d", g.Rollout.Steps[i], g.Rollout.Steps[i-1])
 			}
 		}
+		if c := g.Rollout.Current; c != nil && *c != 0 && !slices.Contains(g.Rollout.Steps, *c) {
+			add(rp.child("current"), "current weight %d is not one of the steps %v", *c, g.Rollout.Steps)
+		}
 	}
 	return out
 }

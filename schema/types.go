@@ -208,6 +208,11 @@ type Rollout struct {
 	Service string `json:"service"`
 	Version string `json:"version"`
 	Steps   []int  `json:"steps"`
+	// Current is the weight the version has now (meshcd's rollout file sets it); nil before
+	// the first step, when the routes apply as written.
+	Current *int `json:"current,omitempty"`
+	// Held says why meshcd stopped advancing (a gate failed and it rolled back).
+	Held string `json:"held,omitempty"`
 }
 
 type Override struct {

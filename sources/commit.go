@@ -25,8 +25,11 @@ const StatusCommitMarker = "meshcd: status"
 // CommitOptions says where and as whom files are committed.
 type CommitOptions struct {
 	Branch string
-	// Message follows StatusCommitMarker in the commit message.
-	Message     string
+	// Message follows the marker in the commit message.
+	Message string
+	// Marker starts the message (default StatusCommitMarker). Only status commits may carry
+	// StatusCommitMarker: other commits meshcd makes (rollout steps) must be applied.
+	Marker      string
 	AuthorName  string
 	AuthorEmail string
 	// MaxAttempts bounds the fetch-rebuild-push retries when others pushed first.
@@ -132,6 +135,9 @@ func commitOnTop(store *git.Repository, tip *object.Commit, opts CommitOptions, 
 	now := time.Now()
 	sig := object.Signature{Name: opts.AuthorName, Email: opts.AuthorEmail, When: now}
 	msg := StatusCommitMarker
+	if opts.Marker != "" {
+		msg = opts.Marker
+	}
 	if opts.Message != "" {
 		msg += ": " + opts.Message
 	}

@@ -284,6 +284,8 @@ func (d *Daemon) round(ctx context.Context, u sources.Update) {
 	d.runGates(ctx, rc, st, designs, fl, results, revision, r.FS)
 	d.schedule(ctx, rc, repo, st, fl, designs, revision, r.FS)
 	d.writeStatus(ctx, rc, repo)
+	// After the status commit, so the rollout step is the tip: the next poll applies it.
+	d.rollouts(ctx, rc, repo, st, designs, fl, revision)
 }
 
 // contentRevision is the commit a snapshot's content comes from: its own, unless it is one

@@ -491,22 +491,32 @@ func configValue(t *testing.T, c *fleet.Cluster) string {
 	return v
 }
 
+var (
+	vsGVK      = k8sschema.FromAPIVersionAndKind("networking.istio.io/v1", "VirtualService")
+	getOptions = metav1.GetOptions{}
+)
+
 func stableWeight(t *testing.T, c *fleet.Cluster) int {
 	t.Helper()
-	m, err := c.Live.Mapping(k8sschema.FromAPIVersionAndKind("networking.istio.io/v1", "VirtualService"))
+	m, err := c.Live.Mapping(vsGVK)
 	if err != nil {
 		return -1
 	}
-	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), "checkout", metav1.GetOptions{})
+	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), "checkout", getOptions)
 	if err != nil {
 		return -1
 	}
+	return weightOf(o, "stable")
+}
+
+// weightOf is the weight of a subset in a VirtualService's routes (-1 when absent).
+func weightOf(o *unstructured.Unstructured, subset string) int {
 	http, _, _ := unstructured.NestedSlice(o.Object, "spec", "http")
 	for _, h := range http {
 		routes, _ := h.(map[string]any)["route"].([]any)
 		for _, r := range routes {
 			rm := r.(map[string]any)
-			if dest, _ := rm["destination"].(map[string]any); dest["subset"] == "stable" {
+			if dest, _ := rm["destination"].(map[string]any); dest["subset"] == subset {
 				w, _ := rm["weight"].(int64)
 				return int(w)
 			}

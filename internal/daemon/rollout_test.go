@@ -1,0 +1,104 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/meshcd/meshcd/schema"
+)
+
+func TestDecide(t *testing.T) {
+	at := func(c int) *int { return &c }
+	steps := []int{20, 50, 100}
+	for _, tt := range []struct {
+		name     string
+		current  *int
+		held     string
+		pass     bool
+		want     int
+		wantHeld bool
+		wantOK   bool
+	}{
+		{"first step after a pass", nil, "", true, 20, false, true},
+		{"next step", at(20), "", true, 50, false, true},
+		{"done after the last step", at(100), "", true, 0, false, false},
+		{"a failure rolls back one step and holds", at(50), "", false, 20, true, true},
+		{"a failure at the first step goes to 0", at(20), "", false, 0, true, true},
+		{"held stays held", at(20), "gate failed", true, 0, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			next, held, ok := Decide(schema.Rollout{Steps: steps, Current: tt.current, Held: tt.held}, tt.pass)
+			if next != tt.want || (held != "") != tt.wantHeld || ok != tt.wantOK {
+				t.Errorf("Decide = %d, %q, %v", next, held, ok)
+			}
+		})
+	}
+}
+
+// TestRolloutAdvancesAndRollsBack runs the daemon with a rollout of the canary over steps 20
+// → 50 → 100, gated by a target that turns slow once the canary gets 50% (it reads the live
+// VirtualService, as a real canary under load would): meshcd commits 20, then 50, then rolls
+// back to 20 and holds, each step applied to the clusters.
+func TestRolloutAdvancesAndRollsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	var f fixture
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.clients != nil && canaryWeight(t, f) >= 50 {
+			time.Sleep(60 * time.Millisecond)
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer slow.Close()
+	shop := strings.Replace(design(100, ""), "manifests:", fmt.Sprintf(`gates: canary: {
+		url: %q
+		load: {qps: 20, connections: 2, duration: "1s"}
+		thresholds: {p99: "30ms"}
+		rollout: {service: "checkout", version: "canary", steps: [20, 50, 100]}
+	}
+	manifests:`, slow.URL+"/"), 1)
+	f = setup(t, ctx, map[string][]byte{
+		"clusters/fleet.cue":             []byte(fleetFiles),
+		"designs/shop/design.cue":        []byte(shop),
+		"designs/shop/raw/settings.yaml": []byte(settings),
+	})
+	startDaemon(t, f.config, f.addr)
+	eventually(t, 120*time.Second, "the rollout held at 20% after failing at 50%", func() bool {
+		data, err := f.repo.ReadFile(ctx, "main", "designs/shop/rollout-canary.cue")
+		return err == nil && strings.Contains(string(data), "held:") && canaryWeight(t, f) == 20
+	})
+	commits, err := f.repo.Log(ctx, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for i := len(commits) - 1; i >= 0; i-- {
+		if s := commits[i].Subject; strings.HasPrefix(s, RolloutMarker) {
+			steps = append(steps, s[strings.Index(s, "shop/canary"):])
+		}
+	}
+	want := []string{"shop/canary advanced to 20%]", "shop/canary advanced to 50%]", "shop/canary rolled back to 20%]"}
+	if diff := cmp.Diff(want, steps); diff != "" {
+		t.Errorf("rollout commits (-want +got)\n%s", diff)
+	}
+}
+
+func canaryWeight(t *testing.T, f fixture) int {
+	t.Helper()
+	c := f.clients["east"]
+	m, err := c.Live.Mapping(vsGVK)
+	if err != nil {
+		return -1
+	}
+	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(context.Background(), "checkout", getOptions)
+	if err != nil {
+		return -1
+	}
+	return weightOf(o, "canary")
+}
