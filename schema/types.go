@@ -173,6 +173,7 @@ type Helm struct {
 
 type Gate struct {
 	URL        string      `json:"url"`
+	PreviewURL string      `json:"previewURL,omitempty"`
 	Load       LoadProfile `json:"load"`
 	Thresholds Thresholds  `json:"thresholds"`
 	Baseline   *Baseline   `json:"baseline,omitempty"`

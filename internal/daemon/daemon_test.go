@@ -83,6 +83,7 @@ func designWith(weight int, gateURL string, cron bool) string {
 		url: %q
 		load: {qps: 20, connections: 2, duration: "1s"}
 		thresholds: {p99: "1s", errorRate: 0.01}
+		triggers: ["change", "pr"]
 	}
 `, gateURL)
 		if cron {
@@ -337,7 +338,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 	eventually(t, 30*time.Second, "a preview of PR 7 in status/pr/7.md", func() bool {
 		md, err := repo.ReadFile(ctx, "main", "status/pr/7.md")
 		lastMD = string(md)
-		return err == nil && strings.Contains(string(md), "networking.istio.io/VirtualService shop/checkout") && strings.Contains(string(md), "weight: 30")
+		return err == nil && strings.Contains(string(md), "networking.istio.io/VirtualService shop/checkout") && strings.Contains(string(md), "weight: 30") &&
+			strings.Contains(string(md), "**Gate shop/latency** against "+echo.URL+"/: ✅ passed")
 	})
 	if w := stableWeight(t, clients["east"]); w != 50 {
 		t.Errorf("a preview changed the cluster: weight %d", w)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
@@ -24,6 +26,19 @@ type Preview struct {
 	Revision string          `json:"revision"`
 	Error    string          `json:"error,omitempty"`
 	Targets  []PreviewTarget `json:"targets"`
+	// Gates are the design's gates triggered by "pr", run against their previewURL.
+	Gates []PreviewGate `json:"gates,omitempty"`
+}
+
+// PreviewGate is one gate's verdict for a pull request.
+type PreviewGate struct {
+	Design  string        `json:"design"`
+	Gate    string        `json:"gate"`
+	URL     string        `json:"url"`
+	Pass    bool          `json:"pass"`
+	Checks  []gates.Check `json:"checks"`
+	Aborted string        `json:"aborted,omitempty"`
+	Error   string        `json:"error,omitempty"`
 }
 
 // PreviewTarget is one design on one cluster.
@@ -143,6 +158,31 @@ func (d *Daemon) preview(ctx context.Context, repo sources.Repo, ref, id string)
 			p.Targets = append(p.Targets, t)
 		}
 	}
+	for i := range designs {
+		dsg := &designs[i]
+		for _, name := range slices.Sorted(maps.Keys(dsg.Gates)) {
+			g := dsg.Gates[name]
+			if !slices.Contains(g.Triggers, "pr") {
+				continue
+			}
+			url := g.URL
+			if g.PreviewURL != "" {
+				url = g.PreviewURL
+			}
+			pg := PreviewGate{Design: dsg.Name, Gate: name, URL: url}
+			res, err := gates.Run(ctx, g, gates.Target{URL: url, Design: dsg.Name, Gate: name, Revision: p.Revision, Cluster: "pr-" + id})
+			if err == nil {
+				var v gates.Verdict
+				if v, err = gates.Judge(res, g, nil); err == nil {
+					pg.Pass, pg.Checks, pg.Aborted = v.Pass, v.Checks, res.Aborted
+				}
+			}
+			if err != nil {
+				pg.Error = err.Error()
+			}
+			p.Gates = append(p.Gates, pg)
+		}
+	}
 	slices.SortFunc(p.Targets, func(a, b PreviewTarget) int {
 		return strings.Compare(a.Design+"/"+a.Cluster, b.Design+"/"+b.Cluster)
 	})
@@ -166,6 +206,24 @@ func previewMarkdown(p Preview) string {
 			cell = "❌ " + strings.Join(strings.Fields(t.Error), " ")
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Design, t.Cluster, cell)
+	}
+	for _, g := range p.Gates {
+		word := "❌ failed"
+		if g.Pass {
+			word = "✅ passed"
+		}
+		fmt.Fprintf(&b, "\n**Gate %s/%s** against %s: %s", g.Design, g.Gate, g.URL, word)
+		if g.Error != "" || g.Aborted != "" {
+			fmt.Fprintf(&b, " — %s%s", g.Error, g.Aborted)
+		}
+		b.WriteString("\n")
+		for _, c := range g.Checks {
+			mark := "✗"
+			if c.Pass {
+				mark = "✓"
+			}
+			fmt.Fprintf(&b, "- %s %s: %.3f %s (limit %.3f)\n", mark, c.Name, c.Observed, c.Unit, c.Limit)
+		}
 	}
 	for _, t := range p.Targets {
 		if len(t.diffs) == 0 {
