@@ -37,8 +37,8 @@ type importedBackend struct {
 	Weight  int64
 }
 
-// ImportIngress reads Kubernetes Ingress (networking.k8s.io/v1) and Contour HTTPProxy objects
-// of one namespace into a design section. It never talks to a cluster.
+// ImportIngress reads Kubernetes Ingress (networking.k8s.io/v1), Contour HTTPProxy and Contour's
+// deprecated IngressRoute objects of one namespace into a design section. It never talks to a cluster.
 func ImportIngress(objs []*unstructured.Unstructured) (*Imported, error) {
 	imp := &Imported{Services: map[string]int64{}, Hosts: map[string]*importedHost{}}
 	for _, o := range objs {
@@ -56,6 +56,8 @@ func ImportIngress(objs []*unstructured.Unstructured) (*Imported, error) {
 			err = imp.addIngress(o)
 		case gvk.Group == "projectcontour.io" && gvk.Kind == "HTTPProxy":
 			err = imp.addHTTPProxy(o)
+		case gvk.Group == "contour.heptio.com" && gvk.Kind == "IngressRoute":
+			err = imp.addHTTPProxy(ingressRouteAsProxy(o, &imp.Warnings))
 		default:
 			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: not an Ingress or HTTPProxy; skipped", ObjectID(o)))
 		}
@@ -171,7 +173,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 			sm, _ := s.(map[string]any)
 			name, _ := sm["name"].(string)
 			imp.addService(id, name, map[string]any{"number": sm["port"]})
-			w, _ := sm["weight"].(int64)
+			w := asInt(sm["weight"])
 			backends = append(backends, importedBackend{Service: name, Weight: w})
 			total += w
 		}
@@ -185,6 +187,44 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 		h.Routes = append(h.Routes, importedRoute{Prefix: prefix, Backends: backends})
 	}
 	return nil
+}
+
+// asInt reads a number however the YAML decoder typed it.
+func asInt(v any) int64 {
+	switch n := v.(type) {
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case float64:
+		return int64(n)
+	}
+	return 0
+}
+
+// ingressRouteAsProxy reads Contour's deprecated IngressRoute (contour.heptio.com/v1beta1) as
+// the HTTPProxy it was replaced by: a route's match prefix becomes a prefix condition; a
+// delegate becomes a warning, like an HTTPProxy include.
+func ingressRouteAsProxy(o *unstructured.Unstructured, warnings *[]string) *unstructured.Unstructured {
+	c := o.DeepCopy()
+	c.SetAPIVersion("projectcontour.io/v1")
+	c.SetKind("HTTPProxy")
+	routes, _, _ := unstructured.NestedSlice(c.Object, "spec", "routes")
+	var kept []any
+	for _, r := range routes {
+		rm, _ := r.(map[string]any)
+		if d, ok := rm["delegate"].(map[string]any); ok {
+			*warnings = append(*warnings, fmt.Sprintf("%s: route %v delegates to %v/%v; add it under delegate and import that IngressRoute into its team's design", ObjectID(o), rm["match"], d["namespace"], d["name"]))
+			continue
+		}
+		if m, ok := rm["match"].(string); ok {
+			rm["conditions"] = []any{map[string]any{"prefix": m}}
+			delete(rm, "match")
+		}
+		kept = append(kept, rm)
+	}
+	_ = unstructured.SetNestedSlice(c.Object, kept, "spec", "routes")
+	return c
 }
 
 // CUE prints the imported section as a design named name, ready for designs/<name>/design.cue.

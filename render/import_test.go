@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 )
 
 // TestImportIngressRoundTrips imports real-world shaped Ingress manifests into a design,
@@ -137,4 +138,45 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestImportIngressRoute reads Contour's deprecated IngressRoute like the HTTPProxy that
+// replaced it: the host, TLS, prefixes and weighted services carry over, a delegation is named.
+func TestImportIngressRoute(t *testing.T) {
+	var objs []*unstructured.Unstructured
+	for _, doc := range strings.Split(`apiVersion: contour.heptio.com/v1beta1
+kind: IngressRoute
+metadata: {name: shop, namespace: web}
+spec:
+  virtualhost: {fqdn: shop.example.com, tls: {secretName: shop-tls}}
+  routes:
+  - match: /
+    services: [{name: frontend, port: 80}]
+  - match: /api
+    services: [{name: api, port: 8080, weight: 90}, {name: api-canary, port: 8080, weight: 10}]
+  - match: /blog
+    delegate: {name: blog, namespace: blog}`, "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, u)
+	}
+	imp, err := ImportIngress(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := imp.CUE("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	for _, want := range []string{`"shop.example.com"`, `"shop-tls"`, `"/api"`, `weight: 90`, `weight: 10`, `"frontend"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("import lacks %s:\n%s", want, text)
+		}
+	}
+	if !strings.Contains(strings.Join(imp.Warnings, "\n"), "delegates to blog/blog") {
+		t.Errorf("the delegation is not named: %v", imp.Warnings)
+	}
 }
