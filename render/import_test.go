@@ -171,8 +171,9 @@ spec:
 		t.Fatal(err)
 	}
 	text := string(out)
+	flat := strings.Join(strings.Fields(text), " ")
 	for _, want := range []string{`"shop.example.com"`, `"shop-tls"`, `"/api"`, `weight: 90`, `weight: 10`, `"frontend"`} {
-		if !strings.Contains(text, want) {
+		if !strings.Contains(flat, want) {
 			t.Errorf("import lacks %s:\n%s", want, text)
 		}
 	}
