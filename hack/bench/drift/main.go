@@ -12,15 +12,14 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/meshcd/meshcd/drift"
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/hack/bench/benchfleet"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/reconciler"
-	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
@@ -48,7 +47,7 @@ func run(nClusters, nObjects, nEdits int) error {
 	}
 	defer env.Stop()
 	per := nObjects / nClusters
-	b, err := bundle(ctx, per)
+	b, err := benchfleet.Bundle(ctx, "bench", per, 0)
 	if err != nil {
 		return err
 	}
@@ -181,30 +180,4 @@ func run(nClusters, nObjects, nEdits int) error {
 	fmt.Printf("  API requests per healed object %.2f, of them writes %.2f (a forced apply, and a Kubernetes Event per ledger entry; target <= 2)\n", float64(requests)/healed, float64(writes)/healed)
 	_ = dets
 	return nil
-}
-
-func bundle(ctx context.Context, n int) (*render.Bundle, error) {
-	dir, err := os.MkdirTemp("", "meshcd-bench-drift-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	var cms strings.Builder
-	for i := range n {
-		fmt.Fprintf(&cms, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\ndata: {key: value-%d}\n", i, i)
-	}
-	files := map[string]string{
-		"clusters/c.cue":             `cluster: c1: {labels: {env: "bench"}, mesh: "istio"}`,
-		"designs/bench/design.cue":   "design: bench: {namespace: \"bench\", manifests: [{yaml: \"./raw\"}]}\n",
-		"designs/bench/raw/cms.yaml": cms.String(),
-	}
-	if err := testenv.WriteFiles(dir, files); err != nil {
-		return nil, err
-	}
-	fsys := os.DirFS(dir)
-	fl, designs, err := schema.Load(ctx, fsys, schema.DefaultLoadOptions())
-	if err != nil {
-		return nil, err
-	}
-	return render.Render(ctx, &designs[0], &fl.Clusters[0], render.Options{Revision: "bench", Repo: render.NewRepo(fsys)})
 }
