@@ -89,7 +89,6 @@ echo "a fast target (5 ms) passes and becomes the baseline:"
 bin/meshcd gate run shop/checkout-p99 --repo "$work/gate" --url "$ECHO_URL/?delay=5ms" --status-dir "$work/gate/status" --revision aaaaaaa
 echo "a change that makes it slower (30 ms) fails the regression budget:"
 bin/meshcd gate run shop/checkout-p99 --repo "$work/gate" --url "$ECHO_URL/?delay=30ms" --status-dir "$work/gate/status" --revision bbbbbbb || echo "(exit $?: the gate failed)"
-kill "$echo_pid" 2>/dev/null || true
 echo "status files, ready to commit beside the design:"
 (cd "$work/gate" && find status -type f | sort)
 
@@ -112,7 +111,7 @@ YAML
 cat "$work/meshcd.yaml"
 bin/meshcd run --config "$work/meshcd.yaml" > "$work/daemon.log" 2>&1 &
 daemon=$!
-trap 'kill $daemon 2>/dev/null || true; cleanup' EXIT
+trap 'kill $daemon ${echo_pid:-} 2>/dev/null || true; cleanup' EXIT
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local n=$(( $1 * 5 )) what=$2; shift 2
   for _ in $(seq 1 $n); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -151,7 +150,27 @@ wait_for 30 "the preview" git --git-dir "$GIT_DIR_BARE" cat-file -e main:status/
 git --git-dir "$GIT_DIR_BARE" show main:status/pr/7.md | head -30
 echo "(nothing was applied: east's canary weight is still $(weight))"
 
-step "14. SIGTERM stops the daemon cleanly"
+step "14. The daemon gates a pushed change, and a latency regression fails the gate"
+git -C "$work/fleet" checkout --quiet main
+git -C "$work/fleet" pull --quiet origin main
+sed -i "s|^\tsync: {|\tgates: \"checkout-latency\": {url: \"$ECHO_URL/?delay=5ms\", load: {qps: 50, connections: 2, duration: \"2s\"}, thresholds: {p99: \"50ms\"}, baseline: {branch: \"main\", maxRegression: \"50%\"}}\n\tsync: {|" "$work/fleet/designs/shop/design.cue"
+git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: a latency gate"
+git -C "$work/fleet" push --quiet origin HEAD:main
+gate_md() { git --git-dir "$GIT_DIR_BARE" show main:status/gates/shop/checkout-latency/east.md 2>/dev/null; }
+wait_for 60 "the gate's first verdict" bash -c "git --git-dir '$GIT_DIR_BARE' show main:status/gates/shop/checkout-latency/east.md | grep -q passed"
+gate_md | head -12
+echo "now a change that makes checkout slower (80 ms):"
+git -C "$work/fleet" pull --quiet origin main
+sed -i "s|?delay=5ms|?delay=80ms|" "$work/fleet/designs/shop/design.cue"
+git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: slower checkout"
+git -C "$work/fleet" push --quiet origin HEAD:main
+wait_for 60 "the failing verdict" bash -c "git --git-dir '$GIT_DIR_BARE' show main:status/gates/shop/checkout-latency/east.md | grep -q failed"
+gate_md | head -14
+echo "the fleet matrix marks it:"
+git --git-dir "$GIT_DIR_BARE" show main:status/README.md | sed -n '5,8p'
+kill "$echo_pid" 2>/dev/null || true
+
+step "15. SIGTERM stops the daemon cleanly"
 kill -TERM "$daemon"; wait "$daemon" || true
 tail -3 "$work/daemon.log"
 
