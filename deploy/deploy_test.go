@@ -11,10 +11,8 @@ import (
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 )
 
 // TestChartAndKustomizeBaseAreAccepted renders meshcd's Helm chart and kustomize base the way
@@ -65,10 +63,7 @@ func TestChartAndKustomizeBaseAreAccepted(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %s: %v", d.Name, render.ObjectID(o), err)
 			}
-			var ri dynamic.ResourceInterface = c.Dynamic.Resource(m.Resource)
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				ri = c.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace())
-			}
+			ri := c.Resource(m, o.GetNamespace())
 			data, err := o.MarshalJSON()
 			if err != nil {
 				t.Fatal(err)

@@ -337,12 +337,7 @@ func (d *Detector) heal(ctx context.Context, o *unstructured.Unstructured) error
 	if err != nil {
 		return err
 	}
-	ri := d.cluster.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace())
-	if o.GetNamespace() == "" {
-		_, err = d.cluster.Dynamic.Resource(m.Resource).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
-	} else {
-		_, err = ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
-	}
+	_, err = d.cluster.Resource(m, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
 	if err != nil {
 		return fmt.Errorf("%s: heal failed: %w", render.ObjectID(o), err)
 	}

@@ -175,3 +175,11 @@ func (c *Cluster) RecordError(err error) {
 	c.health.LastError = err.Error()
 	c.health.CheckedAt = time.Now()
 }
+
+// Resource is the dynamic client for a kind, scoped to namespace when the kind is namespaced.
+func (c *Cluster) Resource(m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return c.Dynamic.Resource(m.Resource).Namespace(namespace)
+	}
+	return c.Dynamic.Resource(m.Resource)
+}

@@ -10,11 +10,9 @@ import (
 	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/render"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 )
 
 // echoTimeout bounds the wait for the watch to deliver meshcd's own previous write.
@@ -116,7 +114,7 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 	if hadPrev && found && prev.Digest == digest && prev.ResourceVersion == live.GetResourceVersion() && !opts.DryRun {
 		return Entry{Object: id, Action: Unchanged}, prev
 	}
-	out, err := resource(c.Dynamic, mapping, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{
+	out, err := c.Resource(mapping, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{
 		FieldManager: fleet.FieldManager,
 		Force:        opts.Policy.TakeOwnership,
 		DryRun:       dryRun(opts.DryRun),
@@ -142,13 +140,6 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 	}
 	item.ResourceVersion = out.GetResourceVersion()
 	return Entry{Object: id, Action: action}, item
-}
-
-func resource(dyn dynamic.Interface, m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return dyn.Resource(m.Resource).Namespace(namespace)
-	}
-	return dyn.Resource(m.Resource)
 }
 
 func dryRun(on bool) []string {

@@ -46,7 +46,7 @@ func Diff(ctx context.Context, c *fleet.Cluster, b *render.Bundle, p Policy) ([]
 			errs = append(errs, fmt.Errorf("%s: %w", id, err))
 			continue
 		}
-		ri := resource(c.Dynamic, m, o.GetNamespace())
+		ri := c.Resource(m, o.GetNamespace())
 		live, err := ri.Get(ctx, o.GetName(), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			live, err = nil, nil
@@ -91,7 +91,7 @@ func Diff(ctx context.Context, c *fleet.Cluster, b *render.Bundle, p Policy) ([]
 				if err != nil {
 					continue
 				}
-				live, err := resource(c.Dynamic, m, it.Namespace).Get(ctx, it.Name, metav1.GetOptions{})
+				live, err := c.Resource(m, it.Namespace).Get(ctx, it.Name, metav1.GetOptions{})
 				if err != nil {
 					continue
 				}

@@ -141,7 +141,7 @@ func exists(t *testing.T, c *fleet.Cluster, apiVersion, kind, namespace, name st
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = resource(c.Dynamic, m, namespace).Get(t.Context(), name, metav1.GetOptions{})
+	_, err = c.Resource(m, namespace).Get(t.Context(), name, metav1.GetOptions{})
 	return err == nil
 }
 
@@ -201,7 +201,7 @@ func get(t *testing.T, c *fleet.Cluster, apiVersion, kind, namespace, name strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := resource(c.Dynamic, m, namespace).Get(t.Context(), name, metav1.GetOptions{})
+	o, err := c.Resource(m, namespace).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

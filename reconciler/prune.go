@@ -82,7 +82,7 @@ func pruneOne(ctx context.Context, c *fleet.Cluster, design string, it Item, p P
 		return &Entry{Object: id, Action: Skipped, Error: reason}, false
 	}
 	uid := live.GetUID()
-	err = resource(c.Dynamic, mapping, it.Namespace).Delete(ctx, it.Name, metav1.DeleteOptions{
+	err = c.Resource(mapping, it.Namespace).Delete(ctx, it.Name, metav1.DeleteOptions{
 		Preconditions:     &metav1.Preconditions{UID: &uid},
 		PropagationPolicy: ptr(metav1.DeletePropagationBackground),
 	})

@@ -172,7 +172,7 @@ data: {k: v}
 	// Someone hands one object to another design.
 	patch := []byte(`{"metadata":{"labels":{"meshcd.io/design":"other"}}}`)
 	m, _ := c.Live.Mapping(get(t, c, "v1", "ConfigMap", "keep", "handed-over").GroupVersionKind())
-	if _, err := resource(c.Dynamic, m, "keep").Patch(t.Context(), "handed-over", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := c.Resource(m, "keep").Patch(t.Context(), "handed-over", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
@@ -236,7 +236,7 @@ func TestConflictsAreReportedUnlessTheDesignTakesOwnership(t *testing.T) {
 	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "owner"}}}
 	for _, o := range []*unstructured.Unstructured{ns, cm} {
 		m, _ := c.Live.Mapping(o.GroupVersionKind())
-		if _, err := resource(c.Dynamic, m, o.GetNamespace()).Apply(t.Context(), o.GetName(), o, metav1.ApplyOptions{FieldManager: "someone-else"}); err != nil {
+		if _, err := c.Resource(m, o.GetNamespace()).Apply(t.Context(), o.GetName(), o, metav1.ApplyOptions{FieldManager: "someone-else"}); err != nil {
 			t.Fatal(err)
 		}
 	}
