@@ -55,36 +55,11 @@ func (p *Poller) CommitFiles(ctx context.Context, repo Repo, opts CommitOptions,
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultCommitOptions().MaxAttempts
 	}
-	store, err := p.open(repo.URL)
-	if err != nil {
-		return "", err
-	}
-	branch := plumbing.NewBranchReferenceName(opts.Branch)
-	spec := config.RefSpec("+" + branch.String() + ":" + branch.String())
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, CABundle: repo.CABundle, Force: true})
-		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-			return "", fmt.Errorf("fetching %s %s: %w", redact(repo.URL), opts.Branch, err)
-		}
-		tipRef, err := store.Reference(branch, true)
-		if err != nil {
-			return "", fmt.Errorf("%s: branch %s: %w", redact(repo.URL), opts.Branch, err)
-		}
-		tip, err := store.CommitObject(tipRef.Hash())
-		if err != nil {
-			return "", err
-		}
-		commit, err := commitOnTop(store, tip, opts, files)
-		if err != nil {
-			return "", err
-		}
-		if err := store.Storer.SetReference(plumbing.NewHashReference(branch, commit)); err != nil {
-			return "", err
-		}
-		err = store.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{config.RefSpec(branch.String() + ":" + branch.String())}, Auth: repo.Auth, CABundle: repo.CABundle})
+		commit, err := p.commitOnce(ctx, repo, opts, files)
 		if err == nil {
-			return commit.String(), nil
+			return commit, nil
 		}
 		if !isRejected(err) || attempt >= opts.MaxAttempts {
 			return "", fmt.Errorf("pushing to %s %s (attempt %d): %w", redact(repo.URL), opts.Branch, attempt, err)
@@ -98,8 +73,52 @@ func (p *Poller) CommitFiles(ctx context.Context, repo Repo, opts CommitOptions,
 	}
 }
 
+// commitOnce fetches the branch's tip, builds the commit on it and pushes it, holding the
+// repo's cache for the whole attempt.
+func (p *Poller) commitOnce(ctx context.Context, repo Repo, opts CommitOptions, files map[string][]byte) (string, error) {
+	defer p.lock(repo.URL)()
+	store, err := p.open(repo.URL)
+	if err != nil {
+		return "", err
+	}
+	branch := plumbing.NewBranchReferenceName(opts.Branch)
+	spec := config.RefSpec("+" + branch.String() + ":" + branch.String())
+	err = store.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Depth: 1, Tags: git.NoTags, Auth: repo.Auth, CABundle: repo.CABundle, Force: true})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return "", fmt.Errorf("fetching %s %s: %w", redact(repo.URL), opts.Branch, err)
+	}
+	tipRef, err := store.Reference(branch, true)
+	if err != nil {
+		return "", fmt.Errorf("%s: branch %s: %w", redact(repo.URL), opts.Branch, err)
+	}
+	tip, err := store.CommitObject(tipRef.Hash())
+	if err != nil {
+		return "", err
+	}
+	commit, err := commitOnTop(store, tip, opts, files)
+	if err != nil {
+		return "", err
+	}
+	if err := store.Storer.SetReference(plumbing.NewHashReference(branch, commit)); err != nil {
+		return "", err
+	}
+	err = store.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{config.RefSpec(branch.String() + ":" + branch.String())}, Auth: repo.Auth, CABundle: repo.CABundle})
+	if err != nil {
+		return "", err
+	}
+	return commit.String(), nil
+}
+
+// isRejected reports whether a push lost a race with another pusher, so the commit is to be
+// rebuilt on the new tip and tried again.
 func isRejected(err error) bool {
 	if errors.Is(err, git.ErrNonFastForwardUpdate) {
+		return true
+	}
+	// go-git checks the fast-forward itself, walking from our commit down to the remote's new
+	// tip; in a shallow cache that walk runs out of history before it finds the tip, and
+	// reports the missing parent instead of a rejection.
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return true
 	}
 	msg := err.Error()

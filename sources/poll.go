@@ -37,6 +37,9 @@ type Result struct {
 	// ChangedPaths are the files that differ from Previous; nil when there is no previous
 	// commit to compare with (everything counts as changed).
 	ChangedPaths []string
+	// Content is the commit whose content the tip carries: the tip itself, or for one of
+	// meshcd's status commits the first commit below it (first parents) that is not one.
+	Content string
 }
 
 // StatusOnly reports whether the change touched nothing but status/, which meshcd writes
@@ -83,11 +86,14 @@ type Poller struct {
 	mu      sync.Mutex
 	last    map[string]string // url + " " + ref name -> commit
 	listing map[string]map[plumbing.ReferenceName]plumbing.Hash
+	// stores serialises the work on each repo's cache: go-git's object store is not safe for
+	// concurrent fetches, and a poll, a status commit and a preview may meet on one repo.
+	stores map[string]*sync.Mutex
 }
 
 // NewPoller keeps fetched objects under cacheDir.
 func NewPoller(cacheDir string) *Poller {
-	return &Poller{cacheDir: cacheDir, last: map[string]string{}, listing: map[string]map[plumbing.ReferenceName]plumbing.Hash{}}
+	return &Poller{cacheDir: cacheDir, last: map[string]string{}, listing: map[string]map[plumbing.ReferenceName]plumbing.Hash{}, stores: map[string]*sync.Mutex{}}
 }
 
 // Poll lists the repo's refs once, however many refs are asked for, and fetches (shallow, only
@@ -112,6 +118,8 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 	p.mu.Lock()
 	p.listing[repo.URL] = byName
 	p.mu.Unlock()
+	unlock := p.lock(repo.URL)
+	defer unlock()
 	store, err := p.open(repo.URL)
 	if err != nil {
 		return nil, err
@@ -146,8 +154,11 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 		if err != nil {
 			return nil, err
 		}
-		results[i].FS = treeFS{root: tree}
+		results[i].FS = treeFS{root: tree, lock: func() func() { return p.lock(repo.URL) }}
 		results[i].Message = commit.Message
+		if results[i].Content, err = p.contentRevision(ctx, store, repo, results[i].Ref, commit); err != nil {
+			return nil, err
+		}
 		p.mu.Lock()
 		prev := p.last[repo.URL+" "+results[i].Ref]
 		p.last[repo.URL+" "+results[i].Ref] = results[i].Revision
@@ -158,6 +169,19 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 		}
 	}
 	return results, nil
+}
+
+// lock takes the repo's cache for the caller and returns the function that gives it back.
+func (p *Poller) lock(url string) func() {
+	p.mu.Lock()
+	m, ok := p.stores[url]
+	if !ok {
+		m = &sync.Mutex{}
+		p.stores[url] = m
+	}
+	p.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // open returns the cache's bare repository for a URL, creating it on first use.

@@ -4,6 +4,7 @@
 package sources
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -26,10 +27,16 @@ type Snapshot struct {
 	FS fs.FS
 }
 
-// treeFS is a commit's tree as an fs.FS.
-type treeFS struct{ root *object.Tree }
+// treeFS is a commit's tree as an fs.FS. go-git's object store is not safe for concurrent
+// use, so every read takes the repo's cache lock, and a file's content is read whole, under
+// the lock, on its first Read.
+type treeFS struct {
+	root *object.Tree
+	lock func() (unlock func())
+}
 
 func (t treeFS) Open(name string) (fs.File, error) {
+	defer t.lock()()
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
@@ -50,7 +57,7 @@ func (t treeFS) Open(name string) (fs.File, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
-		return &treeDir{info: info, tree: sub}, nil
+		return &treeDir{info: info, tree: sub, lock: t.lock}, nil
 	case info.mode&fs.ModeSymlink != 0:
 		return &treeFile{info: info, err: errors.New("is a symbolic link; meshcd does not follow links")}, nil
 	}
@@ -58,11 +65,7 @@ func (t treeFS) Open(name string) (fs.File, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	r, err := file.Reader()
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-	}
-	return &treeFile{info: info, r: r}, nil
+	return &treeFile{info: info, file: file, lock: t.lock}, nil
 }
 
 // entryInfo describes a tree entry; ok is false for what a snapshot leaves out (submodules).
@@ -101,7 +104,9 @@ func (i treeInfo) Info() (fs.FileInfo, error) { return i, nil }
 
 type treeFile struct {
 	info treeInfo
-	r    io.ReadCloser
+	file *object.File
+	lock func() func()
+	data *bytes.Reader
 	err  error
 }
 
@@ -110,18 +115,33 @@ func (f *treeFile) Read(b []byte) (int, error) {
 	if f.err != nil {
 		return 0, f.err
 	}
-	return f.r.Read(b)
-}
-func (f *treeFile) Close() error {
-	if f.r != nil {
-		return f.r.Close()
+	if f.data == nil {
+		data, err := f.contents()
+		if err != nil {
+			f.err = &fs.PathError{Op: "read", Path: f.info.name, Err: err}
+			return 0, f.err
+		}
+		f.data = bytes.NewReader(data)
 	}
-	return nil
+	return f.data.Read(b)
 }
+
+func (f *treeFile) contents() ([]byte, error) {
+	defer f.lock()()
+	r, err := f.file.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+func (f *treeFile) Close() error { return nil }
 
 type treeDir struct {
 	info treeInfo
 	tree *object.Tree
+	lock func() func()
 	read int
 }
 
@@ -133,6 +153,7 @@ func (d *treeDir) Close() error { return nil }
 
 // ReadDir lists the directory in Git's (name) order.
 func (d *treeDir) ReadDir(n int) ([]fs.DirEntry, error) {
+	defer d.lock()()
 	var out []fs.DirEntry
 	for d.read < len(d.tree.Entries) && (n <= 0 || len(out) < n) {
 		e := &d.tree.Entries[d.read]

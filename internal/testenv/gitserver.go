@@ -35,6 +35,9 @@ type GitServer struct {
 
 	mu       sync.Mutex
 	requests []GitRequest
+	down     bool
+	// beforePush runs once, before the next push's pack is received.
+	beforePush func()
 }
 
 // GitRequest is one request the server answered.
@@ -98,6 +101,23 @@ func (s *GitServer) Close() {
 	os.RemoveAll(s.root)
 }
 
+// SetDown makes the server unreachable (every connection is closed without an answer) or
+// reachable again, like a Git host in an outage.
+func (s *GitServer) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+// BeforeNextPush runs fn once, when the next push asks for the refs it will update, while that
+// push waits: a test forces another push to land between a committer's fetch and its push, as
+// a concurrent committer would. Pushes that fn makes itself are not held.
+func (s *GitServer) BeforeNextPush(fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforePush = fn
+}
+
 // Requests returns every request answered so far, in order.
 func (s *GitServer) Requests() []GitRequest {
 	s.mu.Lock()
@@ -116,6 +136,26 @@ func (s *GitServer) handle(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := GitRequest{}
 		rec.Repo, rec.Service, rec.Advertisement = classify(r)
+		s.mu.Lock()
+		down := s.down
+		var hook func()
+		if rec.Service == "git-receive-pack" && rec.Advertisement {
+			hook, s.beforePush = s.beforePush, nil
+		}
+		s.mu.Unlock()
+		if down {
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					conn.Close()
+					return
+				}
+			}
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if hook != nil {
+			hook()
+		}
 		user, pass, hasAuth := r.BasicAuth()
 		if hasAuth {
 			rec.User = user
