@@ -124,7 +124,7 @@ func TestCommitterRetriesThroughAnOutage(t *testing.T) {
 	srv.ResetRequests()
 	for i := range 10 {
 		c.Submit(Write{Branch: "main", Message: fmt.Sprintf("round %d", i), Files: map[string][]byte{
-			"status/shop/east.json":            []byte(fmt.Sprint(i)),
+			"status/shop/east.json":           []byte(fmt.Sprint(i)),
 			fmt.Sprintf("status/round/%d", i): []byte("x"),
 		}})
 	}
