@@ -194,35 +194,41 @@ func (d *Detector) CheckAll() []Entry {
 	d.mu.Unlock()
 	var out []Entry
 	for _, id := range ids {
-		if e, _ := d.compare(id); e != nil {
+		if e, _, _ := d.compare(id); e != nil {
 			out = append(out, *e)
 		}
 	}
 	return out
 }
 
-// compare returns the object's drift, or nil.
-func (d *Detector) compare(id string) (*Entry, *tracked) {
+// compare returns the object's drift, or nil, and the tracked state with the desired object
+// it was compared with. Track replaces desired objects rather than changing them, so the
+// object read under the lock stays valid after it.
+func (d *Detector) compare(id string) (*Entry, *tracked, *unstructured.Unstructured) {
 	d.mu.Lock()
 	t, ok := d.tracked[id]
+	var o *unstructured.Unstructured
+	var match Matcher
+	if ok {
+		o, match = t.desired, t.match
+	}
 	d.mu.Unlock()
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
-	o := t.desired
 	live, found := d.cluster.Live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
 	now := time.Now()
 	if !found {
-		return &Entry{Object: id, Kind: Deleted, DetectedAt: now}, t
+		return &Entry{Object: id, Kind: Deleted, DetectedAt: now}, t, o
 	}
 	by := lastManager(live)
-	if fields := Compare(o, live, t.match); len(fields) > 0 {
-		return &Entry{Object: id, Kind: Modified, Fields: fields, By: by, DetectedAt: now}, t
+	if fields := Compare(o, live, match); len(fields) > 0 {
+		return &Entry{Object: id, Kind: Modified, Fields: fields, By: by, DetectedAt: now}, t, o
 	}
-	if fields := LostOwnership(o, live, fleet.FieldManager, t.match); len(fields) > 0 {
-		return &Entry{Object: id, Kind: Ownership, Fields: fields, By: by, DetectedAt: now}, t
+	if fields := LostOwnership(o, live, fleet.FieldManager, match); len(fields) > 0 {
+		return &Entry{Object: id, Kind: Ownership, Fields: fields, By: by, DetectedAt: now}, t, o
 	}
-	return nil, t
+	return nil, t, o
 }
 
 func lastManager(live *unstructured.Unstructured) string {
@@ -243,7 +249,7 @@ func (d *Detector) check(ctx context.Context, id string) {
 		t.queued = false
 	}
 	d.mu.Unlock()
-	e, t := d.compare(id)
+	e, t, desired := d.compare(id)
 	if t == nil {
 		return
 	}
@@ -280,13 +286,13 @@ func (d *Detector) check(ctx context.Context, id string) {
 			// Backing off: look again when the wait is over.
 			wait := t.next.Sub(now)
 			d.mu.Unlock()
-			time.AfterFunc(wait, func() { d.observe(fleet.Event{Type: fleet.Updated, Object: t.desired, Seen: time.Now()}) })
+			time.AfterFunc(wait, func() { d.observe(fleet.Event{Type: fleet.Updated, Object: desired, Seen: time.Now()}) })
 			return
 		}
 	}
 	d.mu.Unlock()
 	if heal {
-		if err := d.heal(ctx, t.desired); err != nil {
+		if err := d.heal(ctx, desired); err != nil {
 			e.Error = err.Error()
 		} else {
 			healed := time.Now()
@@ -306,7 +312,7 @@ func (d *Detector) check(ctx context.Context, id string) {
 		d.opts.OnDrift(t.design, *e)
 	}
 	if d.opts.Events {
-		go d.event(context.WithoutCancel(ctx), t.desired, *e)
+		d.event(desired, *e)
 	}
 }
 

@@ -173,6 +173,9 @@ func currency(t *testing.T, c *fleet.Cluster, ns string) string {
 	return v
 }
 
+// eventGVR is core/v1 Events, where events.k8s.io Events show too.
+var eventGVR = k8sschema.GroupVersionResource{Version: "v1", Resource: "events"}
+
 // TestOutOfBandEditsAreHealed edits a VirtualService weight and deletes a DestinationRule on
 // istio, and changes a ConfigMap value on linkerd: each is noticed and put back, and the
 // ledger, the metrics and a Kubernetes Event record it.
@@ -230,7 +233,8 @@ func TestOutOfBandEditsAreHealed(t *testing.T) {
 	if n := testutil.ToFloat64(east.det.opts.Metrics.healed.WithLabelValues("east", "heal")); n < 2 {
 		t.Errorf("meshcd_drift_healed_total = %v, want >= 2", n)
 	}
-	eventually(t, 5*time.Second, "a DriftHealed Event on the ConfigMap", func() bool {
+	cm, _ := live(t, west.c, "v1", "ConfigMap", "heal", "settings")
+	eventually(t, 5*time.Second, "a DriftHealed Event on the ConfigMap, with its UID (what kubectl describe matches)", func() bool {
 		evs, err := west.c.Dynamic.Resource(eventGVR).Namespace("heal").List(t.Context(), metav1.ListOptions{})
 		if err != nil {
 			return false
@@ -238,7 +242,8 @@ func TestOutOfBandEditsAreHealed(t *testing.T) {
 		for _, ev := range evs.Items {
 			reason, _, _ := unstructured.NestedString(ev.Object, "reason")
 			name, _, _ := unstructured.NestedString(ev.Object, "involvedObject", "name")
-			if reason == "DriftHealed" && name == "settings" {
+			uid, _, _ := unstructured.NestedString(ev.Object, "involvedObject", "uid")
+			if reason == "DriftHealed" && name == "settings" && uid != "" && uid == string(cm.GetUID()) {
 				return true
 			}
 		}

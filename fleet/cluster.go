@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/events"
 )
 
 // ClientOptions bound what one cluster's client may cost.
@@ -50,8 +51,11 @@ type Cluster struct {
 	discovery discovery.DiscoveryInterface
 	requests  requestCounter
 
-	mu     sync.Mutex
-	health Health
+	mu          sync.Mutex
+	health      Health
+	broadcaster events.EventBroadcaster
+	recorder    events.EventRecorder
+	stopEvents  context.CancelFunc
 }
 
 // Connect builds a cluster's clients from its fleet entry and a rest config (from Credentials).

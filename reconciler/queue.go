@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshcd/meshcd/fleet"
@@ -21,11 +23,12 @@ type Job struct {
 	Options   SyncOptions
 }
 
-// QueueOptions bound SyncAll.
+// QueueOptions bound a cluster's queue.
 type QueueOptions struct {
 	// PerCluster is how many designs sync to one cluster at once.
 	PerCluster int
-	// MaxAttempts is how often a failing job is tried before its result is final.
+	// MaxAttempts is how often a failing job is tried before its result is final; 0 tries
+	// until it succeeds or a newer job replaces it.
 	MaxAttempts int
 	// BaseDelay and MaxDelay bound the exponential backoff between attempts.
 	BaseDelay, MaxDelay time.Duration
@@ -39,99 +42,211 @@ func DefaultQueueOptions() QueueOptions {
 	return QueueOptions{PerCluster: 4, MaxAttempts: 3, BaseDelay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, AttemptTimeout: 5 * time.Minute}
 }
 
-// SyncAll runs every job, each cluster on its own rate-limited work queue: a slow or
-// unreachable cluster retries with exponential backoff on its own queue and never delays the
-// others. A job whose render failed is not tried at all: its result carries the render error
-// and nothing is applied or pruned for it. Results come back in the order of jobs.
-func (r *Reconciler) SyncAll(ctx context.Context, jobs []Job, opts QueueOptions) []*SyncResult {
+func (o QueueOptions) withDefaults() QueueOptions {
 	def := DefaultQueueOptions()
-	if opts.PerCluster <= 0 {
-		opts.PerCluster = def.PerCluster
+	if o.PerCluster <= 0 {
+		o.PerCluster = def.PerCluster
 	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = def.MaxAttempts
+	if o.BaseDelay <= 0 {
+		o.BaseDelay = def.BaseDelay
 	}
-	if opts.BaseDelay <= 0 {
-		opts.BaseDelay = def.BaseDelay
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = def.MaxDelay
 	}
-	if opts.MaxDelay <= 0 {
-		opts.MaxDelay = def.MaxDelay
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = def.AttemptTimeout
 	}
-	if opts.AttemptTimeout <= 0 {
-		opts.AttemptTimeout = def.AttemptTimeout
-	}
-	results := make([]*SyncResult, len(jobs))
-	byCluster := map[*fleet.Cluster][]int{}
-	var order []*fleet.Cluster
-	for i, j := range jobs {
-		if j.RenderErr != nil || j.Bundle == nil {
-			err := j.RenderErr
-			if err == nil {
-				err = errors.New("no bundle")
-			}
-			design := ""
-			if j.Bundle != nil {
-				design = j.Bundle.Design
-			}
-			results[i] = &SyncResult{Cluster: j.Cluster.Name, Design: design, Error: fmt.Sprintf("not applied, nothing pruned: %v", err)}
-			continue
-		}
-		if _, ok := byCluster[j.Cluster]; !ok {
-			order = append(order, j.Cluster)
-		}
-		byCluster[j.Cluster] = append(byCluster[j.Cluster], i)
-	}
-	var wg sync.WaitGroup
-	for _, c := range order {
-		wg.Go(func() { r.drain(ctx, jobs, byCluster[c], results, opts) })
-	}
-	wg.Wait()
-	return results
+	return o
 }
 
-// drain works through one cluster's jobs with its own queue and workers.
-func (r *Reconciler) drain(ctx context.Context, jobs []Job, idx []int, results []*SyncResult, opts QueueOptions) {
-	q := workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[int](opts.BaseDelay, opts.MaxDelay))
-	var pending sync.WaitGroup
-	for _, i := range idx {
-		pending.Add(1)
-		q.Add(i)
+// Done is told the result of every attempt of a job; final is false while the job will be
+// tried again. It is called from the queue's workers and must not block.
+type Done func(res *SyncResult, final bool)
+
+// Queue is one cluster's sync queue for as long as meshcd runs: it holds the latest job per
+// key (a design), works through them with its own workers, and retries a failed job with
+// exponential backoff until it succeeds or a newer job for the key replaces it. A slow or
+// dead cluster holds up only its own queue.
+type Queue struct {
+	r       *Reconciler
+	cluster *fleet.Cluster
+	opts    QueueOptions
+	q       workqueue.TypedRateLimitingInterface[string]
+
+	mu   sync.Mutex
+	jobs map[string]*queued
+}
+
+type queued struct {
+	job  Job
+	gen  uint64
+	done Done
+}
+
+// NewQueue returns the cluster's queue; Run works it.
+func (r *Reconciler) NewQueue(c *fleet.Cluster, opts QueueOptions) *Queue {
+	opts = opts.withDefaults()
+	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.BaseDelay, opts.MaxDelay)
+	return &Queue{
+		r: r, cluster: c, opts: opts, jobs: map[string]*queued{},
+		q: workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: ""}),
 	}
-	go func() {
-		pending.Wait()
-		q.ShutDown()
-	}()
-	stop := context.AfterFunc(ctx, q.ShutDown)
+}
+
+// Submit replaces the key's job and queues it at once, forgetting the backoff of the job it
+// replaces. A job with a render error is not synced: done is told at once, and nothing is
+// applied or pruned.
+func (q *Queue) Submit(key string, j Job, done Done) {
+	if j.RenderErr != nil || j.Bundle == nil {
+		q.Remove(key)
+		done(notApplied(j), true)
+		return
+	}
+	q.mu.Lock()
+	var gen uint64
+	if old, ok := q.jobs[key]; ok {
+		gen = old.gen + 1
+	}
+	q.jobs[key] = &queued{job: j, gen: gen, done: done}
+	q.mu.Unlock()
+	q.q.Forget(key)
+	q.q.Add(key)
+}
+
+// Remove forgets the key's job; an attempt in flight finishes, and is not retried.
+func (q *Queue) Remove(key string) {
+	q.mu.Lock()
+	delete(q.jobs, key)
+	q.mu.Unlock()
+	q.q.Forget(key)
+}
+
+// Len is how many keys wait for a worker.
+func (q *Queue) Len() int { return q.q.Len() }
+
+// Run works the queue until ctx ends, then waits for the attempts in flight (which see ctx
+// cancelled) and returns.
+func (q *Queue) Run(ctx context.Context) {
+	stop := context.AfterFunc(ctx, q.q.ShutDown)
 	defer stop()
 	var wg sync.WaitGroup
-	for range min(opts.PerCluster, len(idx)) {
+	for range q.opts.PerCluster {
 		wg.Go(func() {
-			for {
-				i, shutdown := q.Get()
-				if shutdown {
-					return
-				}
-				j := jobs[i]
-				actx, cancel := context.WithTimeout(ctx, opts.AttemptTimeout)
-				res, err := r.Sync(actx, j.Cluster, j.Bundle, j.Options)
-				cancel()
-				results[i] = res
-				retry := err != nil && !errors.Is(err, ErrEmptyBundle) && ctx.Err() == nil && q.NumRequeues(i)+1 < opts.MaxAttempts
-				if retry {
-					q.AddRateLimited(i)
-				} else {
-					q.Forget(i)
-					pending.Done()
-				}
-				q.Done(i)
+			for q.work(ctx) {
 			}
 		})
 	}
 	wg.Wait()
-	// A cancelled context shuts the queue down with jobs still pending; their results say so.
-	for _, i := range idx {
-		if results[i] == nil {
+}
+
+// work syncs one key; it returns false once the queue is shut down.
+func (q *Queue) work(ctx context.Context) bool {
+	key, shutdown := q.q.Get()
+	if shutdown {
+		return false
+	}
+	defer q.q.Done(key)
+	q.mu.Lock()
+	e, ok := q.jobs[key]
+	var entry queued
+	if ok {
+		entry = *e
+	}
+	q.mu.Unlock()
+	if !ok {
+		return true
+	}
+	actx, cancel := context.WithTimeout(ctx, q.opts.AttemptTimeout)
+	res, err := q.r.Sync(actx, entry.job.Cluster, entry.job.Bundle, entry.job.Options)
+	cancel()
+	q.mu.Lock()
+	cur, ok := q.jobs[key]
+	current := ok && cur.gen == entry.gen
+	q.mu.Unlock()
+	attempts := q.q.NumRequeues(key) + 1
+	retry := err != nil && !errors.Is(err, ErrEmptyBundle) && ctx.Err() == nil && current &&
+		(q.opts.MaxAttempts <= 0 || attempts < q.opts.MaxAttempts)
+	switch {
+	case retry:
+		q.q.AddRateLimited(key)
+	case current:
+		q.q.Forget(key)
+	}
+	entry.done(res, !retry)
+	return true
+}
+
+// notApplied is the result of a job that must not touch the cluster.
+func notApplied(j Job) *SyncResult {
+	err := j.RenderErr
+	if err == nil {
+		err = errors.New("no bundle")
+	}
+	design := ""
+	if j.Bundle != nil {
+		design = j.Bundle.Design
+	}
+	name := ""
+	if j.Cluster != nil {
+		name = j.Cluster.Name
+	}
+	return &SyncResult{Cluster: name, Design: design, Error: fmt.Sprintf("not applied, nothing pruned: %v", err)}
+}
+
+// SyncAll runs every job once to its final result, each cluster on a queue of its own: a slow
+// or unreachable cluster retries with exponential backoff on its queue (up to MaxAttempts)
+// and never delays the others. A job whose render failed is not tried at all: its result
+// carries the render error and nothing is applied or pruned for it. Results come back in the
+// order of jobs; when ctx ends first, the jobs not finished say so.
+func (r *Reconciler) SyncAll(ctx context.Context, jobs []Job, opts QueueOptions) []*SyncResult {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultQueueOptions().MaxAttempts
+	}
+	results := make([]*SyncResult, len(jobs))
+	var mu sync.Mutex
+	qctx, stop := context.WithCancel(ctx)
+	defer stop()
+	queues := map[*fleet.Cluster]*Queue{}
+	var running sync.WaitGroup
+	remaining := atomic.Int64{}
+	remaining.Store(int64(len(jobs)))
+	finished := make(chan struct{})
+	if len(jobs) == 0 {
+		close(finished)
+	}
+	for i, j := range jobs {
+		q, ok := queues[j.Cluster]
+		if !ok && j.RenderErr == nil && j.Bundle != nil {
+			q = r.NewQueue(j.Cluster, opts)
+			queues[j.Cluster] = q
+			running.Go(func() { q.Run(qctx) })
+		}
+		done := func(res *SyncResult, final bool) {
+			mu.Lock()
+			results[i] = res
+			mu.Unlock()
+			if final && remaining.Add(-1) == 0 {
+				close(finished)
+			}
+		}
+		if q == nil {
+			done(notApplied(j), true)
+			continue
+		}
+		q.Submit(strconv.Itoa(i), j, done)
+	}
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
+	stop()
+	running.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for i, res := range results {
+		if res == nil {
 			results[i] = &SyncResult{Cluster: jobs[i].Cluster.Name, Design: jobs[i].Bundle.Design, Error: "not synced: " + context.Cause(ctx).Error()}
 		}
 	}
+	return results
 }

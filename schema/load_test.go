@@ -284,3 +284,40 @@ func TestLoadEmptyRepo(t *testing.T) {
 		t.Fatalf("empty repo: %v, %v, %v", fleet, designs, err)
 	}
 }
+
+// TestWorkerStaysAliveAndIsReplaced: one worker process serves evaluation after evaluation;
+// one that ran over its time budget is killed, and the next evaluation starts a fresh one
+// that answers correctly.
+func TestWorkerStaysAliveAndIsReplaced(t *testing.T) {
+	root, err := os.OpenRoot("../examples/fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	w := testWorker(t)
+	opts := DefaultLoadOptions()
+	opts.Worker = w
+	want, err := Check(t.Context(), root.FS(), DefaultLoadOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if got, err := Check(t.Context(), root.FS(), opts); err != nil || got != want {
+			t.Fatalf("evaluation %d: %+v, %v; want %+v", i, got, err, want)
+		}
+	}
+	if n := w.Starts(); n != 1 {
+		t.Fatalf("three evaluations started %d worker processes, want 1", n)
+	}
+	slow := opts
+	slow.Timeout = 300 * time.Millisecond
+	if _, err := Check(t.Context(), slowDesign(3_000_000), slow); err == nil || !strings.Contains(err.Error(), "took longer than") {
+		t.Fatalf("slow design: %v", err)
+	}
+	if got, err := Check(t.Context(), root.FS(), opts); err != nil || got != want {
+		t.Fatalf("after the killed worker: %+v, %v", got, err)
+	}
+	if n := w.Starts(); n != 2 {
+		t.Fatalf("want a second worker process after the first was killed, got %d starts", n)
+	}
+}

@@ -18,5 +18,6 @@ func testWorker(t testing.TB) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(w.Close)
 	return w
 }

@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"context"
 	"encoding/gob"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"os/exec"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -25,11 +25,99 @@ const exitOverMemory = 3
 // Worker says how to start an evaluation worker: a process that runs this package's
 // ServeWorkerIfRequested first thing in main (meshcd itself, or a test binary's TestMain).
 // CUE's evaluator cannot be cancelled and can loop without yielding to the Go scheduler, so only
-// a separate process can be stopped for sure and kept from exhausting memory.
+// a separate process can be stopped for sure and kept from exhausting memory. The process
+// stays alive between evaluations, so a daemon pays for its start once; one that ran over a
+// budget, crashed or was cancelled is killed and the next evaluation starts a new one.
 type Worker struct {
 	// Path is the executable; Args are its arguments after the program name.
 	Path string
 	Args []string
+
+	mu     sync.Mutex
+	proc   *workerProc
+	starts int
+}
+
+// workerProc is a running worker and the two ends of its request stream.
+type workerProc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	enc    *gob.Encoder
+	dec    *gob.Decoder
+	stderr *tailWriter
+	done   chan struct{} // closed once the process has exited
+}
+
+// Starts is how many worker processes this Worker has started.
+func (w *Worker) Starts() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.starts
+}
+
+// Close stops the worker process, if one runs.
+func (w *Worker) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.kill()
+}
+
+func (w *Worker) kill() {
+	if w.proc == nil {
+		return
+	}
+	_ = w.proc.stdin.Close()
+	_ = w.proc.cmd.Process.Kill()
+	<-w.proc.done
+	w.proc = nil
+}
+
+func (w *Worker) start() error {
+	cmd := exec.Command(w.Path, w.Args...)
+	cmd.Env = append(os.Environ(), workerEnv+"=1", fmt.Sprintf("GOMAXPROCS=%d", 2))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	p := &workerProc{cmd: cmd, stdin: stdin, enc: gob.NewEncoder(stdin), dec: gob.NewDecoder(stdout), stderr: &tailWriter{max: 4000}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the evaluation worker %s: %w", w.Path, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	w.proc, w.starts = p, w.starts+1
+	return nil
+}
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 // SelfWorker returns a Worker that re-executes the running binary.
@@ -67,18 +155,37 @@ type workResponse struct {
 	Err string
 }
 
+// serveWorker answers evaluation requests until its input ends.
 func serveWorker(in io.Reader, out io.Writer) int {
-	var req workRequest
-	if err := gob.NewDecoder(in).Decode(&req); err != nil {
-		fmt.Fprintln(os.Stderr, "schema worker: reading request:", err)
-		return 2
-	}
-	// The worker lives for one evaluation and its heap is capped, so it can collect less often.
+	dec, enc := gob.NewDecoder(in), gob.NewEncoder(out)
+	// Its heap is capped and returned after every evaluation, so it can collect less often.
 	debug.SetGCPercent(400)
-	if req.MaxHeapBytes > 0 {
-		debug.SetMemoryLimit(req.MaxHeapBytes)
-		go watchHeap(uint64(req.MaxHeapBytes))
+	watching := false
+	for {
+		var req workRequest
+		if err := dec.Decode(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0
+			}
+			fmt.Fprintln(os.Stderr, "schema worker: reading request:", err)
+			return 2
+		}
+		if req.MaxHeapBytes > 0 && !watching {
+			debug.SetMemoryLimit(req.MaxHeapBytes)
+			go watchHeap(uint64(req.MaxHeapBytes))
+			watching = true
+		}
+		resp := serveOne(req)
+		if err := enc.Encode(&resp); err != nil {
+			fmt.Fprintln(os.Stderr, "schema worker: writing response:", err)
+			return 2
+		}
+		// What this evaluation allocated must not count against the next one's budget.
+		debug.FreeOSMemory()
 	}
+}
+
+func serveOne(req workRequest) workResponse {
 	files := make([]sourceFile, len(req.Files))
 	for i, f := range req.Files {
 		files[i] = sourceFile{path: f.Path, data: f.Data, owner: f.Owner}
@@ -94,11 +201,7 @@ func serveWorker(in io.Reader, out io.Writer) int {
 	default:
 		resp.Clusters, resp.Designs = len(fleet.Clusters), len(designs)
 	}
-	if err := gob.NewEncoder(out).Encode(&resp); err != nil {
-		fmt.Fprintln(os.Stderr, "schema worker: writing response:", err)
-		return 2
-	}
-	return 0
+	return resp
 }
 
 // watchHeap ends the worker as soon as its live heap passes max. It reads runtime/metrics,
@@ -121,38 +224,52 @@ func evaluateIsolated(ctx context.Context, w *Worker, files []sourceFile, opts L
 	for _, f := range files {
 		req.Files = append(req.Files, wireFile{Path: f.path, Owner: f.owner, Data: f.data})
 	}
-	var stdin, stdout, stderr bytes.Buffer
-	if err := gob.NewEncoder(&stdin).Encode(&req); err != nil {
-		return nil, err
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.proc == nil {
+		if err := w.start(); err != nil {
+			return nil, err
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, w.Path, w.Args...)
-	cmd.Env = append(os.Environ(), workerEnv+"=1", fmt.Sprintf("GOMAXPROCS=%d", 2))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = &stdin, &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
+	p := w.proc
+	type answer struct {
+		resp workResponse
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		var a answer
+		if a.err = p.enc.Encode(&req); a.err == nil {
+			a.err = p.dec.Decode(&a.resp)
+		}
+		answered <- a
+	}()
+	timer := time.NewTimer(opts.Timeout)
+	defer timer.Stop()
+	select {
+	case a := <-answered:
+		if a.err != nil {
+			// The worker died mid-evaluation: over its memory budget, or a crash.
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			w.proc = nil
+			if p.cmd.ProcessState != nil && p.cmd.ProcessState.ExitCode() == exitOverMemory {
+				return nil, budgetError(fmt.Sprintf("evaluation needed more than %s of memory: look for recursive or exponentially large definitions", bytesText(opts.MaxMemoryBytes)))
+			}
+			return nil, fmt.Errorf("evaluation worker %s failed (does its main call schema.ServeWorkerIfRequested?): %w: %s", w.Path, a.err, tailOf(p.stderr.String(), 2000))
+		}
+		if a.resp.Err != "" {
+			return nil, errors.New(a.resp.Err)
+		}
+		return &a.resp, nil
+	case <-timer.C:
+		w.kill()
 		return nil, budgetError(fmt.Sprintf("evaluation took longer than %s: look for recursive or exponentially large definitions", opts.Timeout))
+	case <-ctx.Done():
+		// The answer would arrive on a stream nobody reads: the worker goes with it.
+		w.kill()
+		return nil, ctx.Err()
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == exitOverMemory {
-		return nil, budgetError(fmt.Sprintf("evaluation needed more than %s of memory: look for recursive or exponentially large definitions", bytesText(opts.MaxMemoryBytes)))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("evaluation worker %s failed: %w: %s", w.Path, err, tailOf(stderr.String(), 2000))
-	}
-	var resp workResponse
-	if err := gob.NewDecoder(&stdout).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("evaluation worker %s answered nonsense (does its main call schema.ServeWorkerIfRequested?): %w", w.Path, err)
-	}
-	if resp.Err != "" {
-		return nil, errors.New(resp.Err)
-	}
-	return &resp, nil
 }
 
 func budgetError(msg string) *ValidationError {

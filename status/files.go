@@ -19,7 +19,8 @@ type Sync struct {
 	Cluster  string `json:"cluster"`
 	Revision string `json:"revision"`
 	Digest   string `json:"digest,omitempty"`
-	// Objects counts the objects by what the last sync did to them.
+	// Objects counts the objects by what the last sync did to them (created, configured,
+	// unchanged, pruned, skipped, failed), and "total" the objects of the bundle.
 	Objects map[string]int `json:"objects"`
 	Health  string         `json:"health"`
 	// NotReady names the objects that are not Current.
@@ -38,10 +39,13 @@ type Drift struct {
 
 // Gate is a gate's latest verdict for the design and cluster.
 type Gate struct {
-	Name     string  `json:"name"`
-	Pass     bool    `json:"pass"`
-	Revision string  `json:"revision"`
-	P99Ms    float64 `json:"p99Ms"`
+	Name     string `json:"name"`
+	Pass     bool   `json:"pass"`
+	Revision string `json:"revision"`
+	// Digest is the design's bundle digest the gate measured: a change gate runs again only
+	// when it changes.
+	Digest string  `json:"digest,omitempty"`
+	P99Ms  float64 `json:"p99Ms"`
 }
 
 // SyncPath is where a design's status in a cluster is written.
@@ -108,11 +112,7 @@ func cell(s Sync) string {
 	case s.Health != "Current":
 		mark = "⏳"
 	}
-	n := 0
-	for _, v := range s.Objects {
-		n += v
-	}
-	out := fmt.Sprintf("%s `%s` %d objects, %s", mark, short(s.Revision), n, s.Health)
+	out := fmt.Sprintf("%s `%s` %d objects, %s", mark, short(s.Revision), s.Objects["total"], s.Health)
 	if s.Drift.Detected > 0 {
 		out += fmt.Sprintf(" · 🔀 %d drifted, %d healed", s.Drift.Detected, s.Drift.Healed)
 		if len(s.Drift.Contested) > 0 {

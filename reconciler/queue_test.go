@@ -1,0 +1,91 @@
+package reconciler
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestQueueRetriesUntilConverged: a job for a cluster whose apiserver is down fails and is
+// retried with backoff, with no new submission, until the cluster is back and the job has
+// created everything; a newer job replaces the failing one and is synced at once.
+func TestQueueRetriesUntilConverged(t *testing.T) {
+	bundles, d := renderFleet(t, shopDesign("retry", ""), "retry", "r1")
+	clusters := connect(t)
+	victim := env.Cluster("west")
+	victim.Stop()
+	started := false
+	defer func() {
+		if !started {
+			_ = victim.Start(t.Context())
+		}
+	}()
+	opts := DefaultQueueOptions()
+	opts.MaxAttempts, opts.BaseDelay, opts.MaxDelay, opts.AttemptTimeout = 0, 50*time.Millisecond, 500*time.Millisecond, 5*time.Second
+	q := New().NewQueue(clusters["west"], opts)
+	ctx := t.Context()
+	go q.Run(ctx)
+
+	var mu sync.Mutex
+	var attempts []*SyncResult
+	finals := 0
+	q.Submit("retry", Job{Cluster: clusters["west"], Bundle: bundles["west"], Options: options(d)}, func(res *SyncResult, final bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, res)
+		if final {
+			finals++
+		}
+	})
+	time.Sleep(3 * time.Second)
+	mu.Lock()
+	failed, early := len(attempts), finals
+	mu.Unlock()
+	if failed < 2 || early != 0 {
+		t.Fatalf("while west is down: %d attempts, %d final; want several retries and none final", failed, early)
+	}
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	started = true
+	back := time.Now()
+	deadline := back.Add(30 * time.Second)
+	for {
+		mu.Lock()
+		done := finals == 1
+		var last *SyncResult
+		if len(attempts) > 0 {
+			last = attempts[len(attempts)-1]
+		}
+		mu.Unlock()
+		if done {
+			if last.Error != "" || last.Count(Created) == 0 {
+				t.Fatalf("final result: error %q, created %d", last.Error, last.Count(Created))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("west back for 30 s and the job not converged; last: %+v", last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("converged %s after west came back, after %d attempts", time.Since(back).Round(time.Millisecond), len(attempts))
+	if !exists(t, clusters["west"], "v1", "ConfigMap", "retry", "settings") {
+		t.Error("the ConfigMap is not in west")
+	}
+
+	// A newer job for the key is synced at once, without the old job's backoff.
+	bundles2, d2 := renderFleet(t, shopDesign("retry", ""), "retry", "r2")
+	got := make(chan *SyncResult, 4)
+	submitted := time.Now()
+	q.Submit("retry", Job{Cluster: clusters["west"], Bundle: bundles2["west"], Options: options(d2)}, func(res *SyncResult, final bool) { got <- res })
+	select {
+	case res := <-got:
+		if res.Revision != "r2" || res.Error != "" {
+			t.Errorf("the newer job: revision %s, error %q", res.Revision, res.Error)
+		}
+		t.Logf("the newer job synced in %s", time.Since(submitted).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the newer job was not synced within 10 s")
+	}
+}
