@@ -94,6 +94,23 @@ func BaselineFrom(fsys fs.FS, design, gate, cluster string) (*HistoryLine, error
 	return Baseline(data)
 }
 
+// Latest reads a gate's latest committed result and verdict for a cluster from a snapshot;
+// ok is false when there is none (or it is unreadable).
+func Latest(fsys fs.FS, design, gate, cluster string) (r *Result, v Verdict, ok bool) {
+	data, err := fs.ReadFile(fsys, path.Join(Dir(design, gate), cluster+".json"))
+	if err != nil {
+		return nil, Verdict{}, false
+	}
+	var latest struct {
+		Result  *Result `json:"result"`
+		Verdict Verdict `json:"verdict"`
+	}
+	if json.Unmarshal(data, &latest) != nil || latest.Result == nil {
+		return nil, Verdict{}, false
+	}
+	return latest.Result, latest.Verdict, true
+}
+
 // Summary is the Markdown a Git host shows for the gate's latest run.
 func Summary(r *Result, v Verdict, chart string) string {
 	var b strings.Builder

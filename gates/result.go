@@ -45,6 +45,8 @@ type TargetInfo struct {
 	Design   string `json:"design,omitempty"`
 	Gate     string `json:"gate,omitempty"`
 	Revision string `json:"revision,omitempty"`
+	// Digest is the design's bundle digest on the cluster: what the run measured.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Latencies are in milliseconds.

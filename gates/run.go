@@ -31,6 +31,8 @@ type Target struct {
 	Design   string
 	Gate     string
 	Revision string
+	// Digest is the design's bundle digest on the cluster, when the load measures a sync.
+	Digest string
 }
 
 // quietFortio turns fortio's process-wide logger down to critical messages: it logs every
@@ -76,7 +78,7 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 	}
 	out := newResult(res, start, time.Now())
 	out.Name = name
-	out.Target = TargetInfo{URL: url, Cluster: t.Cluster, Design: t.Design, Gate: t.Gate, Revision: t.Revision}
+	out.Target = TargetInfo{URL: url, Cluster: t.Cluster, Design: t.Design, Gate: t.Gate, Revision: t.Revision, Digest: t.Digest}
 	out.Aborted = reason
 	if ctx.Err() != nil && reason == "" {
 		out.Aborted = "cancelled: " + ctx.Err().Error()

@@ -57,6 +57,9 @@ func (w *Worker) Starts() int {
 
 // Close stops the worker process, if one runs.
 func (w *Worker) Close() {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.kill()

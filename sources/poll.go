@@ -11,11 +11,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -89,11 +92,12 @@ type Poller struct {
 	// stores serialises the work on each repo's cache: go-git's object store is not safe for
 	// concurrent fetches, and a poll, a status commit and a preview may meet on one repo.
 	stores map[string]*sync.Mutex
+	repos  map[string]*git.Repository
 }
 
 // NewPoller keeps fetched objects under cacheDir.
 func NewPoller(cacheDir string) *Poller {
-	return &Poller{cacheDir: cacheDir, last: map[string]string{}, listing: map[string]map[plumbing.ReferenceName]plumbing.Hash{}, stores: map[string]*sync.Mutex{}}
+	return &Poller{cacheDir: cacheDir, last: map[string]string{}, listing: map[string]map[plumbing.ReferenceName]plumbing.Hash{}, stores: map[string]*sync.Mutex{}, repos: map[string]*git.Repository{}}
 }
 
 // Poll lists the repo's refs once, however many refs are asked for, and fetches (shallow, only
@@ -171,6 +175,14 @@ func (p *Poller) Poll(ctx context.Context, repo Repo, refs []string) ([]Result, 
 	return results, nil
 }
 
+// Forget drops what the poller remembers of a ref that is gone (a closed pull request), so a
+// long-running poller does not grow with every pull request ever opened.
+func (p *Poller) Forget(url, ref string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.last, url+" "+ref)
+}
+
 // lock takes the repo's cache for the caller and returns the function that gives it back.
 func (p *Poller) lock(url string) func() {
 	p.mu.Lock()
@@ -184,21 +196,40 @@ func (p *Poller) lock(url string) func() {
 	return m.Unlock
 }
 
-// open returns the cache's bare repository for a URL, creating it on first use.
+// objectCacheBytes bounds the objects each repo's cache keeps decoded in memory. go-git's
+// default is 96 MiB per repository, which a daemon following many repos cannot afford.
+const objectCacheBytes = 8 * cache.MiByte
+
+// open returns the cache's bare repository for a URL, creating it on first use. It is opened
+// once and kept, with a bounded object cache; callers hold the URL's lock.
 func (p *Poller) open(url string) (*git.Repository, error) {
+	p.mu.Lock()
+	r, ok := p.repos[url]
+	p.mu.Unlock()
+	if ok {
+		return r, nil
+	}
 	sum := sha256.Sum256([]byte(url))
 	dir := filepath.Join(p.cacheDir, hex.EncodeToString(sum[:8])+".git")
-	r, err := git.PlainOpen(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	// Only this poller writes to the directory, which lets go-git keep its pack index.
+	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheBytes), filesystem.Options{ExclusiveAccess: true})
+	r, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		if err := os.MkdirAll(p.cacheDir, 0o700); err != nil {
-			return nil, err
-		}
-		if r, err = git.PlainInit(dir, true); err != nil {
+		if r, err = git.Init(st, nil); err != nil {
 			return nil, err
 		}
 		_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
 	}
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.repos[url] = r
+	p.mu.Unlock()
+	return r, nil
 }
 
 func resolve(refs map[plumbing.ReferenceName]plumbing.Hash, ref string) (plumbing.ReferenceName, plumbing.Hash, bool) {

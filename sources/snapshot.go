@@ -41,7 +41,7 @@ func (t treeFS) Open(name string) (fs.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
 	if name == "." {
-		return &treeDir{info: treeInfo{name: ".", mode: fs.ModeDir | 0o555}, tree: t.root}, nil
+		return &treeDir{info: treeInfo{name: ".", mode: fs.ModeDir | 0o555}, tree: t.root, lock: t.lock}, nil
 	}
 	entry, err := t.root.FindEntry(name)
 	if err != nil {

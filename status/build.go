@@ -122,8 +122,9 @@ func MergeLedger(old, current []drift.Entry) []drift.Entry {
 }
 
 // Record fills what a sync result says into a design's status on a cluster: health, the
-// objects not ready, the error, and the objects counted by what the sync did to them, plus
-// their total (the objects of the bundle).
+// objects not ready, the error, and the objects of the bundle with how many failed. What the
+// sync did to each object (created, unchanged, ...) is left out on purpose: a re-sync that
+// changes nothing in the cluster must not change the file either.
 func Record(s *Sync, res *reconciler.SyncResult, objects int) {
 	s.Error = res.Error
 	s.Health = res.Health.Status
@@ -131,8 +132,5 @@ func Record(s *Sync, res *reconciler.SyncResult, objects int) {
 	for _, nr := range res.Health.NotReady {
 		s.NotReady = append(s.NotReady, nr.Object)
 	}
-	s.Objects = map[string]int{"total": objects}
-	for _, e := range res.Entries {
-		s.Objects[string(e.Action)]++
-	}
+	s.Objects = map[string]int{"total": objects, "failed": res.Count(reconciler.Failed)}
 }

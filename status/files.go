@@ -19,8 +19,8 @@ type Sync struct {
 	Cluster  string `json:"cluster"`
 	Revision string `json:"revision"`
 	Digest   string `json:"digest,omitempty"`
-	// Objects counts the objects by what the last sync did to them (created, configured,
-	// unchanged, pruned, skipped, failed), and "total" the objects of the bundle.
+	// Objects counts the objects of the bundle ("total") and those the last sync could not
+	// apply ("failed").
 	Objects map[string]int `json:"objects"`
 	Health  string         `json:"health"`
 	// NotReady names the objects that are not Current.

@@ -1,7 +1,8 @@
-// Package daemon wires meshcd's stages into the long-running `meshcd run`: poll Git, load and
-// validate, render, sync each design to each cluster it targets, watch for drift, run gates,
-// and commit status files back, one commit per round. Each stage stays a plain function in its
-// own package; this package only orders them and keeps their state between rounds.
+// Package daemon composes meshcd's stages into the long-running `meshcd run` as independent
+// controllers: a source loop per repo (its own poll schedule, URL policy, backoff, evaluation
+// worker and committer), a sync queue per cluster, a drift detector per cluster and a gate
+// runner. Nothing waits on what it does not depend on. Each stage stays a plain function in
+// its own package; this package only wires and schedules them. docs/architecture.md draws it.
 package daemon
 
 import (
@@ -35,6 +36,11 @@ type Config struct {
 	Webhooks map[string]Secret `json:"webhooks,omitempty"`
 	// PerCluster bounds the designs synced to one cluster at once.
 	PerCluster int `json:"perCluster,omitempty"`
+	// Home reaches meshcd's own cluster, where `secret:` cluster credentials are read
+	// (default: leaderElection's credentials, else the pod's in-cluster service account).
+	Home *fleet.Credentials `json:"home,omitempty"`
+	// Gates bounds the load meshcd sends.
+	Gates GatesConfig `json:"gates,omitempty"`
 	// LeaderElection, when set, lets several replicas run: one Lease per shard.
 	LeaderElection *LeaderElection `json:"leaderElection,omitempty"`
 }
@@ -61,6 +67,13 @@ type RepoConfig struct {
 	// PullRequests is a glob of refs previewed as pull requests: refs/pull/*/head on
 	// GitHub and Gitea, refs/merge-requests/*/head on GitLab, refs/heads/feature/* elsewhere.
 	PullRequests string `json:"pullRequests,omitempty"`
+}
+
+// GatesConfig bounds gate runs. At most one load runs per target cluster at a time, since
+// two would skew each other's numbers.
+type GatesConfig struct {
+	// MaxConcurrent is how many gate loads run at once in all (default 4).
+	MaxConcurrent int `json:"maxConcurrent,omitempty"`
 }
 
 // SSHConfig is an SSH key and the known_hosts the server is checked against.
@@ -278,6 +291,16 @@ func (c *Config) check() []string {
 	}
 	if c.PerCluster < 0 {
 		p = append(p, "perCluster: must not be negative")
+	}
+	if c.Gates.MaxConcurrent < 0 {
+		p = append(p, "gates.maxConcurrent: must not be negative")
+	}
+	for i, r := range c.Repos {
+		for j := range i {
+			if c.Repos[j].URL == r.URL && c.Repos[j].Branch == r.Branch {
+				p = append(p, fmt.Sprintf("repos[%d]: the same url and branch as repos[%d]", i, j))
+			}
+		}
 	}
 	return p
 }

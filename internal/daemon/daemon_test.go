@@ -36,6 +36,7 @@ import (
 const childEnv = "MESHCD_DAEMON_TEST_CONFIG"
 
 func TestMain(m *testing.M) {
+	schema.ServeWorkerIfRequested()
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
@@ -200,7 +201,8 @@ func startDaemon(t *testing.T, config, addr string) *daemonProc {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+config)
 	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
+	dbg, _ := os.Create(fmt.Sprintf("/tmp/daemon-%d.log", time.Now().UnixNano()))
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, dbg), io.MultiWriter(logs, dbg)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +210,24 @@ func startDaemon(t *testing.T, config, addr string) *daemonProc {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the daemon reported a data race:\n%s", raceReport(logs.String()))
+		}
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", tail(logs.String(), 6000))
 		}
 	})
 	return p
+}
+
+// raceReport is the race detector's first report in a daemon's output.
+func raceReport(logs string) string {
+	i := strings.Index(logs, "WARNING: DATA RACE")
+	end := strings.Index(logs[i:], "==================")
+	if end < 0 {
+		return tail(logs[i:], 8000)
+	}
+	return logs[i : i+end]
 }
 
 func tail(s string, n int) string {

@@ -74,7 +74,9 @@ func ParseShardID(s string, shards int) (int, error) {
 }
 
 // lead runs work only while this replica holds its shard's Lease, and releases the Lease when
-// ctx ends so a successor need not wait for it to expire.
+// ctx ends so a successor need not wait for it to expire. client-go's elector returns when a
+// term ends without waiting for OnStartedLeading to return, so a new term here starts only
+// after the old term's work has returned: two terms never act at once.
 func (d *Daemon) lead(ctx context.Context, work func(context.Context)) error {
 	le := d.cfg.LeaderElection
 	rest, err := le.RESTConfig(ctx, "leader-election", nil)
@@ -93,13 +95,16 @@ func (d *Daemon) lead(ctx context.Context, work func(context.Context)) error {
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
 	dur := le.duration()
+	// The elector calls OnStartedLeading in a goroutine of its own and does not wait for it,
+	// so the term's work runs here instead, one term after another.
+	started := make(chan context.Context, 1)
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: dur, RenewDeadline: dur * 2 / 3, RetryPeriod: dur / 5,
-		ReleaseOnCancel: true, Name: lock.LeaseMeta.Name,
+		Name: lock.LeaseMeta.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				d.log.Info("leading", "lease", le.Namespace+"/"+lock.LeaseMeta.Name, "identity", identity)
-				work(ctx)
+				started <- ctx
 			},
 			OnStoppedLeading: func() { d.log.Info("not leading", "identity", identity) },
 		},
@@ -108,11 +113,38 @@ func (d *Daemon) lead(ctx context.Context, work func(context.Context)) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		elector.Run(ctx) // returns when leadership is lost; try again until stopped
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			elector.Run(ctx) // returns when leadership is lost
+		}()
+		select {
+		case term := <-started:
+			work(term) // until the term's context ends: the Lease lost, or ctx
+		case <-ran:
+		}
+		<-ran
 	}
+	// Released only now that the work has returned, so a successor never overlaps it.
+	release(lock, identity, d)
 	return nil
 }
 
 func metaFor(name, namespace string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: namespace}
+}
+
+// release gives the Lease up if this replica still holds it, as client-go's ReleaseOnCancel
+// would, but after the work of the last term has returned rather than as soon as ctx ends.
+func release(lock *resourcelock.LeaseLock, identity string, d *Daemon) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec, _, err := lock.Get(ctx)
+	if err != nil || rec.HolderIdentity != identity {
+		return
+	}
+	now := metav1.NewTime(time.Now())
+	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaderTransitions: rec.LeaderTransitions, LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now}); err != nil {
+		d.log.Error("releasing the Lease", "err", err)
+	}
 }

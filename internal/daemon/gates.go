@@ -2,183 +2,297 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"io/fs"
 	"maps"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/meshcd/meshcd/gates"
-	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/schema"
 	"github.com/meshcd/meshcd/sources"
 	"github.com/meshcd/meshcd/status"
-	"github.com/robfig/cron/v3"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// runGates runs the gates triggered by change for every design that synced cleanly and is
-// healthy on a cluster, once per revision, and keeps their status files for the next commit.
-func (d *Daemon) runGates(ctx context.Context, rc RepoConfig, st *repoState, designs []schema.Design, fl *schema.Fleet, results []*reconciler.SyncResult, revision string, files fs.FS) {
-	healthy := map[string]bool{}
-	for _, res := range results {
-		if res.Error == "" && res.Health.Status == "Current" {
-			healthy[res.Design+"/"+res.Cluster] = true
-		}
-	}
-	// Verdicts of gates the repo no longer has leave the status files.
-	exists := map[string]bool{}
-	for i := range designs {
-		for name := range designs[i].Gates {
-			exists[designs[i].Name+"/"+name] = true
-		}
-	}
-	d.mu.Lock()
-	for key := range st.gates {
-		parts := strings.SplitN(key, "/", 3)
-		if !exists[parts[0]+"/"+parts[1]] {
-			delete(st.gates, key)
-		}
-	}
-	d.mu.Unlock()
-	for i := range designs {
-		dsg := &designs[i]
-		for _, name := range slices.Sorted(maps.Keys(dsg.Gates)) {
-			g := dsg.Gates[name]
-			if !slices.Contains(g.Triggers, "change") {
-				continue
-			}
-			for _, c := range dsg.TargetClusters(fl) {
-				key := dsg.Name + "/" + name + "/" + c.Name
-				d.mu.Lock()
-				done := st.gated[key] == revision
-				d.mu.Unlock()
-				// After a restart: a verdict already committed for this revision is not rerun,
-				// and the status files keep showing it.
-				if !done {
-					if g, ok := committedVerdict(files, dsg.Name, name, c.Name); ok && g.Revision == revision {
-						done = true
-						d.mu.Lock()
-						st.gates[key] = g
-						st.gated[key] = revision
-						d.mu.Unlock()
-					}
-				}
-				if done || !healthy[dsg.Name+"/"+c.Name] {
-					continue
-				}
-				d.runGate(ctx, st, dsg.Name, name, g, c.Name, revision, files)
-				d.mu.Lock()
-				st.gated[key] = revision
-				d.mu.Unlock()
-			}
-		}
-	}
+// gateRunner runs gate loads for every repo: at most one per target cluster at a time (two
+// loads through one cluster would skew each other's numbers) and at most max in all. A run
+// waits for its turn in its own goroutine; nothing that asks for one waits.
+type gateRunner struct {
+	slots   chan struct{}
+	running prometheus.Gauge
+
+	mu       sync.Mutex
+	clusters map[string]chan struct{}
 }
 
-// committedVerdict is the gate's latest committed verdict for the cluster, if any.
-func committedVerdict(files fs.FS, design, gate, cluster string) (status.Gate, bool) {
-	data, err := fs.ReadFile(files, path.Join(gates.Dir(design, gate), cluster+".json"))
-	if err != nil {
-		return status.Gate{}, false
+func newGateRunner(max int) *gateRunner {
+	if max <= 0 {
+		max = 4
 	}
-	var latest struct {
-		Result  gates.Result  `json:"result"`
-		Verdict gates.Verdict `json:"verdict"`
-	}
-	if json.Unmarshal(data, &latest) != nil {
-		return status.Gate{}, false
-	}
-	return status.Gate{Name: gate, Pass: latest.Verdict.Pass, Revision: latest.Result.Target.Revision, P99Ms: latest.Result.Latencies.P99}, true
+	return &gateRunner{slots: make(chan struct{}, max), clusters: map[string]chan struct{}{}}
 }
 
-// runGate runs one gate and records its verdict and files.
-func (d *Daemon) runGate(ctx context.Context, st *repoState, design, name string, g schema.Gate, cluster, revision string, files fs.FS) {
-	histPath := path.Join(gates.Dir(design, name), cluster+".history.jsonl")
-	d.mu.Lock()
-	prior, ok := st.gateFiles[histPath]
-	d.mu.Unlock()
-	if !ok {
-		prior, _ = fs.ReadFile(files, histPath)
+// do runs fn once the cluster's slot (none for "") and a global slot are free, and reports
+// whether it ran: a run cancelled while it waits does not.
+func (g *gateRunner) do(ctx context.Context, cluster string, fn func(context.Context)) bool {
+	if cluster != "" {
+		g.mu.Lock()
+		slot, ok := g.clusters[cluster]
+		if !ok {
+			slot = make(chan struct{}, 1)
+			g.clusters[cluster] = slot
+		}
+		g.mu.Unlock()
+		select {
+		case slot <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		defer func() { <-slot }()
 	}
-	baseline, err := gates.Baseline(prior)
-	if err != nil {
-		d.log.Error("gate history unreadable", "gate", design+"/"+name, "cluster", cluster, "err", err)
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
 	}
-	res, err := gates.Run(ctx, g, gates.Target{Cluster: cluster, Design: design, Gate: name, Revision: revision})
+	defer func() { <-g.slots }()
+	if g.running != nil {
+		g.running.Inc()
+		defer g.running.Dec()
+	}
+	fn(ctx)
+	return true
+}
+
+// gateRun is one gate run in flight for a design, gate and cluster.
+type gateRun struct {
+	cancel   context.CancelFunc
+	trigger  string
+	revision string
+	digest   string
+}
+
+// gateOutcome is what a run measured, judged and wrote.
+type gateOutcome struct {
+	result    *gates.Result
+	verdict   gates.Verdict
+	files     map[string][]byte
+	err       error
+	cancelled bool
+}
+
+// measure runs a gate and judges it against the last passing run of its history. It touches
+// no controller state, so it runs in the gate's own goroutine.
+func measure(ctx context.Context, g schema.Gate, t gates.Target, history []byte) gateOutcome {
+	baseline, err := gates.Baseline(history)
 	if err != nil {
-		d.log.Error("gate failed to run", "gate", design+"/"+name, "cluster", cluster, "err", err)
-		return
+		return gateOutcome{err: fmt.Errorf("gate %s/%s: history of %s unreadable: %w", t.Design, t.Gate, t.Cluster, err)}
+	}
+	res, err := gates.Run(ctx, g, t)
+	if ctx.Err() != nil {
+		return gateOutcome{cancelled: true}
+	}
+	if err != nil {
+		return gateOutcome{err: err}
 	}
 	v, err := gates.Judge(res, g, baseline)
 	if err != nil {
-		d.log.Error("gate", "gate", design+"/"+name, "err", err)
+		return gateOutcome{err: fmt.Errorf("gate %s/%s: %w", t.Design, t.Gate, err)}
+	}
+	files, err := gates.Files(res, v, history)
+	return gateOutcome{result: res, verdict: v, files: files, err: err}
+}
+
+func gateStatus(name string, res *gates.Result, v gates.Verdict) status.Gate {
+	return status.Gate{Name: name, Pass: v.Pass, Revision: res.Target.Revision, Digest: res.Target.Digest, P99Ms: res.Latencies.P99}
+}
+
+// changeGates starts the gates triggered by change for what a healthy sync applied: once per
+// change of the design's bundle on that cluster (a commit that leaves the design's render as
+// it was does not rerun them), and not again after a restart for what was measured before.
+func (c *repoController) changeGates(ctx context.Context, st *syncState) {
+	dsg := c.designs[st.status.Design]
+	if dsg == nil {
 		return
 	}
-	out, err := gates.Files(res, v, prior)
-	if err != nil {
+	for _, name := range slices.Sorted(maps.Keys(dsg.Gates)) {
+		g := dsg.Gates[name]
+		if !slices.Contains(g.Triggers, "change") {
+			continue
+		}
+		key := dsg.Name + "/" + name + "/" + st.status.Cluster
+		if v, ok := c.gates[key]; ok && measured(v, st) {
+			continue
+		}
+		if r := c.running[key]; r != nil && r.digest == st.digest {
+			continue
+		}
+		c.startGate(ctx, dsg.Name, name, g, st, "change")
+	}
+}
+
+// measured reports whether a verdict is about what the sync state applied.
+func measured(v status.Gate, st *syncState) bool {
+	if v.Digest != "" {
+		return v.Digest == st.digest
+	}
+	return v.Revision == st.revision // a verdict from before digests were recorded
+}
+
+// startGate runs a gate on a cluster in its own goroutine, through the gate runner; its
+// outcome comes back through the inbox. A gate never runs twice at once on one cluster.
+func (c *repoController) startGate(ctx context.Context, design, name string, g schema.Gate, st *syncState, trigger string) {
+	key := design + "/" + name + "/" + st.status.Cluster
+	if r := c.running[key]; r != nil {
+		if trigger != "change" {
+			return // a scheduled run while one is in flight is skipped
+		}
+		r.cancel() // a change gate measures the newest content; the older run is moot
+	}
+	histPath := path.Join(gates.Dir(design, name), st.status.Cluster+".history.jsonl")
+	history, ok := c.gateFiles[histPath]
+	if !ok && c.files != nil {
+		history, _ = fs.ReadFile(c.files, histPath)
+	}
+	history = slices.Clone(history)
+	gctx, cancel := context.WithCancel(ctx)
+	run := &gateRun{cancel: cancel, trigger: trigger, revision: st.revision, digest: st.digest}
+	c.running[key] = run
+	target := gates.Target{Cluster: st.status.Cluster, Design: design, Gate: name, Revision: st.revision, Digest: st.digest}
+	c.log.Info("gate started", "gate", design+"/"+name, "cluster", target.Cluster, "trigger", trigger, "revision", short(st.revision))
+	go func() {
+		var out gateOutcome
+		if !c.d.gates.do(gctx, target.Cluster, func(ctx context.Context) { out = measure(ctx, g, target, history) }) {
+			out.cancelled = true
+		}
+		c.inbox.put(gateDone{key: key, run: run, out: out})
+	}()
+}
+
+// onGate records a gate's verdict and files, and moves its rollout on.
+func (c *repoController) onGate(ev gateDone) {
+	if c.running[ev.key] == ev.run {
+		delete(c.running, ev.key)
+	}
+	ev.run.cancel()
+	if ev.out.cancelled {
+		return
+	}
+	design, rest, _ := strings.Cut(ev.key, "/")
+	name, cluster, _ := strings.Cut(rest, "/")
+	if ev.out.err != nil {
+		c.d.metrics.gates.WithLabelValues(design, name, cluster, "error").Inc()
+		c.log.Error("gate failed to run", "gate", design+"/"+name, "cluster", cluster, "err", ev.out.err)
 		return
 	}
 	verdict := "fail"
-	if v.Pass {
+	if ev.out.verdict.Pass {
 		verdict = "pass"
 	}
-	d.metrics.gates.WithLabelValues(design, name, cluster, verdict).Inc()
-	d.log.Info("gate", "gate", design+"/"+name, "cluster", cluster, "verdict", verdict, "p99ms", res.Latencies.P99)
-	d.mu.Lock()
-	maps.Copy(st.gateFiles, out)
-	st.gates[design+"/"+name+"/"+cluster] = status.Gate{Name: name, Pass: v.Pass, Revision: revision, P99Ms: res.Latencies.P99}
-	d.mu.Unlock()
+	c.d.metrics.gates.WithLabelValues(design, name, cluster, verdict).Inc()
+	c.log.Info("gate", "gate", design+"/"+name, "cluster", cluster, "verdict", verdict, "p99ms", ev.out.result.Latencies.P99, "revision", short(ev.run.revision))
+	for p, data := range ev.out.files {
+		if strings.Contains(p, "/charts/") {
+			c.charts[p] = data // written once; Git keeps it
+		} else {
+			c.gateFiles[p] = data
+		}
+	}
+	c.gates[ev.key] = gateStatus(name, ev.out.result, ev.out.verdict)
+	c.markDirty()
+	c.rollout(design, name)
 }
 
-// schedule (re)plans the gates triggered by cron for the repo's current revision: each runs on
-// its design's schedule for every healthy target cluster, never twice at once, and missed
-// runs (meshcd was down) are not replayed.
-func (d *Daemon) schedule(ctx context.Context, rc RepoConfig, repo sources.Repo, st *repoState, fl *schema.Fleet, designs []schema.Design, revision string, files fs.FS) {
-	d.stopSchedule(st)
-	c := cron.New(cron.WithParser(schema.CronParser), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	d.mu.Lock()
-	st.cron = c
-	d.mu.Unlock()
-	for i := range designs {
-		dsg := &designs[i]
+// onCron runs a scheduled gate on every target cluster where its design is healthy.
+func (c *repoController) onCron(ctx context.Context, ev cronFired) {
+	dsg := c.designs[ev.design]
+	if dsg == nil {
+		return
+	}
+	g, ok := dsg.Gates[ev.gate]
+	if !ok {
+		return
+	}
+	for _, key := range slices.Sorted(maps.Keys(c.syncs)) {
+		st := c.syncs[key]
+		if st.status.Design != ev.design || st.last == nil || st.last.Error != "" || st.last.Health.Status != "Current" {
+			continue
+		}
+		c.startGate(ctx, ev.design, ev.gate, g, st, "cron")
+	}
+}
+
+// schedule replaces the cron entries of the previous revision with this one's: a gate with a
+// schedule and the cron trigger runs on it, never twice at once, and runs missed while meshcd
+// was down are not replayed. An entry holds only names, so a replaced revision is released.
+func (c *repoController) schedule() {
+	for _, id := range c.cronIDs {
+		c.cron.Remove(id)
+	}
+	c.cronIDs = nil
+	for _, design := range slices.Sorted(maps.Keys(c.designs)) {
+		dsg := c.designs[design]
 		for _, name := range slices.Sorted(maps.Keys(dsg.Gates)) {
 			g := dsg.Gates[name]
 			if g.Schedule == "" || !slices.Contains(g.Triggers, "cron") {
 				continue
 			}
-			var clusters []string
-			for _, tc := range dsg.TargetClusters(fl) {
-				if d.shard.Owns(tc.Name) {
-					clusters = append(clusters, tc.Name)
-				}
+			ev := cronFired{design: design, gate: name}
+			id, err := c.cron.AddFunc(g.Schedule, func() { c.inbox.put(ev) })
+			if err != nil {
+				c.log.Error("gate schedule", "gate", design+"/"+name, "schedule", g.Schedule, "err", err)
+				continue
 			}
-			design := dsg.Name
-			if _, err := c.AddFunc(g.Schedule, func() {
-				for _, cl := range clusters {
-					if ctx.Err() != nil {
-						return
-					}
-					d.runGate(ctx, st, design, name, g, cl, revision, files)
-				}
-				d.writeStatus(ctx, rc, repo)
-			}); err != nil {
-				d.log.Error("gate schedule", "gate", design+"/"+name, "schedule", g.Schedule, "err", err)
-			}
+			c.cronIDs = append(c.cronIDs, id)
 		}
 	}
-	c.Start()
-	context.AfterFunc(ctx, func() { c.Stop() })
 }
 
-// stopSchedule stops the repo's scheduled gates and waits for a run in flight, so a gate of
-// an old revision cannot record a verdict after the new revision is applied.
-func (d *Daemon) stopSchedule(st *repoState) {
-	d.mu.Lock()
-	c := st.cron
-	st.cron = nil
-	d.mu.Unlock()
-	if c != nil {
-		<-c.Stop().Done()
+// cancelGates stops the runs of a design's gates on a cluster whose content is replaced.
+func (c *repoController) cancelGates(design, cluster string) {
+	for key, r := range c.running {
+		if strings.HasPrefix(key, design+"/") && strings.HasSuffix(key, "/"+cluster) {
+			r.cancel()
+		}
 	}
+}
+
+func (c *repoController) stopGates() {
+	for _, r := range c.running {
+		r.cancel()
+	}
+}
+
+// rollout decides a rollout's next step once its gate has measured the applied content on
+// every target cluster of this shard: all passed advances, any failed rolls back and holds.
+// The step is an ordinary commit to the branch, applied and gated like any other.
+func (c *repoController) rollout(design, gate string) {
+	dsg := c.designs[design]
+	if dsg == nil || dsg.Gates[gate].Rollout == nil || c.rolled[design+"/"+gate] == c.applied {
+		return
+	}
+	verdicts := map[string]*bool{}
+	var clusters []string
+	for _, key := range slices.Sorted(maps.Keys(c.syncs)) {
+		st := c.syncs[key]
+		if st.status.Design != design {
+			continue
+		}
+		clusters = append(clusters, st.status.Cluster)
+		if v, ok := c.gates[design+"/"+gate+"/"+st.status.Cluster]; ok && measured(v, st) {
+			verdicts[st.status.Cluster] = &v.Pass
+		}
+	}
+	step, ok := gates.DecideAll(*dsg.Gates[gate].Rollout, verdicts, clusters)
+	if !ok {
+		return
+	}
+	c.rolled[design+"/"+gate] = c.applied
+	p, data := gates.RolloutFile(design, gate, step)
+	what := fmt.Sprintf("%s/%s %s", design, gate, step)
+	c.commits.Submit(sources.Write{Branch: c.cfg.Branch, Marker: gates.RolloutMarker, Message: what, Files: map[string][]byte{p: data}})
+	c.log.Info("rollout", "step", what)
 }

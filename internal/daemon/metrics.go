@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"github.com/meshcd/meshcd/reconciler"
+	"github.com/meshcd/meshcd/sources"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,7 +14,8 @@ type metrics struct {
 	actions  *prometheus.CounterVec
 	gates    *prometheus.CounterVec
 	polls    *prometheus.CounterVec
-	commits  *prometheus.CounterVec
+	// gatesRunning counts the gate loads running now.
+	gatesRunning prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,9 +26,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		actions:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_sync_objects_total", Help: "Objects by what a sync did to them (created, configured, unchanged, pruned, skipped, failed)."}, []string{"cluster", "action"}),
 		gates:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_gate_runs_total", Help: "Gate runs by verdict."}, []string{"design", "gate", "cluster", "verdict"}),
 		polls:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_git_polls_total", Help: "Git polls by result."}, []string{"result"}),
-		commits:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_status_commits_total", Help: "Status commits by result."}, []string{"result"}),
+		gatesRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcd_gates_running", Help: "Gate loads running now."}),
 	}
-	reg.MustRegister(m.syncs, m.duration, m.objects, m.actions, m.gates, m.polls, m.commits)
+	reg.MustRegister(m.syncs, m.duration, m.objects, m.actions, m.gates, m.polls, m.gatesRunning)
 	return m
 }
 
@@ -45,4 +47,37 @@ func (m *metrics) observe(res *reconciler.SyncResult) {
 		}
 	}
 	m.objects.WithLabelValues(res.Cluster, res.Design).Set(float64(n))
+}
+
+// gitCollector reports each repo's committer: writes asked for and written, writes waiting,
+// and failed commits in a row (a Git outage shows here first).
+type gitCollector struct{ d *Daemon }
+
+var (
+	gitRequested = prometheus.NewDesc("meshcd_git_writes_requested_total", "Writes to Git asked for (status, drift, gates, previews, rollout steps).", []string{"repo"}, nil)
+	gitLanded    = prometheus.NewDesc("meshcd_git_writes_landed_total", "Writes to Git whose files reached the remote.", []string{"repo"}, nil)
+	gitPending   = prometheus.NewDesc("meshcd_git_commits_pending", "Commits waiting to be written.", []string{"repo"}, nil)
+	gitFailures  = prometheus.NewDesc("meshcd_git_commit_failures", "Failed commits in a row (0 after a success).", []string{"repo"}, nil)
+)
+
+func (g gitCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- gitRequested
+	ch <- gitLanded
+	ch <- gitPending
+	ch <- gitFailures
+}
+
+func (g gitCollector) Collect(ch chan<- prometheus.Metric) {
+	t := g.d.term.Load()
+	if t == nil {
+		return
+	}
+	for _, c := range t.repos {
+		s := c.commits.State()
+		repo := sources.Redact(c.cfg.URL) + "@" + c.cfg.Branch
+		ch <- prometheus.MustNewConstMetric(gitRequested, prometheus.CounterValue, float64(s.Requested), repo)
+		ch <- prometheus.MustNewConstMetric(gitLanded, prometheus.CounterValue, float64(s.Landed), repo)
+		ch <- prometheus.MustNewConstMetric(gitPending, prometheus.GaugeValue, float64(s.Pending), repo)
+		ch <- prometheus.MustNewConstMetric(gitFailures, prometheus.GaugeValue, float64(s.Failures), repo)
+	}
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -10,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/reconciler"
@@ -60,94 +60,151 @@ func previewID(ref string) string {
 	return strings.NewReplacer("refs/heads/", "", "/", "-").Replace(ref)
 }
 
-// previews follows the repo's pull-request refs: an opened or updated one is validated,
-// rendered for every target cluster and diffed (server-side dry run) against the live
-// clusters, and its preview committed; a closed one has its preview removed. A restart
-// removes the previews of pull requests that closed while meshcd was down.
-func (d *Daemon) previews(ctx context.Context, rc RepoConfig, repo sources.Repo, st *repoState, files fs.FS) {
-	if rc.PullRequests == "" {
+// observePullRequests follows the repo's pull-request refs, as listed by the poll that just
+// ran: an opened or updated one is handed to the previewer, a closed one has its preview
+// removed. The first poll also removes the previews of pull requests that closed while meshcd
+// was down.
+func (c *repoController) observePullRequests(files fs.FS) {
+	if c.cfg.PullRequests == "" {
 		return
 	}
-	current := d.poller.Matching(rc.URL, rc.PullRequests)
-	events := st.prs.Observe(current)
-	out := map[string][]byte{}
-	if !st.prsSeeded {
-		st.prsSeeded = true
+	current := c.poller.Matching(c.cfg.URL, c.cfg.PullRequests)
+	events := c.prs.Observe(current)
+	if !c.prsSeeded {
+		c.prsSeeded = true
 		open := map[string]bool{}
 		for ref := range current {
 			open[previewID(ref)] = true
 		}
+		stale := map[string][]byte{}
 		entries, _ := fs.ReadDir(files, "status/pr")
 		for _, e := range entries {
 			id, ok := strings.CutSuffix(e.Name(), ".json")
 			if ok && !open[id] {
-				out[path.Join("status/pr", id+".json")] = nil
-				out[path.Join("status/pr", id+".md")] = nil
+				stale[path.Join("status/pr", id+".json")] = nil
+				stale[path.Join("status/pr", id+".md")] = nil
 			}
+		}
+		if len(stale) > 0 {
+			c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: fmt.Sprintf("remove %d previews of closed pull requests", len(stale)/2), Files: stale})
 		}
 	}
 	for _, ev := range events {
+		c.previews.enqueue(ev)
+	}
+}
+
+// previewer previews a repo's pull requests in a goroutine of its own, so a slow cluster's
+// server-side diff or a PR gate's load holds up neither the repo's syncs nor any other repo.
+// Events for one pull request coalesce: only its latest state is previewed.
+type previewer struct {
+	c      *repoController
+	worker *schema.Worker
+	wake   chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]sources.RefEvent
+	order   []string
+}
+
+func newPreviewer(c *repoController) *previewer {
+	return &previewer{c: c, worker: c.d.newWorker(), wake: make(chan struct{}, 1), pending: map[string]sources.RefEvent{}}
+}
+
+func (p *previewer) enqueue(ev sources.RefEvent) {
+	p.mu.Lock()
+	if _, ok := p.pending[ev.Ref]; !ok {
+		p.order = append(p.order, ev.Ref)
+	}
+	p.pending[ev.Ref] = ev
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *previewer) next() (sources.RefEvent, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.order) == 0 {
+		return sources.RefEvent{}, false
+	}
+	ref := p.order[0]
+	p.order = p.order[1:]
+	ev := p.pending[ref]
+	delete(p.pending, ref)
+	return ev, true
+}
+
+func (p *previewer) run(ctx context.Context) {
+	defer p.worker.Close()
+	for {
+		ev, ok := p.next()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
+			}
+			continue
+		}
+		c := p.c
 		id := previewID(ev.Ref)
 		jsonPath, mdPath := path.Join("status/pr", id+".json"), path.Join("status/pr", id+".md")
 		if ev.Kind == sources.RefClosed {
-			out[jsonPath], out[mdPath] = nil, nil
+			c.poller.Forget(c.cfg.URL, ev.Ref)
+			c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id + " removed", Files: map[string][]byte{jsonPath: nil, mdPath: nil}})
 			continue
 		}
-		p := d.preview(ctx, repo, ev.Ref, id)
-		data, err := status.JSON(p)
+		pv := p.preview(ctx, ev.Ref, id)
+		if ctx.Err() != nil {
+			return
+		}
+		data, err := status.JSON(pv)
 		if err != nil {
 			continue
 		}
-		out[jsonPath], out[mdPath] = data, []byte(previewMarkdown(p))
+		c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id, Files: map[string][]byte{jsonPath: data, mdPath: []byte(previewMarkdown(pv))}})
+		c.log.Info("preview", "ref", ev.Ref, "revision", short(pv.Revision))
 	}
-	if len(out) == 0 {
-		return
-	}
-	opts := sources.DefaultCommitOptions()
-	opts.Branch = rc.Branch
-	if rc.StatusBranch != "" {
-		opts.Branch = rc.StatusBranch
-	}
-	opts.Message = fmt.Sprintf("%d pull-request preview files", len(out))
-	if _, err := d.poller.CommitFiles(ctx, repo, opts, out); err != nil && !errors.Is(err, sources.ErrNothingToCommit) {
-		d.log.Error("preview commit failed", "repo", sources.Redact(rc.URL), "err", err)
-		return
-	}
-	d.log.Info("previews", "repo", sources.Redact(rc.URL), "events", len(events))
 }
 
 // preview validates, renders and diffs one pull request's head. It never writes to a cluster.
-func (d *Daemon) preview(ctx context.Context, repo sources.Repo, ref, id string) Preview {
-	p := Preview{ID: id, Ref: ref}
-	res, err := d.poller.Poll(ctx, repo, []string{ref})
+func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
+	c := p.c
+	pv := Preview{ID: id, Ref: ref}
+	res, err := c.poller.Poll(ctx, c.repo, []string{ref})
 	if err != nil {
-		p.Error = err.Error()
-		return p
+		pv.Error = err.Error()
+		return pv
 	}
-	p.Revision = res[0].Revision
-	fl, designs, err := schema.Load(ctx, res[0].FS, schema.DefaultLoadOptions())
+	pv.Revision = res[0].Revision
+	opts := schema.DefaultLoadOptions()
+	opts.Worker = p.worker
+	fl, designs, err := schema.Load(ctx, res[0].FS, opts)
 	if err != nil {
-		p.Error = err.Error()
-		return p
+		pv.Error = err.Error()
+		return pv
 	}
 	r := render.NewRepo(res[0].FS)
 	for i := range designs {
 		dsg := &designs[i]
 		for _, sc := range dsg.TargetClusters(fl) {
 			t := PreviewTarget{Design: dsg.Name, Cluster: sc.Name, Changes: []string{}}
-			c, ok := d.clusters[sc.Name]
+			fc, ok := c.d.clusters[sc.Name]
 			if !ok {
 				t.Error = "no credentials for this cluster in the daemon config"
-				p.Targets = append(p.Targets, t)
+				pv.Targets = append(pv.Targets, t)
 				continue
 			}
-			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: p.Revision, Repo: r, Cache: d.cache})
+			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: pv.Revision, Repo: r, Cache: c.d.cache})
 			if err != nil {
 				t.Error = err.Error()
-				p.Targets = append(p.Targets, t)
+				pv.Targets = append(pv.Targets, t)
 				continue
 			}
-			diffs, err := reconciler.Diff(ctx, c, b, reconciler.PolicyFor(dsg.Sync))
+			diffs, err := reconciler.Diff(ctx, fc, b, reconciler.PolicyFor(dsg.Sync))
 			if err != nil {
 				t.Error = err.Error()
 			}
@@ -155,7 +212,7 @@ func (d *Daemon) preview(ctx context.Context, repo sources.Repo, ref, id string)
 				t.Changes = append(t.Changes, string(df.Change)+" "+df.Object)
 				t.diffs = append(t.diffs, df.Unified)
 			}
-			p.Targets = append(p.Targets, t)
+			pv.Targets = append(pv.Targets, t)
 		}
 	}
 	for i := range designs {
@@ -170,7 +227,14 @@ func (d *Daemon) preview(ctx context.Context, repo sources.Repo, ref, id string)
 				url = g.PreviewURL
 			}
 			pg := PreviewGate{Design: dsg.Name, Gate: name, URL: url}
-			res, err := gates.Run(ctx, g, gates.Target{URL: url, Design: dsg.Name, Gate: name, Revision: p.Revision, Cluster: "pr-" + id})
+			var res *gates.Result
+			var err error
+			ran := c.d.gates.do(ctx, "", func(ctx context.Context) {
+				res, err = gates.Run(ctx, g, gates.Target{URL: url, Design: dsg.Name, Gate: name, Revision: pv.Revision, Cluster: "pr-" + id})
+			})
+			if !ran {
+				err = ctx.Err()
+			}
 			if err == nil {
 				var v gates.Verdict
 				if v, err = gates.Judge(res, g, nil); err == nil {
@@ -180,13 +244,13 @@ func (d *Daemon) preview(ctx context.Context, repo sources.Repo, ref, id string)
 			if err != nil {
 				pg.Error = err.Error()
 			}
-			p.Gates = append(p.Gates, pg)
+			pv.Gates = append(pv.Gates, pg)
 		}
 	}
-	slices.SortFunc(p.Targets, func(a, b PreviewTarget) int {
+	slices.SortFunc(pv.Targets, func(a, b PreviewTarget) int {
 		return strings.Compare(a.Design+"/"+a.Cluster, b.Design+"/"+b.Cluster)
 	})
-	return p
+	return pv
 }
 
 func previewMarkdown(p Preview) string {

@@ -10,36 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/meshcd/meshcd/schema"
+	"github.com/meshcd/meshcd/gates"
 )
-
-func TestDecide(t *testing.T) {
-	at := func(c int) *int { return &c }
-	steps := []int{20, 50, 100}
-	for _, tt := range []struct {
-		name     string
-		current  *int
-		held     string
-		pass     bool
-		want     int
-		wantHeld bool
-		wantOK   bool
-	}{
-		{"first step after a pass", nil, "", true, 20, false, true},
-		{"next step", at(20), "", true, 50, false, true},
-		{"done after the last step", at(100), "", true, 0, false, false},
-		{"a failure rolls back one step and holds", at(50), "", false, 20, true, true},
-		{"a failure at the first step goes to 0", at(20), "", false, 0, true, true},
-		{"held stays held", at(20), "gate failed", true, 0, false, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			next, held, ok := Decide(schema.Rollout{Steps: steps, Current: tt.current, Held: tt.held}, tt.pass)
-			if next != tt.want || (held != "") != tt.wantHeld || ok != tt.wantOK {
-				t.Errorf("Decide = %d, %q, %v", next, held, ok)
-			}
-		})
-	}
-}
 
 // TestRolloutAdvancesAndRollsBack runs the daemon with a rollout of the canary over steps 20
 // → 50 → 100, gated by a target that turns slow (300 ms against a 150 ms p99: far from a busy
@@ -80,11 +52,11 @@ func TestRolloutAdvancesAndRollsBack(t *testing.T) {
 	}
 	var steps []string
 	for i := len(commits) - 1; i >= 0; i-- {
-		if s := commits[i].Subject; strings.HasPrefix(s, RolloutMarker) {
+		if s := commits[i].Subject; strings.HasPrefix(s, gates.RolloutMarker) {
 			steps = append(steps, s[strings.Index(s, "shop/canary"):])
 		}
 	}
-	want := []string{"shop/canary advanced to 20%]", "shop/canary advanced to 50%]", "shop/canary rolled back to 20%]"}
+	want := []string{"shop/canary advanced to 20%", "shop/canary advanced to 50%", "shop/canary rolled back to 20%"}
 	if diff := cmp.Diff(want, steps); diff != "" {
 		t.Errorf("rollout commits (-want +got)\n%s", diff)
 	}

@@ -4,38 +4,42 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/meshcd/meshcd/sources"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // serve starts the HTTP endpoints: health, readiness, metrics, the status API and webhooks.
+// Handlers read only what the controllers publish; none waits on a controller.
 func (d *Daemon) serve(ctx context.Context) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready.Load() {
-			http.Error(w, "no round finished yet", http.StatusServiceUnavailable)
+		ok, why := d.readiness()
+		if !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		type repo struct {
-			URL string `json:"url"`
-			*repoState
-		}
-		d.mu.Lock()
-		var out []repo
-		for _, rc := range d.cfg.Repos {
-			out = append(out, repo{URL: sources.Redact(rc.URL), repoState: d.state[rc.URL]})
+		out := struct {
+			Leading bool         `json:"leading"`
+			Repos   []RepoStatus `json:"repos"`
+		}{Repos: []RepoStatus{}}
+		if t := d.term.Load(); t != nil {
+			out.Leading = true
+			for _, c := range t.repos {
+				out.Repos = append(out.Repos, c.Status())
+			}
 		}
 		data, err := json.MarshalIndent(out, "", "  ")
-		d.mu.Unlock()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -60,17 +64,47 @@ func (d *Daemon) serve(ctx context.Context) (*http.Server, error) {
 		return nil, err
 	}
 	d.log.Info("serving", "addr", l.Addr().String())
-	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	go func() { _ = srv.Serve(l) }()
 	return srv, nil
 }
 
+// readiness is ready once every repo applied its first revision and while every repo's Git
+// server answers; otherwise it says which repo is not and why.
+func (d *Daemon) readiness() (bool, string) {
+	t := d.term.Load()
+	if t == nil {
+		return false, "not leading: another replica holds this shard's Lease\n"
+	}
+	var why []string
+	for _, c := range t.repos {
+		s := c.Status()
+		switch {
+		case s.Git.Poll.Error != "":
+			why = append(why, fmt.Sprintf("repo %s: %d polls failed in a row: %s", s.URL, s.Git.Poll.Failures, s.Git.Poll.Error))
+		case !s.Ready && s.Error != "":
+			why = append(why, fmt.Sprintf("repo %s: no revision applied yet: %s", s.URL, s.Error))
+		case !s.Ready:
+			why = append(why, fmt.Sprintf("repo %s: its first round has not finished", s.URL))
+		}
+	}
+	if len(why) > 0 {
+		return false, strings.Join(why, "\n") + "\n"
+	}
+	return true, ""
+}
+
 // onWebhook polls the repos a valid event names at once (the watcher debounces).
 func (d *Daemon) onWebhook(ev sources.Event) {
-	for _, rc := range d.cfg.Repos {
+	t := d.term.Load()
+	if t == nil {
+		return
+	}
+	for _, c := range t.repos {
 		for _, u := range ev.RepoURLs {
-			if sameRepo(u, rc.URL) && d.watcher != nil {
-				d.watcher.Trigger(rc.URL)
+			if sameRepo(u, c.cfg.URL) {
+				c.watcher.Trigger(c.cfg.URL)
 			}
 		}
 	}

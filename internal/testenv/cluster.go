@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -211,6 +212,21 @@ func (c *Cluster) Stop() {
 	}
 	if c.etcd != nil {
 		c.etcd.stop(10 * time.Second)
+	}
+}
+
+// Pause freezes the cluster's apiserver (SIGSTOP): connections stay open and requests hang
+// unanswered, as with an apiserver that stopped responding. Resume thaws it.
+func (c *Cluster) Pause() { c.signal(syscall.SIGSTOP) }
+
+// Resume thaws a paused apiserver (SIGCONT).
+func (c *Cluster) Resume() { c.signal(syscall.SIGCONT) }
+
+func (c *Cluster) signal(sig syscall.Signal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.apiserver != nil {
+		_ = c.apiserver.cmd.Process.Signal(sig)
 	}
 }
 
