@@ -8,12 +8,14 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"sync"
 
 	"github.com/meshcd/meshcd/internal/version"
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/lru"
 	"sigs.k8s.io/yaml"
 )
 
@@ -36,24 +38,37 @@ func (r *Repo) repoFiles() (*repoFiles, error) {
 
 // Cache keeps bundles by the hash of exactly what went into them: the design, the cluster,
 // meshcd's version, and the content of every file the design can read. A commit that changes
-// one design re-renders only that design. It is safe for concurrent use.
+// one design re-renders only that design. It keeps at most max bundles, the least recently
+// used leaving first (k8s.io/utils/lru), and at most PerSlot for one design on one cluster: a
+// bundle replaced by a newer render of the same design is seldom asked for again, so a daemon
+// following a busy repo keeps a bounded set however many commits it sees. It is safe for
+// concurrent use.
 type Cache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]*Bundle
-	order   []string
-	stats   CacheStats
+	mu     sync.Mutex
+	lru    *lru.Cache
+	slots  map[string][]string // design + cluster -> keys, oldest first
+	slotOf map[string]string
+	stats  CacheStats
 }
+
+// PerSlot is how many bundles the cache keeps for one design on one cluster: the applied one
+// and those of pull requests being previewed.
+const PerSlot = 3
 
 // CacheStats counts what the cache saved.
 type CacheStats struct {
 	Hits, Misses int
 }
 
-// NewCache keeps at most max bundles, forgetting the oldest first.
+// NewCache keeps at most max bundles.
 func NewCache(max int) *Cache {
-	return &Cache{max: max, entries: map[string]*Bundle{}}
+	c := &Cache{slots: map[string][]string{}, slotOf: map[string]string{}}
+	c.lru = lru.NewWithEvictionFunc(max, func(k lru.Key, _ any) { c.forget(k.(string)) })
+	return c
 }
+
+// Len is how many bundles the cache holds.
+func (c *Cache) Len() int { return c.lru.Len() }
 
 // Stats returns the hits and misses so far.
 func (c *Cache) Stats() CacheStats {
@@ -65,25 +80,40 @@ func (c *Cache) Stats() CacheStats {
 func (c *Cache) get(key string) *Bundle {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.entries[key]
+	v, ok := c.lru.Get(key)
 	if ok {
 		c.stats.Hits++
-	} else {
-		c.stats.Misses++
+		return v.(*Bundle)
 	}
-	return b
+	c.stats.Misses++
+	return nil
 }
 
-func (c *Cache) put(key string, b *Bundle) {
+func (c *Cache) put(key, slot string, b *Bundle) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.entries[key]; !ok {
-		c.order = append(c.order, key)
+	if _, ok := c.slotOf[key]; !ok {
+		c.slotOf[key] = slot
+		c.slots[slot] = append(c.slots[slot], key)
 	}
-	c.entries[key] = b
-	for len(c.order) > c.max {
-		delete(c.entries, c.order[0])
-		c.order = c.order[1:]
+	c.lru.Add(key, b)
+	for len(c.slots[slot]) > PerSlot {
+		c.lru.Remove(c.slots[slot][0])
+	}
+}
+
+// forget drops an evicted key from its slot; the LRU calls it, under c.mu.
+func (c *Cache) forget(key string) {
+	slot, ok := c.slotOf[key]
+	if !ok {
+		return
+	}
+	delete(c.slotOf, key)
+	keys := slices.DeleteFunc(c.slots[slot], func(k string) bool { return k == key })
+	if len(keys) == 0 {
+		delete(c.slots, slot)
+	} else {
+		c.slots[slot] = keys
 	}
 }
 

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -119,5 +120,31 @@ func TestCacheKeysOnTheCluster(t *testing.T) {
 	}
 	if s := cache.Stats(); s.Misses != 2 {
 		t.Fatalf("changing the cluster's values: %+v, want a miss", s)
+	}
+}
+
+// TestCacheKeepsFewBundlesPerDesign: a design rendered for one cluster at many contents keeps
+// at most PerSlot bundles, so a daemon following a busy repo does not grow with every commit;
+// the newest stay and hit.
+func TestCacheKeepsFewBundlesPerDesign(t *testing.T) {
+	fleet, designs, files := loadExample(t, "shop")
+	cache := NewCache(1000)
+	c := fleet.Clusters[0]
+	repo := NewRepo(files)
+	for i := range 10 {
+		c.Values = map[string]any{"gateHost": fmt.Sprintf("host-%d", i)}
+		if _, err := Render(t.Context(), &designs[0], &c, Options{Repo: repo, Cache: cache}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cache.Len(); n != PerSlot {
+		t.Fatalf("10 contents of one design on one cluster: %d bundles kept, want %d", n, PerSlot)
+	}
+	before := cache.Stats()
+	if _, err := Render(t.Context(), &designs[0], &c, Options{Repo: repo, Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if s := cache.Stats(); s.Hits != before.Hits+1 {
+		t.Errorf("the newest content was not kept: %+v", s)
 	}
 }

@@ -103,7 +103,7 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 		return nil, err
 	}
 	if opts.Cache != nil {
-		opts.Cache.put(key, withRevision(b, b.Revision))
+		opts.Cache.put(key, d.Name+"\x00"+c.Name, withRevision(b, b.Revision))
 	}
 	return b, nil
 }

@@ -198,7 +198,7 @@ func (p *Poller) lock(url string) func() {
 
 // objectCacheBytes bounds the objects each repo's cache keeps decoded in memory. go-git's
 // default is 96 MiB per repository, which a daemon following many repos cannot afford.
-const objectCacheBytes = 8 * cache.MiByte
+const objectCacheBytes = 2 * cache.MiByte
 
 // open returns the cache's bare repository for a URL, creating it on first use. It is opened
 // once and kept, with a bounded object cache; callers hold the URL's lock.

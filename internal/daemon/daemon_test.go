@@ -40,7 +40,11 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if sharedEnv != nil {
+		sharedEnv.Stop()
+	}
+	os.Exit(code)
 }
 
 func runChild(path string) int {
@@ -201,8 +205,7 @@ func startDaemon(t *testing.T, config, addr string) *daemonProc {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+config)
 	logs := &syncBuffer{}
-	dbg, _ := os.Create(fmt.Sprintf("/tmp/daemon-%d.log", time.Now().UnixNano()))
-	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, dbg), io.MultiWriter(logs, dbg)
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -458,12 +461,15 @@ func TestDaemonEndToEnd(t *testing.T) {
 // push is fetched and tried again.
 func push(ctx context.Context, repo *testenv.Repo, branch string, files map[string][]byte, message string) (string, error) {
 	var err error
-	for range 10 {
+	for range 50 {
 		var h string
 		if h, err = repo.Push(ctx, branch, files, message); err == nil {
 			return h, nil
 		}
-		time.Sleep(200 * time.Millisecond)
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(50+rand.IntN(200)) * time.Millisecond)
 	}
 	return "", err
 }

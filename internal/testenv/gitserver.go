@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -50,7 +51,7 @@ type GitRequest struct {
 	Advertisement bool
 	// User is the basic-auth user the request carried, if any.
 	User string
-	// Status is the HTTP status code of the answer.
+	// Status is the HTTP status code of the answer; 0 when the server was down.
 	Status int
 }
 
@@ -74,6 +75,8 @@ func StartGitServer(opts GitServerOptions) (*GitServer, error) {
 		Path: backend,
 		Root: "/",
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+		// A push that lost a race is refused with a line on stderr; the pusher hears of it.
+		Stderr: io.Discard,
 	}
 	s.srv = httptest.NewUnstartedServer(s.handle(cgiHandler))
 	if opts.TLS {
@@ -144,6 +147,9 @@ func (s *GitServer) handle(next http.Handler) http.Handler {
 		}
 		s.mu.Unlock()
 		if down {
+			s.mu.Lock()
+			s.requests = append(s.requests, rec) // Status 0: refused at the door
+			s.mu.Unlock()
 			if hj, ok := w.(http.Hijacker); ok {
 				if conn, _, err := hj.Hijack(); err == nil {
 					conn.Close()
