@@ -312,7 +312,9 @@ func TestNothingWaitsOnAGate(t *testing.T) {
 	if _, err := cs.CoreV1().Secrets("default").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cs.CoreV1().Secrets("default").Delete(context.Background(), secret.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Secrets("default").Delete(context.Background(), secret.Name, metav1.DeleteOptions{})
+	})
 	f := newFleet(t, ctx, []repoSpec{
 		{name: "a", files: named("gated", everywhere, 90, "EUR", changeGate(echo.URL+"/", "20s"))},
 		{name: "b", files: named("other", everywhere, 90, "EUR", "")},

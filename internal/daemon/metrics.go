@@ -20,12 +20,12 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		syncs:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_sync_total", Help: "Syncs of a design to a cluster, by result (ok, error)."}, []string{"cluster", "design", "result"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshcd_sync_duration_seconds", Help: "How long one sync took.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"cluster"}),
-		objects:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshcd_managed_objects", Help: "Objects meshcd manages, by cluster and design."}, []string{"cluster", "design"}),
-		actions:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_sync_objects_total", Help: "Objects by what a sync did to them (created, configured, unchanged, pruned, skipped, failed)."}, []string{"cluster", "action"}),
-		gates:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_gate_runs_total", Help: "Gate runs by verdict."}, []string{"design", "gate", "cluster", "verdict"}),
-		polls:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_git_polls_total", Help: "Git polls by result."}, []string{"result"}),
+		syncs:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_sync_total", Help: "Syncs of a design to a cluster, by result (ok, error)."}, []string{"cluster", "design", "result"}),
+		duration:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshcd_sync_duration_seconds", Help: "How long one sync took.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"cluster"}),
+		objects:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshcd_managed_objects", Help: "Objects meshcd manages, by cluster and design."}, []string{"cluster", "design"}),
+		actions:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_sync_objects_total", Help: "Objects by what a sync did to them (created, configured, unchanged, pruned, skipped, failed)."}, []string{"cluster", "action"}),
+		gates:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_gate_runs_total", Help: "Gate runs by verdict."}, []string{"design", "gate", "cluster", "verdict"}),
+		polls:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_git_polls_total", Help: "Git polls by result."}, []string{"result"}),
 		gatesRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcd_gates_running", Help: "Gate loads running now."}),
 	}
 	reg.MustRegister(m.syncs, m.duration, m.objects, m.actions, m.gates, m.polls, m.gatesRunning)

@@ -567,9 +567,9 @@ type RepoStatus struct {
 	// Error says why the latest revision is not applied, if it is not.
 	Error string `json:"error,omitempty"`
 	// Ready is set once every sync of the first revision applied has reported.
-	Ready bool                  `json:"ready"`
-	Git   GitStatus             `json:"git"`
-	Syncs []SyncStatus          `json:"syncs"`
+	Ready bool                   `json:"ready"`
+	Git   GitStatus              `json:"git"`
+	Syncs []SyncStatus           `json:"syncs"`
 	Gates map[string]status.Gate `json:"gates,omitempty"`
 	// GatesRunning are the gate runs in flight (design/gate/cluster).
 	GatesRunning []string `json:"gatesRunning,omitempty"`

@@ -2,12 +2,12 @@ package testenv
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
