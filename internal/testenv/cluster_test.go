@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"slices"
 	"bufio"
 	"bytes"
 	"context"
@@ -360,4 +361,54 @@ func normalizeNumber(v any) any {
 		return float64(n)
 	}
 	return v
+}
+
+// TestLeftoversAreOnlyThisRunsOwn: a cluster started beside a test run (as `make clusters`
+// does, without the run's PID folder) is neither reported nor killed by the leftover check;
+// one the run started and left running is both.
+func TestLeftoversAreOnlyThisRunsOwn(t *testing.T) {
+	ctx := t.Context()
+	t.Setenv(PIDsEnv, "")
+	beside, err := Start(ctx, Options{Names: []string{"beside"}, SkipCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer beside.Stop()
+	run := t.TempDir()
+	t.Setenv(PIDsEnv, run)
+	ours, err := Start(ctx, Options{Names: []string{"ours"}, SkipCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Stop()
+	left, err := Leftovers(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, l := range left {
+		got = append(got, l.PID)
+	}
+	want := ours.Clusters[0].PIDs()
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("leftovers %v, want exactly this run's %v (the cluster beside it is %v)", got, want, beside.Clusters[0].PIDs())
+	}
+	Kill(left)
+	for _, pid := range want {
+		for deadline := time.Now().Add(10 * time.Second); Alive(pid); {
+			if time.Now().After(deadline) {
+				t.Fatalf("leftover %d survived the kill", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, pid := range beside.Clusters[0].PIDs() {
+		if !Alive(pid) {
+			t.Errorf("the cluster beside the run lost process %d", pid)
+		}
+	}
+	if left, _ := Leftovers(run); len(left) != 0 {
+		t.Errorf("after the kill: %v", left)
+	}
 }
