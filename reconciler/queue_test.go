@@ -1,6 +1,8 @@
 package reconciler
 
 import (
+	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -87,5 +89,41 @@ func TestQueueRetriesUntilConverged(t *testing.T) {
 		t.Logf("the newer job synced in %s", time.Since(submitted).Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
 		t.Fatal("the newer job was not synced within 10 s")
+	}
+}
+
+// TestSyncAllReturnsWhenCancelled: with one apiserver frozen mid-request, cancelling SyncAll
+// returns at once, with the frozen cluster's result saying it was not synced and the others'
+// results kept; no queue goroutine is left behind.
+func TestSyncAllReturnsWhenCancelled(t *testing.T) {
+	bundles, d := renderFleet(t, shopDesign("cancel", ""), "cancel", "r1")
+	clusters := connect(t)
+	victim := env.Cluster("west")
+	victim.Pause()
+	defer victim.Resume()
+	before := runtime.NumGoroutine()
+	opts := DefaultQueueOptions()
+	opts.AttemptTimeout = time.Minute
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	results := New().SyncAll(ctx, jobs(clusters, bundles, options(d)), opts)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("SyncAll returned %s after its context ended 3 s in", took)
+	}
+	for _, res := range results {
+		if res.Cluster == "west" && res.Error == "" {
+			t.Error("the frozen cluster reports success")
+		}
+		if res.Cluster != "west" && res.Error != "" {
+			t.Errorf("%s: %s", res.Cluster, res.Error)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Errorf("%d goroutines after SyncAll, %d before", n, before)
 	}
 }

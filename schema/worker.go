@@ -50,6 +50,9 @@ type workerProc struct {
 
 // Starts is how many worker processes this Worker has started.
 func (w *Worker) Starts() int {
+	if w == nil {
+		return 0
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.starts

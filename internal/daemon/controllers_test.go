@@ -763,6 +763,9 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 		}
 	}
 	heap50 := liveHeap(t, f.addr)
+	if n := apiStatus(t, f.addr).Repos[0].WorkerStarts; n != 1 {
+		t.Errorf("51 revisions evaluated by %d worker processes, want one kept alive", n)
+	}
 	t.Logf("live heap after push 10: %.1f MiB, after push 50: %.1f MiB", heap10/(1<<20), heap50/(1<<20))
 	if heap50 > 1.2*heap10 {
 		t.Errorf("the heap grew %.0f%% from push 10 to push 50", 100*(heap50/heap10-1))

@@ -125,6 +125,9 @@ func (c *repoController) changeGates(ctx context.Context, st *syncState) {
 		}
 		key := dsg.Name + "/" + name + "/" + st.status.Cluster
 		if v, ok := c.gates[key]; ok && measured(v, st) {
+			// Measured before (a restart): a rollout step that was decided on it but never
+			// committed is decided again.
+			c.rollout(dsg.Name, name)
 			continue
 		}
 		if r := c.running[key]; r != nil && r.digest == st.digest {

@@ -382,6 +382,7 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 	c.applied = rev
 	c.schedule()
 	c.markDirty()
+	c.checkReady() // a revision with nothing to sync is done at once
 	c.log.Info("round", "revision", rev, "designs", len(designs), "invalid", len(p.Invalid), "took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -573,6 +574,9 @@ type RepoStatus struct {
 	Gates map[string]status.Gate `json:"gates,omitempty"`
 	// GatesRunning are the gate runs in flight (design/gate/cluster).
 	GatesRunning []string `json:"gatesRunning,omitempty"`
+	// WorkerStarts counts the evaluation worker processes started for the repo's branch: one
+	// serves revision after revision, and a new one replaces one killed over its budget.
+	WorkerStarts int `json:"workerStarts"`
 }
 
 // GitStatus is what the repo's Git server has been answering.
@@ -617,6 +621,7 @@ func (c *repoController) publish() {
 func (c *repoController) Status() RepoStatus {
 	s := *c.published.Load()
 	s.Git.Commits = c.commits.State()
+	s.WorkerStarts = c.worker.Starts()
 	return s
 }
 
