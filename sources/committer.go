@@ -149,8 +149,13 @@ func (c *Committer) State() CommitterState {
 	return s
 }
 
-// Run commits until ctx ends; what is pending then stays unwritten.
+// drainTimeout bounds the last attempt to write what is pending once Run's context ends.
+const drainTimeout = 5 * time.Second
+
+// Run commits until ctx ends, then makes one last attempt, of at most a few seconds, to write
+// what is still pending: a clean shutdown right after a sync keeps its status.
 func (c *Committer) Run(ctx context.Context) {
+	defer c.drain(context.WithoutCancel(ctx))
 	backoff := c.opts.Backoff
 	for {
 		c.mu.Lock()
@@ -201,6 +206,32 @@ func (c *Committer) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 		timer.Stop()
+	}
+}
+
+func (c *Committer) drain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		if len(c.pending) == 0 {
+			c.mu.Unlock()
+			return
+		}
+		b := c.pending[0]
+		c.pending = c.pending[1:]
+		c.mu.Unlock()
+		_, err := c.commit(ctx, b)
+		c.mu.Lock()
+		if err != nil {
+			c.add(b, true)
+			c.state.Failures++
+			c.state.LastError, c.state.LastErrorAt = err.Error(), time.Now()
+			c.mu.Unlock()
+			return
+		}
+		c.state.Landed += b.writes
+		c.mu.Unlock()
 	}
 }
 

@@ -167,3 +167,29 @@ func TestCommitterRetriesThroughAnOutage(t *testing.T) {
 		t.Errorf("want one coalesced status commit on a, got %q then %q", log[0].Subject, log[1].Subject)
 	}
 }
+
+// TestCommitterWritesWhatIsPendingOnStop: a write submitted right before shutdown still lands
+// (within the drain's few seconds); Run returns after it.
+func TestCommitterWritesWhatIsPendingOnStop(t *testing.T) {
+	_, r := gitRepo(t, testenv.GitServerOptions{})
+	if _, err := r.Push(t.Context(), "main", map[string][]byte{"designs/shop/design.cue": []byte("// a\n")}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCommitter(localPoller(t.TempDir()), Repo{URL: r.HTTPURL()}, DefaultCommitterOptions())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	c.Submit(Write{Branch: "main", Message: "last words", Files: map[string][]byte{"status/shop/east.json": []byte("{}\n")}})
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if st := c.State(); st.Landed != 1 {
+		t.Fatalf("the write pending at shutdown was not written: %+v", st)
+	}
+	if _, err := r.ReadFile(t.Context(), "main", "status/shop/east.json"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/schema"
@@ -73,6 +74,8 @@ type gateRun struct {
 	trigger  string
 	revision string
 	digest   string
+	// loading is set once the run has its slots and sends load.
+	loading atomic.Bool
 }
 
 // gateOutcome is what a run measured, judged and wrote.
@@ -168,7 +171,11 @@ func (c *repoController) startGate(ctx context.Context, design, name string, g s
 	c.log.Info("gate started", "gate", design+"/"+name, "cluster", target.Cluster, "trigger", trigger, "revision", short(st.revision))
 	go func() {
 		var out gateOutcome
-		if !c.d.gates.do(gctx, target.Cluster, func(ctx context.Context) { out = measure(ctx, g, target, history) }) {
+		if !c.d.gates.do(gctx, target.Cluster, func(ctx context.Context) {
+			run.loading.Store(true)
+			c.inbox.put(gateLoading{}) // the published status shows it loading
+			out = measure(ctx, g, target, history)
+		}) {
 			out.cancelled = true
 		}
 		c.inbox.put(gateDone{key: key, run: run, out: out})

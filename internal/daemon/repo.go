@@ -112,6 +112,8 @@ type (
 	}
 	cronFired    struct{ design, gate string }
 	driftChanged struct{}
+	// gateLoading wakes the loop to publish that a gate run got its slots.
+	gateLoading struct{}
 	// recheck syncs a job again whose objects were applied but not yet healthy: an unchanged
 	// bundle costs no request, and the sync reads health anew from the watch cache.
 	recheck struct{ key, revision string }
@@ -182,7 +184,11 @@ func (c *repoController) run(ctx context.Context) {
 	defer c.worker.Close()
 	updates := make(chan sources.Update)
 	wg.Go(func() { c.watcher.Run(ctx, updates) })
-	wg.Go(func() { c.commits.Run(ctx) })
+	// The committer outlives the loop by its last flush: it ends, writing what is pending,
+	// once the loop has handed it the final status.
+	commitCtx, stopCommits := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCommits()
+	wg.Go(func() { c.commits.Run(commitCtx) })
 	wg.Go(func() { c.previews.run(ctx) })
 	if c.cfg.Schedule != "" {
 		url := c.cfg.URL
@@ -202,6 +208,8 @@ func (c *repoController) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			c.stopGates()
+			c.flush()
+			stopCommits()
 			return
 		case u := <-updates:
 			c.onPoll(ctx, u)
@@ -572,8 +580,10 @@ type RepoStatus struct {
 	Git   GitStatus              `json:"git"`
 	Syncs []SyncStatus           `json:"syncs"`
 	Gates map[string]status.Gate `json:"gates,omitempty"`
-	// GatesRunning are the gate runs in flight (design/gate/cluster).
+	// GatesRunning are the gate runs sending load now, GatesWaiting those waiting for their
+	// cluster's or a global slot (design/gate/cluster).
 	GatesRunning []string `json:"gatesRunning,omitempty"`
+	GatesWaiting []string `json:"gatesWaiting,omitempty"`
 	// WorkerStarts counts the evaluation worker processes started for the repo's branch: one
 	// serves revision after revision, and a new one replaces one killed over its budget.
 	WorkerStarts int `json:"workerStarts"`
@@ -613,7 +623,13 @@ func (c *repoController) publish() {
 		}
 		s.Syncs = append(s.Syncs, ss)
 	}
-	s.GatesRunning = slices.Sorted(maps.Keys(c.running))
+	for _, key := range slices.Sorted(maps.Keys(c.running)) {
+		if c.running[key].loading.Load() {
+			s.GatesRunning = append(s.GatesRunning, key)
+		} else {
+			s.GatesWaiting = append(s.GatesWaiting, key)
+		}
+	}
 	c.published.Store(s)
 }
 
