@@ -47,6 +47,8 @@ type TargetInfo struct {
 	Revision string `json:"revision,omitempty"`
 	// Digest is the design's bundle digest on the cluster: what the run measured.
 	Digest string `json:"digest,omitempty"`
+	// Spec is a hash of the gate's own definition (target, load, thresholds) it ran with.
+	Spec string `json:"spec,omitempty"`
 }
 
 // Latencies are in milliseconds.

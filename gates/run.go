@@ -7,6 +7,9 @@ package gates
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -33,6 +36,8 @@ type Target struct {
 	Revision string
 	// Digest is the design's bundle digest on the cluster, when the load measures a sync.
 	Digest string
+	// Spec is SpecHash of the gate, recorded with the result.
+	Spec string
 }
 
 // quietFortio turns fortio's process-wide logger down to critical messages: it logs every
@@ -78,12 +83,20 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 	}
 	out := newResult(res, start, time.Now())
 	out.Name = name
-	out.Target = TargetInfo{URL: url, Cluster: t.Cluster, Design: t.Design, Gate: t.Gate, Revision: t.Revision, Digest: t.Digest}
+	out.Target = TargetInfo{URL: url, Cluster: t.Cluster, Design: t.Design, Gate: t.Gate, Revision: t.Revision, Digest: t.Digest, Spec: t.Spec}
 	out.Aborted = reason
 	if ctx.Err() != nil && reason == "" {
 		out.Aborted = "cancelled: " + ctx.Err().Error()
 	}
 	return out, nil
+}
+
+// SpecHash names a gate's definition: a change gate runs again when the design's render or
+// the gate itself (its target, load or thresholds) changed since it last measured.
+func SpecHash(g schema.Gate) string {
+	data, _ := json.Marshal(g)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:6])
 }
 
 // load runs one fortio HTTP load; reason says why it stopped early, if it did.

@@ -44,8 +44,10 @@ type Gate struct {
 	Revision string `json:"revision"`
 	// Digest is the design's bundle digest the gate measured: a change gate runs again only
 	// when it changes.
-	Digest string  `json:"digest,omitempty"`
-	P99Ms  float64 `json:"p99Ms"`
+	Digest string `json:"digest,omitempty"`
+	// Spec names the gate's definition it ran with (gates.SpecHash).
+	Spec  string  `json:"spec,omitempty"`
+	P99Ms float64 `json:"p99Ms"`
 }
 
 // SyncPath is where a design's status in a cluster is written.

@@ -74,6 +74,7 @@ type gateRun struct {
 	trigger  string
 	revision string
 	digest   string
+	spec     string
 	// loading is set once the run has its slots and sends load.
 	loading atomic.Bool
 }
@@ -110,12 +111,13 @@ func measure(ctx context.Context, g schema.Gate, t gates.Target, history []byte)
 }
 
 func gateStatus(name string, res *gates.Result, v gates.Verdict) status.Gate {
-	return status.Gate{Name: name, Pass: v.Pass, Revision: res.Target.Revision, Digest: res.Target.Digest, P99Ms: res.Latencies.P99}
+	return status.Gate{Name: name, Pass: v.Pass, Revision: res.Target.Revision, Digest: res.Target.Digest, Spec: res.Target.Spec, P99Ms: res.Latencies.P99}
 }
 
 // changeGates starts the gates triggered by change for what a healthy sync applied: once per
-// change of the design's bundle on that cluster (a commit that leaves the design's render as
-// it was does not rerun them), and not again after a restart for what was measured before.
+// change of the design's bundle on that cluster or of the gate's own definition (a commit that
+// leaves both as they were does not rerun them), and not again after a restart for what was
+// measured before.
 func (c *repoController) changeGates(ctx context.Context, st *syncState) {
 	dsg := c.designs[st.status.Design]
 	if dsg == nil {
@@ -127,25 +129,26 @@ func (c *repoController) changeGates(ctx context.Context, st *syncState) {
 			continue
 		}
 		key := dsg.Name + "/" + name + "/" + st.status.Cluster
-		if v, ok := c.gates[key]; ok && measured(v, st) {
+		if v, ok := c.gates[key]; ok && measured(v, st, g) {
 			// Measured before (a restart): a rollout step that was decided on it but never
 			// committed is decided again.
 			c.rollout(dsg.Name, name)
 			continue
 		}
-		if r := c.running[key]; r != nil && r.digest == st.digest {
+		if r := c.running[key]; r != nil && r.digest == st.digest && r.spec == gates.SpecHash(g) {
 			continue
 		}
 		c.startGate(ctx, dsg.Name, name, g, st, "change")
 	}
 }
 
-// measured reports whether a verdict is about what the sync state applied.
-func measured(v status.Gate, st *syncState) bool {
-	if v.Digest != "" {
-		return v.Digest == st.digest
+// measured reports whether a verdict is about what the sync state applied, judged by the
+// gate as it is defined now.
+func measured(v status.Gate, st *syncState, g schema.Gate) bool {
+	if v.Digest == "" {
+		return v.Revision == st.revision // a verdict from before digests were recorded
 	}
-	return v.Revision == st.revision // a verdict from before digests were recorded
+	return v.Digest == st.digest && v.Spec == gates.SpecHash(g)
 }
 
 // startGate runs a gate on a cluster in its own goroutine, through the gate runner; its
@@ -165,9 +168,9 @@ func (c *repoController) startGate(ctx context.Context, design, name string, g s
 	}
 	history = slices.Clone(history)
 	gctx, cancel := context.WithCancel(ctx)
-	run := &gateRun{cancel: cancel, trigger: trigger, revision: st.revision, digest: st.digest}
+	run := &gateRun{cancel: cancel, trigger: trigger, revision: st.revision, digest: st.digest, spec: gates.SpecHash(g)}
 	c.running[key] = run
-	target := gates.Target{Cluster: st.status.Cluster, Design: design, Gate: name, Revision: st.revision, Digest: st.digest}
+	target := gates.Target{Cluster: st.status.Cluster, Design: design, Gate: name, Revision: st.revision, Digest: st.digest, Spec: run.spec}
 	c.log.Info("gate started", "gate", design+"/"+name, "cluster", target.Cluster, "trigger", trigger, "revision", short(st.revision))
 	go func() {
 		var out gateOutcome
@@ -292,7 +295,7 @@ func (c *repoController) rollout(design, gate string) {
 			continue
 		}
 		clusters = append(clusters, st.status.Cluster)
-		if v, ok := c.gates[design+"/"+gate+"/"+st.status.Cluster]; ok && measured(v, st) {
+		if v, ok := c.gates[design+"/"+gate+"/"+st.status.Cluster]; ok && measured(v, st, dsg.Gates[gate]) {
 			verdicts[st.status.Cluster] = &v.Pass
 		}
 	}
