@@ -81,6 +81,9 @@ type queued struct {
 	job  Job
 	gen  uint64
 	done Done
+	// sofar is what the job's earlier attempts did: an object created by a failed attempt
+	// stays created in the results of the next.
+	sofar *SyncResult
 }
 
 // NewQueue returns the cluster's queue; Run works it.
@@ -159,9 +162,13 @@ func (q *Queue) work(ctx context.Context) bool {
 	actx, cancel := context.WithTimeout(ctx, q.opts.AttemptTimeout)
 	res, err := q.r.Sync(actx, entry.job.Cluster, entry.job.Bundle, entry.job.Options)
 	cancel()
+	res = Accumulate(entry.sofar, res)
 	q.mu.Lock()
 	cur, ok := q.jobs[key]
 	current := ok && cur.gen == entry.gen
+	if current {
+		cur.sofar = res
+	}
 	q.mu.Unlock()
 	attempts := q.q.NumRequeues(key) + 1
 	retry := err != nil && !errors.Is(err, ErrEmptyBundle) && ctx.Err() == nil && current &&
@@ -174,6 +181,38 @@ func (q *Queue) work(ctx context.Context) bool {
 	}
 	entry.done(res, !retry)
 	return true
+}
+
+// Accumulate is a job's result over its attempts: each object as the latest attempt left it,
+// except that what an earlier attempt did (created, configured, pruned) is not overwritten by
+// a later attempt that found nothing more to do. Errors and health are the latest attempt's.
+func Accumulate(earlier, latest *SyncResult) *SyncResult {
+	if earlier == nil || latest == nil {
+		return latest
+	}
+	did := map[string]Action{}
+	for _, e := range earlier.Entries {
+		if e.Action == Created || e.Action == Configured || e.Action == Pruned {
+			did[e.Object] = e.Action
+		}
+	}
+	out := *latest
+	out.Entries = make([]Entry, len(latest.Entries))
+	seen := map[string]bool{}
+	for i, e := range latest.Entries {
+		seen[e.Object] = true
+		if a, ok := did[e.Object]; ok && e.Action == Unchanged {
+			e.Action = a
+		}
+		out.Entries[i] = e
+	}
+	for _, e := range earlier.Entries {
+		if !seen[e.Object] && e.Action == Pruned {
+			out.Entries = append(out.Entries, e) // pruned then, gone from the bundle since
+		}
+	}
+	out.Duration = earlier.Duration + latest.Duration
+	return &out
 }
 
 // notApplied is the result of a job that must not touch the cluster.

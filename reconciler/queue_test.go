@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +102,6 @@ func TestSyncAllReturnsWhenCancelled(t *testing.T) {
 	victim := env.Cluster("west")
 	victim.Pause()
 	defer victim.Resume()
-	before := runtime.NumGoroutine()
 	opts := DefaultQueueOptions()
 	opts.AttemptTimeout = time.Minute
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
@@ -119,11 +119,58 @@ func TestSyncAllReturnsWhenCancelled(t *testing.T) {
 			t.Errorf("%s: %s", res.Cluster, res.Error)
 		}
 	}
+	// The clusters' watch caches keep their goroutines; the queues must not.
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+	for queueGoroutines() > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := runtime.NumGoroutine(); n > before+2 {
-		t.Errorf("%d goroutines after SyncAll, %d before", n, before)
+	if n := queueGoroutines(); n > 0 {
+		t.Errorf("%d goroutines of SyncAll's queues left after it returned", n)
 	}
+}
+
+// TestResultsAccumulateAcrossRetries: one object the apiserver always refuses makes the sync
+// fail and be retried; the final result still says the others were created (by the first
+// attempt), not that the last attempt found them unchanged.
+func TestResultsAccumulateAcrossRetries(t *testing.T) {
+	files := shopDesign("accumulate", "")
+	files["designs/accumulate/raw/bad.yaml"] = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 99999}]}\n"
+	bundles, d := renderFleet(t, files, "accumulate", "r1")
+	clusters := connect(t)
+	opts := DefaultQueueOptions()
+	opts.MaxAttempts, opts.BaseDelay = 3, 50*time.Millisecond
+	res := New().SyncAll(t.Context(), []Job{{Cluster: clusters["west"], Bundle: bundles["west"], Options: options(d)}}, opts)[0]
+	n := len(bundles["west"].Objects)
+	if res.Count(Failed) != 1 || res.Count(Created) != n-1 || res.Count(Unchanged) != 0 {
+		t.Fatalf("after 3 attempts: %d created, %d unchanged, %d failed of %d; want the first attempt's %d created", res.Count(Created), res.Count(Unchanged), res.Count(Failed), n, n-1)
+	}
+}
+
+func TestAccumulate(t *testing.T) {
+	first := &SyncResult{Entries: []Entry{{Object: "a", Action: Created}, {Object: "b", Action: Failed}, {Object: "old", Action: Pruned}}}
+	second := &SyncResult{Entries: []Entry{{Object: "a", Action: Unchanged}, {Object: "b", Action: Created}}, Error: ""}
+	got := Accumulate(first, second)
+	want := map[string]Action{"a": Created, "b": Created, "old": Pruned}
+	for _, e := range got.Entries {
+		if want[e.Object] != e.Action {
+			t.Errorf("%s: %s, want %s", e.Object, e.Action, want[e.Object])
+		}
+		delete(want, e.Object)
+	}
+	if len(want) != 0 {
+		t.Errorf("missing %v", want)
+	}
+}
+
+// queueGoroutines counts the goroutines running a Queue or SyncAll.
+func queueGoroutines() int {
+	buf := make([]byte, 4<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	n := 0
+	for _, g := range strings.Split(stacks, "\n\n") {
+		if strings.Contains(g, "reconciler.(*Queue).") || strings.Contains(g, "reconciler.(*Reconciler).SyncAll") {
+			n++
+		}
+	}
+	return n
 }

@@ -2,7 +2,11 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -606,6 +610,7 @@ func TestUserPushDuringARound(t *testing.T) {
 // meanwhile reach the other clusters within 2 s, also 30 s in; once central resumes it gets
 // the latest revision within 10 s, with no new commit.
 func TestStoppedClusterDelaysOnlyItself(t *testing.T) {
+	t.Parallel() // beside TestGitOutage only, which stays off central
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, []repoSpec{
@@ -671,9 +676,10 @@ func TestStoppedClusterDelaysOnlyItself(t *testing.T) {
 // status commits back off instead of retrying every second, and a push right after the
 // server returns is applied within twice the poll interval.
 func TestGitOutage(t *testing.T) {
+	t.Parallel() // beside TestStoppedClusterDelaysOnlyItself, which freezes central
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	f := newFleet(t, ctx, []repoSpec{{name: "outage", files: named("outage", everywhere, 90, "EUR", ""), extra: "\n  interval: 1s"}}, nil, "")
+	f := newFleet(t, ctx, []repoSpec{{name: "outage", files: named("outage", notCentral, 90, "EUR", ""), extra: "\n  interval: 1s"}}, nil, "")
 	startDaemon(t, f.config, f.addr)
 	within(t, 90*time.Second, "the first revision applied and its status committed", func() bool {
 		return syncFile(ctx, f.repos[0], "outage", "east").Revision == f.first[0]
@@ -702,7 +708,7 @@ func TestGitOutage(t *testing.T) {
 		t.Errorf("%d requests to a server that is down in 30 s: polls or commits retry too often", requests)
 	}
 	f.git.SetDown(false)
-	h, err := push(ctx, f.repos[0], "main", named("outage", everywhere, 40, "EUR", ""), "outage: 40/60")
+	h, err := push(ctx, f.repos[0], "main", named("outage", notCentral, 40, "EUR", ""), "outage: 40/60")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -732,13 +738,14 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 		url: %q
 		load: {qps: 20, connections: 1, requests: 5}
 		thresholds: {p99: "5s"}
-		schedule: "@every 3s"
+		schedule: "@every 5s"
 		triggers: ["cron"]
 	}`, echo.URL+"/")
+	t.Setenv("MESHCD_TEST_WEBHOOK", webhookSecret)
 	f := newFleet(t, ctx, []repoSpec{
 		{name: "fast", files: named("fast", everywhere, 50, "EUR", cronGate), extra: "\n  interval: 1s"},
 		{name: "slow", files: named("slow", everywhere, 90, "EUR", ""), extra: "\n  interval: 1m"},
-	}, nil, "")
+	}, nil, "webhooks: {generic: {env: MESHCD_TEST_WEBHOOK}}\n")
 	f.git.ResetRequests()
 	start := time.Now()
 	startDaemon(t, f.config, f.addr)
@@ -751,6 +758,7 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 		if _, err := push(ctx, f.repos[0], "main", named("fast", everywhere, w, "EUR", cronGate), fmt.Sprintf("fast: push %d", i)); err != nil {
 			t.Fatal(err)
 		}
+		hook(t, f.addr, f.repos[0].HTTPURL()) // polls at once; the interval polls go on beside
 		deadline := time.Now().Add(30 * time.Second)
 		for f.weight(t, "central", "fast") != w {
 			if time.Now().After(deadline) {
@@ -786,8 +794,32 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 	if max := int(elapsed/time.Minute) + 2; listings["slow"] < 1 || listings["slow"] > max {
 		t.Errorf("the repo polled every minute was polled %d times in %s, want 1 to %d", listings["slow"], elapsed, max)
 	}
-	if min := int(elapsed.Seconds() / 2); listings["fast"] < min {
-		t.Errorf("the repo polled every second was polled %d times in %s, want at least %d", listings["fast"], elapsed, min)
+	// Besides its interval polls, the fast repo is polled once per webhook (50).
+	if lo, hi := int(elapsed.Seconds()/2), int(elapsed.Seconds()*1.2)+50+5; listings["fast"] < lo || listings["fast"] > hi {
+		t.Errorf("the repo polled every second was polled %d times in %s, want %d to %d", listings["fast"], elapsed, lo, hi)
+	}
+}
+
+const webhookSecret = "controllers-test-webhook"
+
+// hook announces a push with a signed generic webhook, as a Git host would.
+func hook(t *testing.T, addr, repo string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"repo": repo, "ref": "refs/heads/main"})
+	mac := hmac.New(sha256.New, []byte(webhookSecret))
+	mac.Write(body)
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/hooks/generic", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("webhook: %s", resp.Status)
 	}
 }
 
