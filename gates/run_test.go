@@ -119,9 +119,10 @@ func TestCancelStopsTheLoad(t *testing.T) {
 }
 
 // TestBaselinesFromGit commits three runs' status files to a real Git server, then a fourth
-// run 30% slower (100 ms → 130 ms: long enough that a busy machine's few milliseconds of
-// scheduling noise stay well inside the 10% budget) fails a 10% regression budget against the last passing run read back from
-// Git, and the verdict names the metric. The files parse, the SVGs are XML, the history
+// run 50% slower (200 ms → 300 ms) fails a 25% regression budget against the last passing run
+// read back from Git, and the verdict names the metric. The budget is wide because a busy
+// machine running the race-built suite adds 15–20 ms to a p99 (seen at 100 ms with a 10%
+// budget); side-by-side gates are the answer to that noise, not this test. The files parse, the SVGs are XML, the history
 // keeps every run.
 func TestBaselinesFromGit(t *testing.T) {
 	ctx := t.Context()
@@ -144,8 +145,8 @@ func TestBaselinesFromGit(t *testing.T) {
 
 	run := func(delay, rev string) Verdict {
 		t.Helper()
-		g := gate(base+"/?delay="+delay, 40, "1s")
-		g.Baseline = &schema.Baseline{Branch: "main", MaxRegression: "10%"}
+		g := gate(base+"/?delay="+delay, 10, "2s")
+		g.Baseline = &schema.Baseline{Branch: "main", MaxRegression: "25%"}
 		results, err := poller.Poll(ctx, src, []string{"main"})
 		if err != nil {
 			t.Fatal(err)
@@ -173,13 +174,13 @@ func TestBaselinesFromGit(t *testing.T) {
 		return v
 	}
 	for i, rev := range []string{"r1aaaaaaaa", "r2bbbbbbbb", "r3cccccccc"} {
-		if v := run("100ms", rev); !v.Pass {
-			t.Fatalf("run %d at 100 ms failed:\n%s", i+1, v)
+		if v := run("200ms", rev); !v.Pass {
+			t.Fatalf("run %d at 200 ms failed:\n%s", i+1, v)
 		}
 	}
-	v := run("130ms", "r4dddddddd")
+	v := run("300ms", "r4dddddddd")
 	if v.Pass || v.Baseline == nil || v.Baseline.Revision != "r3cccccccc" {
-		t.Fatalf("a run 30%% slower passed a 10%% budget, or compared with the wrong baseline:\n%s", v)
+		t.Fatalf("a run 50%% slower passed a 25%% budget, or compared with the wrong baseline:\n%s", v)
 	}
 	named := false
 	for _, c := range v.Checks {

@@ -610,7 +610,7 @@ func TestUserPushDuringARound(t *testing.T) {
 // meanwhile reach the other clusters within 2 s, also 30 s in; once central resumes it gets
 // the latest revision within 10 s, with no new commit.
 func TestStoppedClusterDelaysOnlyItself(t *testing.T) {
-	t.Parallel() // beside TestGitOutage only, which stays off central
+	t.Parallel() // beside tests that stay off central
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, []repoSpec{
@@ -676,7 +676,7 @@ func TestStoppedClusterDelaysOnlyItself(t *testing.T) {
 // status commits back off instead of retrying every second, and a push right after the
 // server returns is applied within twice the poll interval.
 func TestGitOutage(t *testing.T) {
-	t.Parallel() // beside TestStoppedClusterDelaysOnlyItself, which freezes central
+	t.Parallel() // beside TestStoppedClusterDelaysOnlyItself, which freezes central: it stays off it
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, []repoSpec{{name: "outage", files: named("outage", notCentral, 90, "EUR", ""), extra: "\n  interval: 1s"}}, nil, "")
@@ -730,6 +730,7 @@ func TestGitOutage(t *testing.T) {
 // heap after the 50th push is within 20% of after the 10th, and each repo is polled at its
 // own interval (counted in the Git server's request log).
 func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
+	t.Parallel() // beside the outage tests; it stays off central, which one of them freezes
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	echo := httptest.NewServer(http.HandlerFunc(fhttp.EchoHandler))
@@ -743,24 +744,24 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 	}`, echo.URL+"/")
 	t.Setenv("MESHCD_TEST_WEBHOOK", webhookSecret)
 	f := newFleet(t, ctx, []repoSpec{
-		{name: "fast", files: named("fast", everywhere, 50, "EUR", cronGate), extra: "\n  interval: 1s"},
-		{name: "slow", files: named("slow", everywhere, 90, "EUR", ""), extra: "\n  interval: 1m"},
+		{name: "fast", files: named("fast", notCentral, 50, "EUR", cronGate), extra: "\n  interval: 1s"},
+		{name: "slow", files: named("slow", notCentral, 90, "EUR", ""), extra: "\n  interval: 1m"},
 	}, nil, "webhooks: {generic: {env: MESHCD_TEST_WEBHOOK}}\n")
 	f.git.ResetRequests()
 	start := time.Now()
 	startDaemon(t, f.config, f.addr)
 	within(t, 90*time.Second, "both repos applied", func() bool {
-		return f.weight(t, "central", "fast") == 50 && f.weight(t, "central", "slow") == 90
+		return f.weight(t, "west", "fast") == 50 && f.weight(t, "west", "slow") == 90
 	})
 	var heap10 float64
 	for i := 1; i <= 50; i++ {
 		w := 10 + i%2*50 + i%7
-		if _, err := push(ctx, f.repos[0], "main", named("fast", everywhere, w, "EUR", cronGate), fmt.Sprintf("fast: push %d", i)); err != nil {
+		if _, err := push(ctx, f.repos[0], "main", named("fast", notCentral, w, "EUR", cronGate), fmt.Sprintf("fast: push %d", i)); err != nil {
 			t.Fatal(err)
 		}
 		hook(t, f.addr, f.repos[0].HTTPURL()) // polls at once; the interval polls go on beside
 		deadline := time.Now().Add(30 * time.Second)
-		for f.weight(t, "central", "fast") != w {
+		for f.weight(t, "west", "fast") != w {
 			if time.Now().After(deadline) {
 				t.Fatalf("push %d not applied within 30 s", i)
 			}
