@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/meshcd/meshcd/schema"
 )
@@ -22,10 +23,17 @@ func openFleetRepo(args []string) (dir string, root *os.Root, err error) {
 }
 
 // isolatedLoadOptions evaluates the repo in meshcd re-executed as a budgeted worker, since a
-// fleet repo is input from many people.
+// fleet repo is input from many people. One worker serves the process: it stays alive between
+// evaluations and ends with meshcd.
 func isolatedLoadOptions() (schema.LoadOptions, error) {
 	opts := schema.DefaultLoadOptions()
-	w, err := schema.SelfWorker()
-	opts.Worker = w
-	return opts, err
+	worker.once.Do(func() { worker.w, worker.err = schema.SelfWorker() })
+	opts.Worker = worker.w
+	return opts, worker.err
+}
+
+var worker struct {
+	once sync.Once
+	w    *schema.Worker
+	err  error
 }

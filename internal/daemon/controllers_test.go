@@ -742,11 +742,12 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 		schedule: "@every 5s"
 		triggers: ["cron"]
 	}`, echo.URL+"/")
-	t.Setenv("MESHCD_TEST_WEBHOOK", webhookSecret)
+	secretFile := filepath.Join(t.TempDir(), "webhook")
+	must(t, os.WriteFile(secretFile, []byte(webhookSecret), 0o600))
 	f := newFleet(t, ctx, []repoSpec{
 		{name: "fast", files: named("fast", notCentral, 50, "EUR", cronGate), extra: "\n  interval: 1s"},
 		{name: "slow", files: named("slow", notCentral, 90, "EUR", ""), extra: "\n  interval: 1m"},
-	}, nil, "webhooks: {generic: {env: MESHCD_TEST_WEBHOOK}}\n")
+	}, nil, fmt.Sprintf("webhooks: {generic: {file: %q}}\n", secretFile))
 	f.git.ResetRequests()
 	start := time.Now()
 	startDaemon(t, f.config, f.addr)
