@@ -47,6 +47,8 @@ type CommitterState struct {
 	Requested, Landed int64
 	// Pending counts the commits waiting (writes to one branch with one marker coalesce).
 	Pending int
+	// Attempts counts the commits tried, each of which starts with a fetch.
+	Attempts int64
 	// Failures counts the failed commits in a row (0 after a success).
 	Failures     int
 	LastError    string
@@ -240,6 +242,9 @@ func (c *Committer) drain(ctx context.Context) {
 func (c *Committer) commit(ctx context.Context, b *batch) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	c.mu.Lock()
+	c.state.Attempts++
+	c.mu.Unlock()
 	opts := c.opts.Commit
 	opts.Branch, opts.Marker = b.branch, b.marker
 	opts.Message = joinMessages(b.messages)

@@ -214,17 +214,36 @@ func (p *Poller) open(url string) (*git.Repository, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	// Only this poller writes to the directory, which lets go-git keep its pack index.
-	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheBytes), filesystem.Options{ExclusiveAccess: true})
-	r, err := git.Open(st, nil)
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		if r, err = git.Init(st, nil); err != nil {
+	storage := func() *filesystem.Storage {
+		// Only this poller writes to the directory, which lets go-git keep its pack index.
+		return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheBytes), filesystem.Options{ExclusiveAccess: true})
+	}
+	r, err := git.Open(storage(), nil)
+	if err != nil && !errors.Is(err, git.ErrRepositoryNotExists) {
+		// A cache a killed process left unreadable (a half-written config): it is only a
+		// cache, so start it again rather than fail every poll.
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			return nil, fmt.Errorf("cache of %s unreadable (%v) and not removable: %w", redact(url), err, rmErr)
+		}
+		if err = os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
-		_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
+		r, err = git.Open(storage(), nil)
+	}
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		r, err = git.Init(storage(), nil)
 	}
 	if err != nil {
 		return nil, err
+	}
+	// A process killed between the init and this point leaves a cache without its remote.
+	if rem, rerr := r.Remote("origin"); errors.Is(rerr, git.ErrRemoteNotFound) || (rerr == nil && (len(rem.Config().URLs) != 1 || rem.Config().URLs[0] != url)) {
+		_ = r.DeleteRemote("origin")
+		if _, err := r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}}); err != nil {
+			return nil, fmt.Errorf("cache of %s: %w", redact(url), err)
+		}
+	} else if rerr != nil {
+		return nil, fmt.Errorf("cache of %s: %w", redact(url), rerr)
 	}
 	p.mu.Lock()
 	p.repos[url] = r

@@ -2,6 +2,8 @@ package sources
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-git/go-git/v5"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/schema"
@@ -227,5 +230,45 @@ func TestStatusCommitsTriggerNothing(t *testing.T) {
 	cart := poll()
 	if cart.StatusOnly() || !cart.Touches("designs/cart") || cart.Touches("designs/shop") {
 		t.Fatalf("cart commit: paths %v", cart.ChangedPaths)
+	}
+}
+
+// TestCacheLeftByAKilledProcess: a daemon SIGKILLed while it created its cache leaves a
+// repository without its remote, or with a half-written config. The next poller uses the
+// cache anyway (it is only a cache) instead of failing every poll with "remote not found",
+// which kept a restarted daemon from ever applying anything.
+func TestCacheLeftByAKilledProcess(t *testing.T) {
+	ctx := context.Background()
+	_, r := gitRepo(t, testenv.GitServerOptions{})
+	if _, err := r.Push(ctx, "main", map[string][]byte{"designs/a/design.cue": []byte("// v1\n")}, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(r.HTTPURL()))
+	broken := map[string]func(dir string) error{
+		"no remote": func(dir string) error {
+			_, err := git.PlainInit(dir, true)
+			return err
+		},
+		"a half-written config": func(dir string) error {
+			if _, err := git.PlainInit(dir, true); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "config"), []byte("[core\n\tbare = tr"), 0o600)
+		},
+	}
+	for name, breakIt := range broken {
+		t.Run(name, func(t *testing.T) {
+			cache := t.TempDir()
+			if err := breakIt(filepath.Join(cache, hex.EncodeToString(sum[:8])+".git")); err != nil {
+				t.Fatal(err)
+			}
+			res, err := localPoller(cache).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"main"})
+			if err != nil {
+				t.Fatalf("poll on a cache a killed process left: %v", err)
+			}
+			if data, err := fs.ReadFile(res[0].FS, "designs/a/design.cue"); err != nil || string(data) != "// v1\n" {
+				t.Errorf("snapshot reads %q, %v", data, err)
+			}
+		})
 	}
 }
