@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -20,10 +21,25 @@ import (
 // pointers (list items by their index in desired), sorted. Only fields present in desired are
 // compared, so defaults the server added, status and other managers' fields never count.
 // Lists of objects with a "name" are matched by name, as server-side apply merges them; other
-// lists must be equal. Paths that match the ignore rules are left out.
+// lists must be equal. Values the apiserver normalises compare by value: quantities of
+// resources (2048Mi and 2Gi, 2000m and 2, 0.5 and 500m), and an empty value the apiserver
+// drops. Paths that match the ignore rules are left out.
 func Compare(desired, live *unstructured.Unstructured, ignore Matcher) []string {
+	return CompareStored(desired, nil, live, ignore)
+}
+
+// CompareStored is Compare against what meshcd's own apply of desired returned (stored): a
+// field whose live value is what the apiserver stored when meshcd wrote it is not drift, even
+// where desired says it differently (normalisation, defaulting, a mutating webhook). A nil
+// stored falls back to Compare's value rules.
+func CompareStored(desired, stored, live *unstructured.Unstructured, ignore Matcher) []string {
 	var out []string
 	d, l := asStored(desired).Object, live.Object
+	var st map[string]any
+	if stored != nil {
+		st = stored.Object
+	}
+	w := walker{out: &out, ignore: ignore, stored: stored != nil}
 	for _, k := range slices.Sorted(maps.Keys(d)) {
 		switch k {
 		case "status", "apiVersion", "kind":
@@ -31,62 +47,174 @@ func Compare(desired, live *unstructured.Unstructured, ignore Matcher) []string 
 		case "metadata":
 			dm, _ := d[k].(map[string]any)
 			lm, _ := l[k].(map[string]any)
+			sm, _ := st[k].(map[string]any)
 			for _, mk := range []string{"labels", "annotations"} {
-				walk(&out, "/metadata/"+mk, dm[mk], lm[mk], ignore)
+				w.walk("/metadata/"+mk, mk, dm[mk], sm[mk], lm[mk])
 			}
 			continue
 		}
-		walk(&out, "/"+escape(k), d[k], l[k], ignore)
+		w.walk("/"+escape(k), k, d[k], st[k], l[k])
 	}
 	return out
 }
 
-func walk(out *[]string, path string, desired, live any, ignore Matcher) {
-	if ignore.Match(path) {
+// walker compares one object. With stored set, a difference between desired and live counts
+// only where live also differs from what the apiserver stored for meshcd's apply.
+type walker struct {
+	out    *[]string
+	ignore Matcher
+	stored bool
+}
+
+func (w walker) report(path string, stored, live any) {
+	if w.stored && equalStored(stored, live) {
+		return
+	}
+	*w.out = append(*w.out, path)
+}
+
+func (w walker) walk(path, key string, desired, stored, live any) {
+	if w.ignore.Match(path) {
 		return
 	}
 	switch dv := desired.(type) {
 	case map[string]any:
 		lv, _ := live.(map[string]any) // missing: every field below it is reported
+		sv, _ := stored.(map[string]any)
 		for _, k := range slices.Sorted(maps.Keys(dv)) {
-			walk(out, path+"/"+escape(k), dv[k], lv[k], ignore)
+			w.walk(path+"/"+escape(k), k, dv[k], sv[k], lv[k])
 		}
 	case []any:
 		lv, ok := live.([]any)
 		if !ok {
 			if len(dv) > 0 {
-				*out = append(*out, path)
+				w.report(path, stored, live)
 			}
 			return
 		}
+		sv, _ := stored.([]any)
 		if named(dv) && named(lv) {
-			byName := map[string]any{}
-			for _, item := range lv {
-				byName[item.(map[string]any)["name"].(string)] = item
+			byName := func(list []any) map[string]any {
+				m := map[string]any{}
+				for _, item := range list {
+					if im, ok := item.(map[string]any); ok {
+						if n, ok := im["name"].(string); ok {
+							m[n] = item
+						}
+					}
+				}
+				return m
 			}
+			liveBy, storedBy := byName(lv), byName(sv)
 			for i, item := range dv {
 				name := item.(map[string]any)["name"].(string)
-				got, ok := byName[name]
+				got, ok := liveBy[name]
 				if !ok {
-					*out = append(*out, path+"/"+strconv.Itoa(i))
+					w.report(path+"/"+strconv.Itoa(i), storedBy[name], nil)
 					continue
 				}
-				walk(out, path+"/"+strconv.Itoa(i), item, got, ignore)
+				w.walk(path+"/"+strconv.Itoa(i), "", item, storedBy[name], got)
 			}
 			return
 		}
 		if len(dv) != len(lv) {
-			*out = append(*out, path)
+			w.report(path, stored, live)
 			return
 		}
 		for i := range dv {
-			walk(out, path+"/"+strconv.Itoa(i), dv[i], lv[i], ignore)
+			var si any
+			if i < len(sv) {
+				si = sv[i]
+			}
+			w.walk(path+"/"+strconv.Itoa(i), "", dv[i], si, lv[i])
 		}
 	default:
-		if !equalScalar(desired, live) {
-			*out = append(*out, path)
+		if !equalValue(path, key, desired, live) {
+			w.report(path, stored, live)
 		}
 	}
+}
+
+// equalStored is a live value equal to the stored one, both absent included.
+func equalStored(stored, live any) bool {
+	if stored == nil || live == nil {
+		return stored == nil && live == nil
+	}
+	sm, sIsMap := stored.(map[string]any)
+	lm, lIsMap := live.(map[string]any)
+	if sIsMap || lIsMap {
+		if !sIsMap || !lIsMap || len(sm) != len(lm) {
+			return false
+		}
+		for k, v := range sm {
+			if !equalStored(v, lm[k]) {
+				return false
+			}
+		}
+		return true
+	}
+	sl, sIsList := stored.([]any)
+	ll, lIsList := live.([]any)
+	if sIsList || lIsList {
+		if !sIsList || !lIsList || len(sl) != len(ll) {
+			return false
+		}
+		for i := range sl {
+			if !equalStored(sl[i], ll[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return equalScalar(stored, live)
+}
+
+// quantityParents are the maps whose values are resource quantities, which the apiserver
+// writes in canonical form (requests: {memory: 2048Mi} is stored as 2Gi).
+var quantityParents = map[string]bool{"requests": true, "limits": true, "hard": true, "capacity": true, "overhead": true}
+
+// equalValue compares a desired leaf with the live one as the apiserver would store it.
+func equalValue(path, key string, desired, live any) bool {
+	if equalScalar(desired, live) {
+		return true
+	}
+	if live == nil && isZero(desired) {
+		return true // an empty value the apiserver drops (omitempty): env {name: X, value: ""}
+	}
+	parent := path[:strings.LastIndex(path, "/")]
+	parent = parent[strings.LastIndex(parent, "/")+1:]
+	if quantityParents[parent] || key == "sizeLimit" || key == "storage" {
+		a, okA := quantity(desired)
+		b, okB := quantity(live)
+		return okA && okB && a.Cmp(b) == 0
+	}
+	return false
+}
+
+func isZero(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case bool:
+		return !x
+	}
+	f, ok := number(v)
+	return ok && f == 0
+}
+
+func quantity(v any) (resource.Quantity, bool) {
+	s, ok := v.(string)
+	if !ok {
+		f, isNum := number(v)
+		if !isNum {
+			return resource.Quantity{}, false
+		}
+		s = strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	q, err := resource.ParseQuantity(s)
+	return q, err == nil
 }
 
 // asStored is the object as the apiserver stores it where that differs from what was sent: a

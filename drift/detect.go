@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +22,11 @@ type Kind string
 
 const (
 	Modified Kind = "modified"
-	Deleted  Kind = "deleted"
+	// Deleted is an object meshcd applied (or saw in the cluster) that someone removed.
+	Deleted Kind = "deleted"
+	// Missing is an object meshcd never applied, for example because its apply failed: the
+	// sync's result says why; drift does not heal it.
+	Missing Kind = "missing"
 	// Ownership is a field meshcd applied that another manager took over, even with the
 	// same value: the next change by that manager would not be meshcd's to revert.
 	Ownership Kind = "ownership"
@@ -95,6 +101,15 @@ type tracked struct {
 	open     int // index of the open ledger entry + 1, or 0
 	contest  bool
 	lastSeen time.Time
+	// stored is the object as meshcd's last apply of desired returned it: what the
+	// apiserver made of desired (normalised, defaulted). Nil until Applied is told.
+	stored *unstructured.Unstructured
+	// echoed: the watch cache has caught up with stored (it holds that write or a later
+	// change); until then a difference is the cache's lag, not drift.
+	echoed bool
+	// applied: meshcd applied the object, or it was seen in the cluster while tracked.
+	applied bool
+	since   time.Time // when desired last changed
 }
 
 // NewDetector returns a detector for the cluster; Run starts it.
@@ -132,6 +147,14 @@ func (d *Detector) Track(design string, objs []*unstructured.Unstructured, mode 
 			t = &tracked{design: design}
 			d.tracked[id] = t
 		}
+		if t.desired == nil || digestOf(t.desired) != digestOf(o) {
+			// New content: what the apiserver stored for the old one says nothing about it,
+			// and a field that could not converge before may now.
+			t.stored, t.echoed, t.since, t.contest, t.heals = nil, false, time.Now(), false, nil
+		}
+		if !t.applied {
+			_, t.applied = d.cluster.Live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
+		}
 		t.desired, t.mode, t.match = o, mode, rules.For(o.GetKind(), o.GetName())
 	}
 	for id, t := range d.tracked {
@@ -139,6 +162,65 @@ func (d *Detector) Track(design string, objs []*unstructured.Unstructured, mode 
 			delete(d.tracked, id)
 		}
 	}
+}
+
+// Applied tells the detector what meshcd's apply of a tracked object returned (or the live
+// object a sync left as it was, when that is meshcd's last write): drift is then measured
+// against what the apiserver stored, not against the rendered text. A result for content
+// other than what is tracked is ignored. Pass it as the reconciler's SyncOptions.Applied.
+func (d *Detector) Applied(obj *unstructured.Unstructured) {
+	id := render.ObjectID(obj)
+	d.mu.Lock()
+	t, ok := d.tracked[id]
+	fresh := ok && digestOf(t.desired) == digestOf(obj)
+	if fresh {
+		d.setStored(t, obj)
+	}
+	echoed := fresh && t.echoed
+	d.mu.Unlock()
+	if echoed {
+		// The cache was ahead of this result: a check that waited for it runs now. Otherwise
+		// the watch event of the write brings the check.
+		d.queue(id)
+	}
+}
+
+// setStored records what meshcd's write stored, and whether the cache holds it already. Called
+// with d.mu held: the informer updates its store before it calls observe, so either this read
+// sees the write or observe comes after and sees stored.
+func (d *Detector) setStored(t *tracked, obj *unstructured.Unstructured) {
+	live, found := d.cluster.Live.Get(obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName())
+	t.stored, t.applied = obj, true
+	t.echoed = found && !olderThan(live.GetResourceVersion(), obj.GetResourceVersion())
+}
+
+// MarkApplied records objects meshcd applied earlier (its inventory says so), so one that is
+// not in the cluster is reported deleted rather than missing.
+func (d *Detector) MarkApplied(ids []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		if t, ok := d.tracked[id]; ok {
+			t.applied = true
+		}
+	}
+}
+
+// olderThan reports whether resource version a is known to come before b (etcd serves them
+// as increasing integers; anything else compares as not older).
+func olderThan(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
+}
+
+// storedGrace is how long a check waits for meshcd's own apply result when the live object
+// already carries the new content: the watch event of a write usually arrives before the
+// write's response does.
+const storedGrace = 5 * time.Second
+
+func digestOf(o *unstructured.Unstructured) string {
+	return o.GetAnnotations()[render.AnnotationDigest]
 }
 
 // Untrack stops tracking objects, for example right before they are pruned.
@@ -157,7 +239,23 @@ func (d *Detector) observe(ev fleet.Event) {
 	t, ok := d.tracked[id]
 	if ok {
 		t.lastSeen = ev.Seen
+		if ev.Type != fleet.Deleted {
+			t.applied = true
+		}
+		if t.stored != nil && (ev.Type == fleet.Deleted || !olderThan(ev.Object.GetResourceVersion(), t.stored.GetResourceVersion())) {
+			t.echoed = true
+		}
 	}
+	d.mu.Unlock()
+	if ok {
+		d.queue(id)
+	}
+}
+
+// queue hands a tracked object to Run for a check, once until it is checked.
+func (d *Detector) queue(id string) {
+	d.mu.Lock()
+	t, ok := d.tracked[id]
 	if !ok || t.queued || t.mode == schema.DriftIgnore {
 		d.mu.Unlock()
 		return
@@ -194,7 +292,7 @@ func (d *Detector) CheckAll() []Entry {
 	d.mu.Unlock()
 	var out []Entry
 	for _, id := range ids {
-		if e, _, _ := d.compare(id); e != nil {
+		if e, _, _, _ := d.compare(id, false); e != nil {
 			out = append(out, *e)
 		}
 	}
@@ -203,32 +301,47 @@ func (d *Detector) CheckAll() []Entry {
 
 // compare returns the object's drift, or nil, and the tracked state with the desired object
 // it was compared with. Track replaces desired objects rather than changing them, so the
-// object read under the lock stays valid after it.
-func (d *Detector) compare(id string) (*Entry, *tracked, *unstructured.Unstructured) {
+// object read under the lock stays valid after it. With wait set, an object whose live copy
+// holds new content meshcd's apply has not reported on yet is not compared: compare returns
+// how long to wait for that report instead.
+func (d *Detector) compare(id string, wait bool) (*Entry, *tracked, *unstructured.Unstructured, time.Duration) {
 	d.mu.Lock()
 	t, ok := d.tracked[id]
-	var o *unstructured.Unstructured
+	var o, stored *unstructured.Unstructured
 	var match Matcher
+	var applied, echoed bool
+	var since time.Time
 	if ok {
-		o, match = t.desired, t.match
+		o, stored, match, applied, echoed, since = t.desired, t.stored, t.match, t.applied, t.echoed, t.since
 	}
 	d.mu.Unlock()
 	if !ok {
-		return nil, nil, nil
+		return nil, nil, nil, 0
+	}
+	if stored != nil && !echoed {
+		return nil, t, o, 0 // the cache has not seen meshcd's write yet; its event checks again
 	}
 	live, found := d.cluster.Live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
 	now := time.Now()
 	if !found {
-		return &Entry{Object: id, Kind: Deleted, DetectedAt: now}, t, o
+		if !applied {
+			return &Entry{Object: id, Kind: Missing, DetectedAt: now}, t, o, 0
+		}
+		return &Entry{Object: id, Kind: Deleted, DetectedAt: now}, t, o, 0
+	}
+	if wait && stored == nil && digestOf(live) == digestOf(o) {
+		if left := storedGrace - now.Sub(since); left > 0 {
+			return nil, t, o, left
+		}
 	}
 	by := lastManager(live)
-	if fields := Compare(o, live, match); len(fields) > 0 {
-		return &Entry{Object: id, Kind: Modified, Fields: fields, By: by, DetectedAt: now}, t, o
+	if fields := CompareStored(o, stored, live, match); len(fields) > 0 {
+		return &Entry{Object: id, Kind: Modified, Fields: fields, By: by, DetectedAt: now}, t, o, 0
 	}
 	if fields := LostOwnership(o, live, fleet.FieldManager, match); len(fields) > 0 {
-		return &Entry{Object: id, Kind: Ownership, Fields: fields, By: by, DetectedAt: now}, t, o
+		return &Entry{Object: id, Kind: Ownership, Fields: fields, By: by, DetectedAt: now}, t, o, 0
 	}
-	return nil, t, o
+	return nil, t, o, 0
 }
 
 func lastManager(live *unstructured.Unstructured) string {
@@ -249,8 +362,12 @@ func (d *Detector) check(ctx context.Context, id string) {
 		t.queued = false
 	}
 	d.mu.Unlock()
-	e, t, desired := d.compare(id)
+	e, t, desired, wait := d.compare(id, true)
 	if t == nil {
+		return
+	}
+	if wait > 0 {
+		time.AfterFunc(wait, func() { d.queue(id) })
 		return
 	}
 	if e == nil {
@@ -266,7 +383,9 @@ func (d *Detector) check(ctx context.Context, id string) {
 		}
 	}
 	d.mu.Lock()
-	heal := t.mode == schema.DriftHeal && !t.contest
+	heal := t.mode == schema.DriftHeal && !t.contest && e.Kind != Missing
+	prev := t.stored
+	match := t.match
 	now := time.Now()
 	if heal {
 		recent := t.heals[:0]
@@ -286,15 +405,38 @@ func (d *Detector) check(ctx context.Context, id string) {
 			// Backing off: look again when the wait is over.
 			wait := t.next.Sub(now)
 			d.mu.Unlock()
-			time.AfterFunc(wait, func() { d.observe(fleet.Event{Type: fleet.Updated, Object: desired, Seen: time.Now()}) })
+			time.AfterFunc(wait, func() { d.queue(id) })
 			return
 		}
 	}
 	d.mu.Unlock()
 	if heal {
-		if err := d.heal(ctx, desired); err != nil {
+		out, err := d.heal(ctx, desired)
+		var stuck []string
+		if err == nil {
+			// Healed only if what the apiserver made of the heal holds the fields: one that
+			// cannot converge (a webhook or the apiserver rewrites it) is contested at once,
+			// and measured from now on against what the heal stored.
+			stuck = CompareStored(desired, prev, out, match)
+			d.mu.Lock()
+			if digestOf(t.desired) == digestOf(out) {
+				d.setStored(t, out)
+			}
+			d.mu.Unlock()
+		}
+		switch {
+		case err != nil:
 			e.Error = err.Error()
-		} else {
+		case len(stuck) > 0:
+			e.Error = fmt.Sprintf("healed, but the apiserver stores %s differently from the design: not healed again", strings.Join(stuck, " "))
+			e.Contested = true
+			d.mu.Lock()
+			t.contest = true
+			d.mu.Unlock()
+			if m := d.opts.Metrics; m != nil {
+				m.contested.WithLabelValues(d.cluster.Name, t.design).Inc()
+			}
+		default:
 			healed := time.Now()
 			e.HealedAt = &healed
 			if m := d.opts.Metrics; m != nil {
@@ -337,17 +479,18 @@ func (d *Detector) record(t *tracked, e Entry) {
 	}
 }
 
-// heal applies the desired object again, forced: only that object, not the bundle.
-func (d *Detector) heal(ctx context.Context, o *unstructured.Unstructured) error {
+// heal applies the desired object again, forced: only that object, not the bundle. It
+// returns the object as the apiserver stored it.
+func (d *Detector) heal(ctx context.Context, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	m, err := d.cluster.Live.Mapping(o.GroupVersionKind())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = d.cluster.Resource(m, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
+	out, err := d.cluster.Resource(m, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
 	if err != nil {
-		return fmt.Errorf("%s: heal failed: %w", render.ObjectID(o), err)
+		return nil, fmt.Errorf("%s: heal failed: %w", render.ObjectID(o), err)
 	}
-	return nil
+	return out, nil
 }
 
 // Report returns the design's drift ledger in this cluster.

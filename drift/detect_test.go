@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/reconciler"
@@ -99,6 +101,7 @@ func syncDesign(t *testing.T, s *site, fsys fs.FS, design string) *render.Bundle
 		opts := reconciler.DefaultSyncOptions()
 		opts.Policy = reconciler.PolicyFor(d.Sync)
 		opts.BeforePrune = s.det.Untrack
+		opts.Applied = s.det.Applied
 		if _, err := reconciler.New().Sync(t.Context(), s.c, b, opts); err != nil {
 			t.Fatal(err)
 		}
@@ -382,5 +385,132 @@ func TestQuietWindowAfterSyncingEveryExample(t *testing.T) {
 				t.Errorf("%s: design %s recorded drift in the quiet window: %+v", name, design, r.Entries)
 			}
 		}
+	}
+}
+
+// normalised is a design whose raw manifests hold values the apiserver stores differently
+// (2048Mi, 2000m, 0.5, an empty env value) and fields it defaults around (a Service's
+// sessionAffinity, a Deployment's strategy).
+func normalised(t *testing.T, name string) fs.FS {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"clusters/fleet.cue": `cluster: east: {labels: {env: "prod"}, mesh: "istio"}`,
+		"designs/" + name + "/design.cue": fmt.Sprintf(`design: %q: {
+	namespace: %q
+	manifests: [{yaml: "./raw"}]
+	sync: drift: "heal"
+}`, name, name),
+		"designs/" + name + "/raw/deploy.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod}
+spec:
+  selector: {matchLabels: {app: istiod}}
+  strategy: {type: RollingUpdate}
+  template:
+    metadata: {labels: {app: istiod}}
+    spec:
+      containers:
+      - name: discovery
+        image: istio/pilot:1.28.0
+        env: [{name: PILOT_TRACE_SAMPLING, value: "1.0"}, {name: REVISION, value: ""}]
+        resources:
+          requests: {memory: 2048Mi, cpu: 0.5}
+          limits: {memory: 4096Mi, cpu: 2000m}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: istiod}
+spec:
+  selector: {app: istiod}
+  sessionAffinity: None
+  ports: [{name: grpc, port: 15010}]
+`,
+	}
+	if err := testenv.WriteFiles(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	return os.DirFS(dir)
+}
+
+// TestApiserverNormalisationIsNotDrift syncs objects the apiserver normalises: neither the
+// watch (with meshcd's own apply results) nor a one-shot CheckAll of a detector that never
+// saw the apply (a restart, the CLI) reports drift, nothing is healed, and a real change
+// among the normalised values is still reported and healed.
+func TestApiserverNormalisationIsNotDrift(t *testing.T) {
+	sites := start(t, DefaultOptions())
+	east := sites["east"]
+	fsys := normalised(t, "norm")
+	b := syncDesign(t, east, fsys, "norm")
+	time.Sleep(2 * time.Second)
+	if r := east.det.Report("norm"); len(r.Entries) != 0 {
+		t.Fatalf("drift recorded right after a clean apply: %+v", r.Entries)
+	}
+	if got := east.det.CheckAll(); len(got) != 0 {
+		t.Errorf("CheckAll after a clean apply: %+v", got)
+	}
+	// A detector that did not see the apply compares by value.
+	fresh := NewDetector(east.c, Options{})
+	fresh.Track("norm", b.Objects, schema.DriftReport, Rules{})
+	if got := fresh.CheckAll(); len(got) != 0 {
+		t.Errorf("a new detector (a restart) reports the apiserver's normalisation: %+v", got)
+	}
+	if n := testutil.ToFloat64(east.det.opts.Metrics.healed.WithLabelValues("east", "norm")); n != 0 {
+		t.Errorf("%v heals of a clean apply", n)
+	}
+
+	dm, _ := east.c.Live.Mapping(k8sschema.FromAPIVersionAndKind("apps/v1", "Deployment"))
+	if _, err := east.c.Dynamic.Resource(dm.Resource).Namespace("norm").Patch(t.Context(), "istiod", types.StrategicMergePatchType,
+		[]byte(`{"spec":{"template":{"spec":{"containers":[{"name":"discovery","resources":{"requests":{"memory":"1Gi","cpu":"500m"}}}]}}}}`),
+		metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the memory request back at 2Gi", func() bool {
+		o, _ := live(t, east.c, "apps/v1", "Deployment", "norm", "istiod")
+		c, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		mem, _, _ := unstructured.NestedString(c[0].(map[string]any), "resources", "requests", "memory")
+		return mem == "2Gi"
+	})
+	var healed []Entry
+	eventually(t, 5*time.Second, "the heal recorded", func() bool {
+		healed = east.det.Report("norm").Entries
+		return len(healed) == 1 && healed[0].HealedAt != nil
+	})
+	if want := "[/spec/template/spec/containers/0/resources/requests/memory]"; fmt.Sprint(healed[0].Fields) != want {
+		t.Errorf("healed fields %v, want %s (cpu 500m is 0.5)", healed[0].Fields, want)
+	}
+	time.Sleep(time.Second)
+	if r := east.det.Report("norm"); len(r.Entries) != 1 {
+		t.Errorf("healed again and again: %+v", r.Entries)
+	}
+}
+
+// TestMissingIsNotDeleted: an object meshcd never applied is "missing", and not healed by
+// drift (the sync says why it is not there); one it applied and someone removed is "deleted".
+func TestMissingIsNotDeleted(t *testing.T) {
+	sites := start(t, DefaultOptions())
+	east := sites["east"]
+	b := syncDesign(t, east, repo(t, "gone", `{drift: "report"}`), "gone")
+	never := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "never", "namespace": "gone", "annotations": map[string]any{render.AnnotationDigest: "x"}},
+		"data":     map[string]any{"a": "b"},
+	}}
+	east.det.Track("gone", append(slices.Clone(b.Objects), never), schema.DriftReport, Rules{})
+	m, _ := east.c.Live.Mapping(k8sschema.FromAPIVersionAndKind("v1", "ConfigMap"))
+	if err := east.c.Dynamic.Resource(m.Resource).Namespace("gone").Delete(t.Context(), "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the deleted ConfigMap seen", func() bool {
+		_, ok := east.c.Live.Get(k8sschema.FromAPIVersionAndKind("v1", "ConfigMap"), "gone", "settings")
+		return !ok
+	})
+	kinds := map[string]Kind{}
+	for _, e := range east.det.CheckAll() {
+		kinds[e.Object] = e.Kind
+	}
+	want := map[string]Kind{"ConfigMap gone/settings": Deleted, "ConfigMap gone/never": Missing}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("drift kinds (-want +got)\n%s", diff)
 	}
 }

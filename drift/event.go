@@ -11,6 +11,9 @@ import (
 // object when the cache has it, which carries the UID describe matches on. Best effort: the
 // recorder sends in the background and a failure is not drift's problem.
 func (d *Detector) event(o *unstructured.Unstructured, e Entry) {
+	if e.Kind == Missing {
+		return // nothing in the cluster to describe; the sync's result says why
+	}
 	regarding := o
 	if live, ok := d.cluster.Live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName()); ok {
 		regarding = live

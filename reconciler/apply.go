@@ -112,6 +112,9 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 		live, found = c.Live.Get(gvk, o.GetNamespace(), o.GetName())
 	}
 	if hadPrev && found && prev.Digest == digest && prev.ResourceVersion == live.GetResourceVersion() && !opts.DryRun {
+		if opts.Applied != nil {
+			opts.Applied(live) // still exactly meshcd's last write
+		}
 		return Entry{Object: id, Action: Unchanged}, prev
 	}
 	out, err := c.Resource(mapping, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{

@@ -86,7 +86,9 @@ type SyncOptions struct {
 	// BeforePrune, when set, is told which objects are about to be pruned, so drift detection
 	// stops tracking them before they disappear.
 	BeforePrune func(ids []string)
-	// Applied, when set, is told of each object just written, with the object as applied.
+	// Applied, when set, is told of each object just written, with the object as the
+	// apiserver returned it, and of each object left alone because it is still meshcd's last
+	// write, as the watch cache holds it.
 	Applied func(obj *unstructured.Unstructured)
 }
 

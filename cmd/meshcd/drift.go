@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/meshcd/meshcd/drift"
+	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/render"
 	"github.com/spf13/cobra"
 )
@@ -21,7 +22,9 @@ func newDriftCommand() *cobra.Command {
 		Use:   "drift [DIR]",
 		Short: "Report where live objects no longer hold what the fleet repo renders",
 		Long: "drift renders every design for the clusters it targets and compares each live object\n" +
-			"with it: fields meshcd sets that were edited, objects deleted, and fields another manager\n" +
+			"with what the apiserver would store for it (a server-side dry run, so its normalisation of\n" +
+			"quantities and defaults is not drift): fields meshcd sets that were edited, objects deleted\n" +
+			"after meshcd applied them, objects missing (never applied), and fields another manager\n" +
 			"took over. The design's ignore rules and presets apply. It changes nothing and prints field\n" +
 			"paths, never values. Exit status: 0 no drift, 1 drift, 2 error.",
 		Args: cobra.MaximumNArgs(1),
@@ -58,6 +61,23 @@ func newDriftCommand() *cobra.Command {
 					}
 				}
 				det.Track(t.Design.Name, t.Bundle.Objects, t.Design.Sync.Drift, rules)
+				// What the apiserver would store for the render, so its own normalisation is
+				// not drift; and what meshcd applied before, so a removed object is told
+				// apart from one never applied.
+				if err := det.AskStored(cmd.Context(), t.Bundle.Objects); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: design %s on cluster %s: %v\n", t.Design.Name, t.Cluster.Name, err)
+				}
+				if inv, err := reconciler.ReadInventory(cmd.Context(), t.Cluster, t.Design.Name); err == nil {
+					var ids []string
+					for id, it := range inv.Objects {
+						if it.ResourceVersion != "" {
+							ids = append(ids, id)
+						}
+					}
+					det.MarkApplied(ids)
+				} else {
+					errs = append(errs, err)
+				}
 				reports = append(reports, drift.Report{Cluster: t.Cluster.Name, Design: t.Design.Name})
 			}
 			found := 0

@@ -427,6 +427,7 @@ func (c *repoController) submit(ctx context.Context, repo *render.Repo, dsg *sch
 	opts := reconciler.DefaultSyncOptions()
 	opts.Policy = reconciler.PolicyFor(dsg.Sync)
 	opts.BeforePrune = det.Untrack
+	opts.Applied = det.Applied
 	st.job = reconciler.Job{Cluster: fc, Bundle: b, Options: opts}
 	c.enqueue(key, st)
 }
