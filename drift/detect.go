@@ -383,6 +383,9 @@ func (d *Detector) check(ctx context.Context, id string) {
 		}
 	}
 	d.mu.Lock()
+	if t.contest {
+		e.Contested = true // it stays contested: later entries say so too
+	}
 	heal := t.mode == schema.DriftHeal && !t.contest && e.Kind != Missing
 	prev := t.stored
 	match := t.match

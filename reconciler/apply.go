@@ -49,10 +49,12 @@ func stages(objs []*unstructured.Unstructured) [3][]*unstructured.Unstructured {
 
 // apply sends every object of the bundle that changed, stage by stage, and returns the
 // inventory items of the bundle: applied ones with their new resource version, failed ones
-// as the previous inventory had them (or new, without a version).
+// as the previous inventory had them (or new, without a version). A CRD that fails (refused,
+// or not served in time) fails itself and the objects of its kind, not the rest.
 func (r *Reconciler) apply(ctx context.Context, c *fleet.Cluster, b *render.Bundle, inv *Inventory, opts SyncOptions, res *SyncResult) (map[string]Item, error) {
 	items := map[string]Item{}
 	var mu sync.Mutex
+	broken := map[schema.GroupKind]string{} // kinds whose CRD failed, and why
 	for i, stage := range stages(b.Objects) {
 		if len(stage) == 0 {
 			continue
@@ -61,6 +63,12 @@ func (r *Reconciler) apply(ctx context.Context, c *fleet.Cluster, b *render.Bund
 		sem := make(chan struct{}, opts.Concurrency)
 		var wg sync.WaitGroup
 		for j, o := range stage {
+			if why, ok := broken[o.GroupVersionKind().GroupKind()]; ok {
+				entry, item := failedItem(o, inv, fmt.Errorf("%s: not applied: %s", render.ObjectID(o), why))
+				entries[j] = entry
+				items[entry.Object] = item
+				continue
+			}
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
@@ -72,17 +80,52 @@ func (r *Reconciler) apply(ctx context.Context, c *fleet.Cluster, b *render.Bund
 			})
 		}
 		wg.Wait()
-		res.Entries = append(res.Entries, entries...)
 		if err := ctx.Err(); err != nil {
+			res.Entries = append(res.Entries, entries...)
 			return nil, fmt.Errorf("design %s on cluster %s: %w", b.Design, c.Name, err)
 		}
-		if i == 0 && !opts.DryRun {
-			if err := waitEstablished(ctx, c, stage, opts.EstablishTimeout); err != nil {
-				return nil, err
+		if i == 0 {
+			var served []*unstructured.Unstructured
+			for j, crd := range stage {
+				if entries[j].Action == Failed {
+					markBroken(broken, crd, "its CustomResourceDefinition "+crd.GetName()+" failed to apply")
+					continue
+				}
+				served = append(served, crd)
+			}
+			if !opts.DryRun {
+				for name, err := range waitEstablished(ctx, c, served, opts.EstablishTimeout) {
+					for j, crd := range stage {
+						if crd.GetName() == name {
+							entries[j].Action, entries[j].Error = Failed, err.Error()
+							markBroken(broken, crd, "its CustomResourceDefinition "+name+" is not served")
+						}
+					}
+				}
 			}
 		}
+		res.Entries = append(res.Entries, entries...)
 	}
 	return items, nil
+}
+
+// markBroken records the kind a CRD defines as not appliable.
+func markBroken(broken map[schema.GroupKind]string, crd *unstructured.Unstructured, why string) {
+	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+	kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
+	if kind != "" {
+		broken[schema.GroupKind{Group: group, Kind: kind}] = why
+	}
+}
+
+// failedItem is an object's entry and inventory item when it was not applied.
+func failedItem(o *unstructured.Unstructured, inv *Inventory, err error) (Entry, Item) {
+	id := render.ObjectID(o)
+	if prev, ok := inv.Objects[id]; ok {
+		return Entry{Object: id, Action: Failed, Error: err.Error()}, prev
+	}
+	return Entry{Object: id, Action: Failed, Error: err.Error()},
+		Item{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}
 }
 
 // applyOne applies one object unless the cache shows it is exactly what meshcd last applied.
@@ -153,30 +196,65 @@ func dryRun(on bool) []string {
 }
 
 // waitEstablished waits until every CRD of the stage is Established, reading the watch
-// cache, then refreshes discovery so the next stages find the new kinds.
-func waitEstablished(ctx context.Context, c *fleet.Cluster, crds []*unstructured.Unstructured, timeout time.Duration) error {
+// cache, then refreshes discovery so the next stages find the new kinds. It returns the CRDs
+// that will not be served: one the apiserver refused to serve (NamesAccepted false, which
+// it says at once) or one still not Established when the timeout ends.
+func waitEstablished(ctx context.Context, c *fleet.Cluster, crds []*unstructured.Unstructured, timeout time.Duration) map[string]error {
+	if len(crds) == 0 {
+		return nil
+	}
 	if timeout <= 0 {
 		timeout = DefaultSyncOptions().EstablishTimeout
 	}
+	defer c.Mapper.Reset()
+	failed := map[string]error{}
 	deadline := time.Now().Add(timeout)
-	for _, crd := range crds {
-		for {
+	waiting := crds
+	for len(waiting) > 0 {
+		var still []*unstructured.Unstructured
+		for _, crd := range waiting {
 			live, ok := c.Live.Get(crdGVK, "", crd.GetName())
 			if ok && established(live) {
-				break
+				continue
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("cluster %s: CustomResourceDefinition %s not Established after %s", c.Name, crd.GetName(), timeout)
+			if ok {
+				if msg, refused := namesRefused(live); refused {
+					failed[crd.GetName()] = fmt.Errorf("cluster %s: CustomResourceDefinition %s is not served: %s", c.Name, crd.GetName(), msg)
+					continue
+				}
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
+			still = append(still, crd)
+		}
+		waiting = still
+		if len(waiting) == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			for _, crd := range waiting {
+				failed[crd.GetName()] = fmt.Errorf("cluster %s: CustomResourceDefinition %s not Established after %s", c.Name, crd.GetName(), timeout)
 			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	c.Mapper.Reset()
-	return nil
+	return failed
+}
+
+// namesRefused reports a CRD whose names the apiserver will not serve (a conflict with
+// another CRD's names), with the apiserver's message.
+func namesRefused(crd *unstructured.Unstructured) (string, bool) {
+	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+	for _, cond := range conds {
+		m, _ := cond.(map[string]any)
+		if m["type"] == "NamesAccepted" && m["status"] == "False" {
+			msg, _ := m["message"].(string)
+			return msg, true
+		}
+	}
+	return "", false
 }
 
 func established(crd *unstructured.Unstructured) bool {

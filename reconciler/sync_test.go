@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 )
 
 // TestSecondSyncOfTheSameRevisionCostsNothing syncs a design to three clusters (one per
@@ -399,5 +401,85 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out waiting")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func crdYAML(name, group, kind, plural, short string) string {
+	return fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: %s}
+spec:
+  group: %s
+  names: {kind: %s, plural: %s, singular: %s, shortNames: [%s]}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+`, name, group, kind, plural, strings.ToLower(kind), short)
+}
+
+// TestBadCRDFailsOnlyWhatDependsOnIt syncs a bundle with a good CRD, one the apiserver refuses
+// (its name is not plural.group), one whose short name another CRD already has (created,
+// never served), a custom resource of each, and plain objects: the good CRD, its resource
+// and the plain objects are created on the first run; the bad CRDs and their resources fail,
+// naming the CRD; the sync does not wait out the Established timeout.
+func TestBadCRDFailsOnlyWhatDependsOnIt(t *testing.T) {
+	const group = "crdtest.example.com"
+	clusters := connect(t)
+	c := clusters["west"]
+	taken := &unstructured.Unstructured{}
+	must(t, yaml.Unmarshal([]byte(crdYAML("others."+group, group, "Other", "others", "gd")), &taken.Object))
+	m, err := c.Live.Mapping(crdGVK)
+	must(t, err)
+	if _, err := c.Dynamic.Resource(m.Resource).Create(t.Context(), taken, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	files := shopDesign("crds", "")
+	files["designs/crds/raw/crds.yaml"] = crdYAML("widgets."+group, group, "Widget", "widgets", "wd") + "---\n" +
+		crdYAML("wrong-name."+group, group, "Broken", "brokens", "br") + "---\n" +
+		crdYAML("gadgets."+group, group, "Gadget", "gadgets", "gd")
+	files["designs/crds/raw/resources.yaml"] = "apiVersion: " + group + "/v1\nkind: Widget\nmetadata: {name: w}\n---\n" +
+		"apiVersion: " + group + "/v1\nkind: Broken\nmetadata: {name: b}\n---\n" +
+		"apiVersion: " + group + "/v1\nkind: Gadget\nmetadata: {name: g}\n"
+	bundles, d := renderFleet(t, files, "crds", "r1")
+	opts := options(d)
+	res, err := New().Sync(t.Context(), c, bundles["west"], opts)
+	t.Logf("sync took %s", res.Duration)
+	if err == nil {
+		t.Fatal("a sync with failed CRDs reported no error")
+	}
+	failed := map[string]string{}
+	for _, e := range res.Entries {
+		if e.Action == Failed {
+			failed[e.Object] = e.Error
+		}
+	}
+	wantFailed := map[string]string{
+		"apiextensions.k8s.io/CustomResourceDefinition wrong-name." + group: "apply failed",
+		"apiextensions.k8s.io/CustomResourceDefinition gadgets." + group:    "not served",
+		group + "/Broken crds/b": "wrong-name." + group,
+		group + "/Gadget crds/g": "gadgets." + group,
+	}
+	for obj, want := range wantFailed {
+		if !strings.Contains(failed[obj], want) {
+			t.Errorf("%s: error %q, want it to say %q", obj, failed[obj], want)
+		}
+	}
+	if len(failed) != len(wantFailed) {
+		t.Errorf("failed %d objects, want %d: %v", len(failed), len(wantFailed), failed)
+	}
+	if n := res.Count(Created); n != len(bundles["west"].Objects)-len(wantFailed) {
+		t.Errorf("created %d of %d objects, want all but the %d failed", n, len(bundles["west"].Objects), len(wantFailed))
+	}
+	if res.Duration > opts.EstablishTimeout {
+		t.Errorf("the sync waited out the Established timeout (%s)", res.Duration)
+	}
+	if !exists(t, c, group+"/v1", "Widget", "crds", "w") || !exists(t, c, "v1", "ConfigMap", "crds", "settings") {
+		t.Error("the good CRD's resource or a plain object is not in the cluster")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -143,7 +143,7 @@ func cacheKey(d *schema.Design, c *schema.Cluster, files fs.FS) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(h, "meshcd %s\ndesign %s %s\ncluster %s\n", version.Get().Version, d.Name, design, cluster)
+	fmt.Fprintf(h, "meshcd %s\ndesign %s %s\nnamespace owner %v\ncluster %s\n", version.Get().Version, d.Name, design, d.NamespaceOwner, cluster)
 	if len(d.Manifests) > 0 && files != nil {
 		dirs, err := inputDirs(files, d.Dir)
 		if err != nil {

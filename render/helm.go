@@ -78,6 +78,12 @@ func renderHelm(ctx context.Context, repo *repoFiles, chartDir string, rel helmR
 		if err != nil {
 			return nil, nil, fmt.Errorf("helm chart %s rendered a manifest that is not valid: %w", chartDir, err)
 		}
+		for _, o := range objs {
+			if problems := checkMergeKeys(o); len(problems) > 0 {
+				return nil, nil, fmt.Errorf("helm chart %s, template %s: %s %s: %s (helm install only warns; two values of the chart set the same entry: keep one of them)",
+					chartDir, templateSource(split[k]), o.GetKind(), o.GetName(), strings.Join(problems, "; "))
+			}
+		}
 		out = append(out, objs...)
 	}
 	var hooks []string
@@ -86,6 +92,17 @@ func renderHelm(ctx context.Context, repo *repoFiles, chartDir string, rel helmR
 	}
 	sort.Strings(hooks)
 	return out, hooks, nil
+}
+
+// templateSource is the chart template a manifest came from, from the "# Source:" line Helm
+// writes above it.
+func templateSource(manifest string) string {
+	for line := range strings.Lines(manifest) {
+		if src, ok := strings.CutPrefix(strings.TrimSpace(line), "# Source: "); ok {
+			return src
+		}
+	}
+	return "(unknown)"
 }
 
 // chartFiles reads a chart folder from the repo copy, honouring its .helmignore, and refuses a

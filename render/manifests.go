@@ -53,6 +53,13 @@ func renderManifests(in *compileInput, source *Repo, out *output) error {
 		if err != nil {
 			return in.fail(where, "%v", err)
 		}
+		if m.Helm == nil { // a chart's objects are checked with their template's name
+			for _, o := range got {
+				if problems := checkMergeKeys(o); len(problems) > 0 {
+					return in.fail(where, "%s %s: %s", o.GetKind(), o.GetName(), strings.Join(problems, "; "))
+				}
+			}
+		}
 		objs = append(objs, got...)
 	}
 	for _, o := range objs {

@@ -122,7 +122,9 @@ func render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 		return nil, &Error{Design: d.Name, Cluster: c.Name, Message: fmt.Sprintf("unknown mesh %q", c.Mesh)}
 	}
 	out := &output{}
-	out.add(namespace(d, c))
+	if d.NamespaceOwner {
+		out.add(namespace(d, c)) // a namespace shared by designs is rendered by its owner alone
+	}
 	if err := compiler(&in, out); err != nil {
 		return nil, err
 	}

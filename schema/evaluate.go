@@ -120,6 +120,9 @@ func evaluate(files []sourceFile) (*Fleet, []Design, error) {
 	}
 	// Rules across designs, once each design is valid on its own. The values of different
 	// goroutines' CUE contexts are only read here, after all of them finished.
+	for _, di := range resolveNamespaces(designs) {
+		all.Issues = append(all.Issues, locate(users[di.design], designs[di.design].Files[0], di.path, nil, di.msg))
+	}
 	for _, di := range checkIngressAcross(designs) {
 		all.Issues = append(all.Issues, locate(users[di.design], designs[di.design].Files[0], di.path, nil, di.msg))
 	}
@@ -321,6 +324,9 @@ func validateEach(whole, part cue.Value) error {
 		return errors.Join(all...)
 	}
 	for it.Next() {
+		if it.Selector().ConstraintType() == cue.OptionalConstraint {
+			continue // an optional field the design left out (ownsNamespace?): nothing to miss
+		}
 		if err := it.Value().Validate(cue.Concrete(true), cue.All()); err != nil {
 			all = append(all, err)
 		}

@@ -38,15 +38,19 @@ type Cluster struct {
 // Design is one design from designs/<name>/: the services, policies, manifests and gates one
 // team declares, and which clusters they go to.
 type Design struct {
-	Name      string             `json:"-"`
-	Namespace string             `json:"namespace"`
-	Targets   Selector           `json:"targets"`
-	Services  map[string]Service `json:"services"`
-	Manifests []Manifest         `json:"manifests"`
-	Overrides []Override         `json:"overrides"`
-	Gates     map[string]Gate    `json:"gates"`
-	Ingress   *Ingress           `json:"ingress,omitempty"`
-	Sync      Sync               `json:"sync"`
+	Name      string `json:"-"`
+	Namespace string `json:"namespace"`
+	// OwnsNamespace is what the design says about its Namespace, if anything; NamespaceOwner
+	// is the loader's resolution across the repo's designs: whether this design renders it.
+	OwnsNamespace  *bool              `json:"ownsNamespace,omitempty"`
+	NamespaceOwner bool               `json:"-"`
+	Targets        Selector           `json:"targets"`
+	Services       map[string]Service `json:"services"`
+	Manifests      []Manifest         `json:"manifests"`
+	Overrides      []Override         `json:"overrides"`
+	Gates          map[string]Gate    `json:"gates"`
+	Ingress        *Ingress           `json:"ingress,omitempty"`
+	Sync           Sync               `json:"sync"`
 	// Dir is the design's folder relative to the repo root, e.g. designs/shop; manifest
 	// paths are relative to it.
 	Dir string `json:"-"`

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"slices"
 
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
@@ -62,6 +64,10 @@ func newRenderCommand() *cobra.Command {
 					}
 					bundles = append(bundles, b)
 				}
+			}
+			collisions := render.Collisions(bundles)
+			for _, key := range slices.Sorted(maps.Keys(collisions)) {
+				failed = append(failed, collisions[key])
 			}
 			if !foundDesign {
 				return fmt.Errorf("no design named %q", designName)

@@ -733,7 +733,7 @@ func TestGitOutage(t *testing.T) {
 // own interval (counted in the Git server's request log).
 func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 	t.Parallel() // beside the outage tests; it stays off central, which one of them freezes
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute) // about 5 min alone, more on a loaded machine
 	defer cancel()
 	echo := httptest.NewServer(http.HandlerFunc(fhttp.EchoHandler))
 	defer echo.Close()

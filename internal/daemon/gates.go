@@ -196,6 +196,9 @@ func (c *repoController) onGate(ev gateDone) {
 	}
 	design, rest, _ := strings.Cut(ev.key, "/")
 	name, cluster, _ := strings.Cut(rest, "/")
+	if dsg := c.designs[design]; dsg == nil || !hasGate(dsg, name) {
+		return // the gate left the repo while this run was in flight: nothing to record
+	}
 	if ev.out.err != nil {
 		c.d.metrics.gates.WithLabelValues(design, name, cluster, "error").Inc()
 		c.log.Error("gate failed to run", "gate", design+"/"+name, "cluster", cluster, "err", ev.out.err)

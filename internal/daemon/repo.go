@@ -332,6 +332,17 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 	}
 	repo := render.NewRepo(r.FS)
 	current := map[string]bool{}
+	// Everything is rendered before anything is submitted: an object two designs render for
+	// one cluster refuses both bundles there (each keeps what it had applied).
+	type rendered struct {
+		dsg *schema.Design
+		sc  schema.Cluster
+		key string
+		b   *render.Bundle
+		err error
+	}
+	var all []rendered
+	var bundles []*render.Bundle
 	for _, name := range slices.Sorted(maps.Keys(designs)) {
 		dsg := designs[name]
 		if dsg.Sync.Suspend {
@@ -343,8 +354,21 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 			}
 			key := dsg.Name + "/" + sc.Name
 			current[key] = true
-			c.submit(ctx, repo, dsg, sc, key, rev)
+			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache})
+			all = append(all, rendered{dsg, sc, key, b, err})
+			if err == nil {
+				bundles = append(bundles, b)
+			}
 		}
+	}
+	collisions := render.Collisions(bundles)
+	for _, x := range all {
+		err := x.err
+		if cerr, ok := collisions[x.key]; ok && err == nil {
+			err = cerr
+			c.log.Error("object rendered by two designs; neither is applied there", "design", x.dsg.Name, "cluster", x.sc.Name, "err", cerr)
+		}
+		c.submit(ctx, x.dsg, x.sc, x.key, rev, x.b, err)
 	}
 	for key, st := range c.syncs {
 		design, _, _ := strings.Cut(key, "/")
@@ -380,6 +404,13 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 			delete(c.gates, key)
 		}
 	}
+	for key, run := range c.running {
+		design, rest, _ := strings.Cut(key, "/")
+		gate, _, _ := strings.Cut(rest, "/")
+		if dsg := designs[design]; dsg == nil || !hasGate(dsg, gate) {
+			run.cancel() // its verdict would be about a gate that is gone
+		}
+	}
 	for p := range c.gateFiles {
 		rest, _ := strings.CutPrefix(p, "status/gates/")
 		parts := strings.SplitN(rest, "/", 3)
@@ -394,10 +425,10 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 	c.log.Info("round", "revision", rev, "designs", len(designs), "invalid", len(p.Invalid), "took", time.Since(start).Round(time.Millisecond))
 }
 
-// submit renders one design for one cluster and hands the bundle to the cluster's queue. The
+// submit hands one design's bundle for one cluster to the cluster's queue. The
 // design is tracked for drift before the sync writes it, so the sync's own writes compare
-// against the new content. A render error submits nothing: nothing is applied or pruned.
-func (c *repoController) submit(ctx context.Context, repo *render.Repo, dsg *schema.Design, sc schema.Cluster, key, rev string) {
+// against the new content. A render error (or a collision) submits nothing: nothing is applied or pruned.
+func (c *repoController) submit(ctx context.Context, dsg *schema.Design, sc schema.Cluster, key, rev string, b *render.Bundle, err error) {
 	st := c.syncs[key]
 	if st == nil {
 		st = &syncState{status: status.Sync{Design: dsg.Name, Cluster: sc.Name}}
@@ -410,7 +441,6 @@ func (c *repoController) submit(ctx context.Context, repo *render.Repo, dsg *sch
 		return
 	}
 	rules, rerr := drift.NewRules(dsg.Sync.Ignore, dsg.Sync.Presets)
-	b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache})
 	if err == nil && rerr != nil {
 		err = fmt.Errorf("design %s: %w", dsg.Name, rerr)
 	}
