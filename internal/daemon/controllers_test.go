@@ -732,8 +732,9 @@ func TestGitOutage(t *testing.T) {
 // heap after the 50th push is within 20% of after the 10th, and each repo is polled at its
 // own interval (counted in the Git server's request log).
 func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
-	t.Parallel()                                                    // beside the outage tests; it stays off central, which one of them freezes
-	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute) // about 5 min alone, more on a loaded machine
+	t.Parallel() // beside the outage tests; it stays off central, which one of them freezes
+	// About 5 min alone, more on a loaded machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()
 	echo := httptest.NewServer(http.HandlerFunc(fhttp.EchoHandler))
 	defer echo.Close()
