@@ -29,7 +29,7 @@ func TestChartAndKustomizeBaseAreAccepted(t *testing.T) {
 	}
 	if err := testenv.WriteFiles(repo, map[string]string{
 		"clusters/home.cue":                   `cluster: home: {labels: {env: "ops"}, mesh: "istio"}`,
-		"designs/meshcd-helm/design.cue":      `design: "meshcd-helm": {namespace: "meshcd-system", manifests: [{helm: {chart: "./chart/meshcd", releaseName: "meshcd"}}]}`,
+		"designs/meshcd-helm/design.cue":      `design: "meshcd-helm": {namespace: "meshcd-system", ownsNamespace: true, manifests: [{helm: {chart: "./chart/meshcd", releaseName: "meshcd"}}]}`,
 		"designs/meshcd-kustomize/design.cue": `design: "meshcd-kustomize": {namespace: "meshcd-system", manifests: [{kustomize: "./kustomize"}]}`,
 	}); err != nil {
 		t.Fatal(err)

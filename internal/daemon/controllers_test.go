@@ -772,10 +772,10 @@ func TestManyPushesFlatHeapAndOwnIntervals(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		if i == 10 {
-			heap10 = liveHeap(t, f.addr)
+			heap10 = steadyHeap(t, f.addr)
 		}
 	}
-	heap50 := liveHeap(t, f.addr)
+	heap50 := steadyHeap(t, f.addr)
 	if n := apiStatus(t, f.addr).Repos[0].WorkerStarts; n != 1 {
 		t.Errorf("51 revisions evaluated by %d worker processes, want one kept alive", n)
 	}
@@ -860,4 +860,18 @@ func liveHeap(t *testing.T, addr string) float64 {
 		t.Fatal("/metrics has no go_gc_heap_live_bytes")
 	}
 	return best
+}
+
+// steadyHeap is the smallest live heap the daemon reports over 3 s: each report is the heap
+// marked live at the last GC, which includes whatever garbage a round in flight still held;
+// the smallest is the closest to what the daemon keeps (single samples read 9.6 → 11.8 MiB in
+// one CI run, 11.1 → 11.5 MiB in another).
+func steadyHeap(t *testing.T, addr string) float64 {
+	t.Helper()
+	least := liveHeap(t, addr)
+	for range 6 {
+		time.Sleep(500 * time.Millisecond)
+		least = min(least, liveHeap(t, addr))
+	}
+	return least
 }
