@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -191,7 +190,7 @@ func (d *Detector) Applied(obj *unstructured.Unstructured) {
 func (d *Detector) setStored(t *tracked, obj *unstructured.Unstructured) {
 	live, found := d.cluster.Live.Get(obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName())
 	t.stored, t.applied = obj, true
-	t.echoed = found && !olderThan(live.GetResourceVersion(), obj.GetResourceVersion())
+	t.echoed = found && !fleet.OlderThan(live.GetResourceVersion(), obj.GetResourceVersion())
 }
 
 // MarkApplied records objects meshcd applied earlier (its inventory says so), so one that is
@@ -204,14 +203,6 @@ func (d *Detector) MarkApplied(ids []string) {
 			t.applied = true
 		}
 	}
-}
-
-// olderThan reports whether resource version a is known to come before b (etcd serves them
-// as increasing integers; anything else compares as not older).
-func olderThan(a, b string) bool {
-	x, errA := strconv.ParseUint(a, 10, 64)
-	y, errB := strconv.ParseUint(b, 10, 64)
-	return errA == nil && errB == nil && x < y
 }
 
 // storedGrace is how long a check waits for meshcd's own apply result when the live object
@@ -242,7 +233,7 @@ func (d *Detector) observe(ev fleet.Event) {
 		if ev.Type != fleet.Deleted {
 			t.applied = true
 		}
-		if t.stored != nil && (ev.Type == fleet.Deleted || !olderThan(ev.Object.GetResourceVersion(), t.stored.GetResourceVersion())) {
+		if t.stored != nil && (ev.Type == fleet.Deleted || !fleet.OlderThan(ev.Object.GetResourceVersion(), t.stored.GetResourceVersion())) {
 			t.echoed = true
 		}
 	}
@@ -485,13 +476,19 @@ func (d *Detector) record(t *tracked, e Entry) {
 // heal applies the desired object again, forced: only that object, not the bundle. It
 // returns the object as the apiserver stored it.
 func (d *Detector) heal(ctx context.Context, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	return d.forceApply(ctx, o, nil, "heal failed")
+}
+
+// forceApply applies one object as meshcd, taking its fields over, and returns what the
+// apiserver stored (or, with dryRun, would store).
+func (d *Detector) forceApply(ctx context.Context, o *unstructured.Unstructured, dryRun []string, what string) (*unstructured.Unstructured, error) {
 	m, err := d.cluster.Live.Mapping(o.GroupVersionKind())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", render.ObjectID(o), err)
 	}
-	out, err := d.cluster.Resource(m, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true})
+	out, err := d.cluster.Resource(m, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: true, DryRun: dryRun})
 	if err != nil {
-		return nil, fmt.Errorf("%s: heal failed: %w", render.ObjectID(o), err)
+		return nil, fmt.Errorf("%s: %s: %w", render.ObjectID(o), what, err)
 	}
 	return out, nil
 }

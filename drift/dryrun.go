@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/meshcd/meshcd/fleet"
-	"github.com/meshcd/meshcd/render"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -30,7 +28,7 @@ func (d *Detector) AskStored(ctx context.Context, objs []*unstructured.Unstructu
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out, err := d.dryRun(ctx, o)
+			out, err := d.forceApply(ctx, o, []string{metav1.DryRunAll}, "dry-run apply")
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
@@ -45,18 +43,4 @@ func (d *Detector) AskStored(ctx context.Context, objs []*unstructured.Unstructu
 		return fmt.Errorf("%d dry-run applies failed (compared by value instead): %w", len(errs), errs[0])
 	}
 	return nil
-}
-
-func (d *Detector) dryRun(ctx context.Context, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	m, err := d.cluster.Live.Mapping(o.GroupVersionKind())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", render.ObjectID(o), err)
-	}
-	out, err := d.cluster.Resource(m, o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{
-		FieldManager: fleet.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: dry-run apply: %w", render.ObjectID(o), err)
-	}
-	return out, nil
 }

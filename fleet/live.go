@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -237,6 +238,15 @@ func (l *Live) Objects() []*unstructured.Unstructured {
 		}
 	}
 	return out
+}
+
+// OlderThan reports whether resource version a is known to come before b. Resource versions
+// are opaque to clients, but every apiserver backed by etcd serves them as increasing
+// integers; anything else compares as not older.
+func OlderThan(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
 }
 
 // WaitSeen waits until the cache shows the object at resourceVersion rv, so a change meshcd

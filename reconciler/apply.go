@@ -3,7 +3,6 @@ package reconciler
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -17,15 +16,6 @@ import (
 
 // echoTimeout bounds the wait for the watch to deliver meshcd's own previous write.
 const echoTimeout = 2 * time.Second
-
-// olderThan reports whether resource version a is known to come before b. Resource versions
-// are opaque to clients, but every apiserver backed by etcd serves them as increasing
-// integers; anything else compares as not older, so the object is simply applied again.
-func olderThan(a, b string) bool {
-	x, errA := strconv.ParseUint(a, 10, 64)
-	y, errB := strconv.ParseUint(b, 10, 64)
-	return errA == nil && errB == nil && x < y
-}
 
 var crdGVK = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}
 
@@ -118,7 +108,9 @@ func markBroken(broken map[schema.GroupKind]string, crd *unstructured.Unstructur
 	}
 }
 
-// failedItem is an object's entry and inventory item when it was not applied.
+// failedItem is an object's entry and inventory item when it was not applied: the previous
+// inventory's item (the cluster still holds what was last applied, as far as meshcd knows),
+// or a new one without a digest, so the next sync applies it.
 func failedItem(o *unstructured.Unstructured, inv *Inventory, err error) (Entry, Item) {
 	id := render.ObjectID(o)
 	if prev, ok := inv.Objects[id]; ok {
@@ -135,20 +127,13 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 	digest := o.GetAnnotations()[render.AnnotationDigest]
 	item := Item{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(), Digest: digest}
 	prev, hadPrev := inv.Objects[id]
-	failed := func(err error) (Entry, Item) {
-		if hadPrev {
-			item = prev // the cluster still holds what was last applied, as far as meshcd knows
-		} else {
-			item.Digest = ""
-		}
-		return Entry{Object: id, Action: Failed, Error: err.Error()}, item
-	}
+	failed := func(err error) (Entry, Item) { return failedItem(o, inv, err) }
 	mapping, err := c.Live.Watch(ctx, gvk)
 	if err != nil {
 		return failed(fmt.Errorf("%s: %w", id, err))
 	}
 	live, found := c.Live.Get(gvk, o.GetNamespace(), o.GetName())
-	if hadPrev && prev.Digest == digest && found && olderThan(live.GetResourceVersion(), prev.ResourceVersion) {
+	if hadPrev && prev.Digest == digest && found && fleet.OlderThan(live.GetResourceVersion(), prev.ResourceVersion) {
 		// The watch has not delivered meshcd's own last write yet (a sync right after
 		// another): wait for it rather than send the object again.
 		c.Live.WaitSeen(ctx, gvk, o.GetNamespace(), o.GetName(), prev.ResourceVersion, echoTimeout)
