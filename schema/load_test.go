@@ -321,3 +321,42 @@ func TestWorkerStaysAliveAndIsReplaced(t *testing.T) {
 		t.Fatalf("want a second worker process after the first was killed, got %d starts", n)
 	}
 }
+
+// TestIdleWorkerCostsNoCPU: a daemon keeps one worker per repo alive between evaluations, so
+// an idle worker must not burn CPU (a heap watch that polled every 2 ms cost 4% of a core per
+// worker, most of a core with 20 repos).
+func TestIdleWorkerCostsNoCPU(t *testing.T) {
+	root, err := os.OpenRoot("../examples/shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	w := testWorker(t)
+	opts := DefaultLoadOptions()
+	opts.Worker = w
+	if _, err := Check(t.Context(), root.FS(), opts); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	pid := w.proc.cmd.Process.Pid
+	w.mu.Unlock()
+	before := cpuTicks(t, pid)
+	time.Sleep(1500 * time.Millisecond)
+	if used := cpuTicks(t, pid) - before; used > 3 {
+		t.Fatalf("the idle worker used %d clock ticks of CPU in 1.5 s, want about none", used)
+	}
+}
+
+// cpuTicks is the user plus system time of a process, in clock ticks (/proc/PID/stat).
+func cpuTicks(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var utime, stime int
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	return utime + stime
+}

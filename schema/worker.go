@@ -166,7 +166,6 @@ func serveWorker(in io.Reader, out io.Writer) int {
 	dec, enc := gob.NewDecoder(in), gob.NewEncoder(out)
 	// Its heap is capped and returned after every evaluation, so it can collect less often.
 	debug.SetGCPercent(400)
-	watching := false
 	for {
 		var req workRequest
 		if err := dec.Decode(&req); err != nil {
@@ -176,12 +175,15 @@ func serveWorker(in io.Reader, out io.Writer) int {
 			fmt.Fprintln(os.Stderr, "schema worker: reading request:", err)
 			return 2
 		}
-		if req.MaxHeapBytes > 0 && !watching {
+		// The heap is watched only while an evaluation runs: an idle worker (one per repo in a
+		// daemon) must cost no CPU.
+		stop := make(chan struct{})
+		if req.MaxHeapBytes > 0 {
 			debug.SetMemoryLimit(req.MaxHeapBytes)
-			go watchHeap(uint64(req.MaxHeapBytes))
-			watching = true
+			go watchHeap(uint64(req.MaxHeapBytes), stop)
 		}
 		resp := serveOne(req)
+		close(stop)
 		if err := enc.Encode(&resp); err != nil {
 			fmt.Fprintln(os.Stderr, "schema worker: writing response:", err)
 			return 2
@@ -210,16 +212,23 @@ func serveOne(req workRequest) workResponse {
 	return resp
 }
 
-// watchHeap ends the worker as soon as its live heap passes max. It reads runtime/metrics,
-// which does not stop the world, so it keeps working while the evaluator allocates.
-func watchHeap(max uint64) {
+// watchHeap ends the worker as soon as its live heap passes max, until stop is closed. It
+// reads runtime/metrics, which does not stop the world, so it keeps working while the
+// evaluator allocates.
+func watchHeap(max uint64, stop <-chan struct{}) {
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > max {
 			os.Exit(exitOverMemory)
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
 	}
 }
 
