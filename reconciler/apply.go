@@ -133,6 +133,16 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 		return failed(fmt.Errorf("%s: %w", id, err))
 	}
 	live, found := c.Live.Get(gvk, o.GetNamespace(), o.GetName())
+	adoptedFrom := ""
+	if found {
+		owner, design := live.GetLabels()[render.LabelDesign], o.GetLabels()[render.LabelDesign]
+		if owner != "" && owner != design {
+			if !opts.Policy.Adopt {
+				return failed(fmt.Errorf("%s: belongs to design %s, not %s (set sync.adopt in design %s to take it over)", id, owner, design, design))
+			}
+			adoptedFrom = owner
+		}
+	}
 	if hadPrev && prev.Digest == digest && found && fleet.OlderThan(live.GetResourceVersion(), prev.ResourceVersion) {
 		// The watch has not delivered meshcd's own last write yet (a sync right after
 		// another): wait for it rather than send the object again.
@@ -164,13 +174,13 @@ func (r *Reconciler) applyOne(ctx context.Context, c *fleet.Cluster, o *unstruct
 		action = Unchanged
 	}
 	if opts.DryRun {
-		return Entry{Object: id, Action: action}, prev
+		return Entry{Object: id, Action: action, AdoptedFrom: adoptedFrom}, prev
 	}
 	if opts.Applied != nil {
 		opts.Applied(out)
 	}
 	item.ResourceVersion = out.GetResourceVersion()
-	return Entry{Object: id, Action: action}, item
+	return Entry{Object: id, Action: action, AdoptedFrom: adoptedFrom}, item
 }
 
 func dryRun(on bool) []string {

@@ -38,6 +38,9 @@ type Entry struct {
 	Object string `json:"object"`
 	Action Action `json:"action"`
 	Error  string `json:"error,omitempty"`
+	// AdoptedFrom names the design whose label the live object carried before this sync
+	// took it over (sync.adopt).
+	AdoptedFrom string `json:"adoptedFrom,omitempty"`
 }
 
 // SyncResult is what one Sync of a bundle to a cluster did.
@@ -94,9 +97,12 @@ type SyncOptions struct {
 
 // Policy is what a design's sync section says about applying and pruning.
 type Policy struct {
-	Prune                       bool
-	AllowEmpty                  bool
-	TakeOwnership               bool
+	Prune         bool
+	AllowEmpty    bool
+	TakeOwnership bool
+	// Adopt takes over objects whose live label names another design; without it such an
+	// object fails, naming both designs.
+	Adopt                       bool
 	PruneNamespaces             bool
 	PrunePersistentVolumeClaims bool
 }
@@ -231,7 +237,7 @@ func joinFailures(res *SyncResult) error {
 // PolicyFor reads a design's sync section.
 func PolicyFor(s schema.Sync) Policy {
 	return Policy{
-		Prune: s.Prune, AllowEmpty: s.AllowEmpty, TakeOwnership: s.TakeOwnership,
+		Prune: s.Prune, AllowEmpty: s.AllowEmpty, TakeOwnership: s.TakeOwnership, Adopt: s.Adopt,
 		PruneNamespaces: s.PruneNamespaces, PrunePersistentVolumeClaims: s.PrunePersistentVolumeClaims,
 	}
 }

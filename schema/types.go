@@ -254,6 +254,9 @@ type Sync struct {
 	Prune         bool `json:"prune"`
 	AllowEmpty    bool `json:"allowEmpty"`
 	TakeOwnership bool `json:"takeOwnership"`
+	// Adopt takes over live objects labelled for another design (moving an object between
+	// designs or repos); without it meshcd refuses them.
+	Adopt bool `json:"adopt"`
 	// PruneNamespaces and PrunePersistentVolumeClaims opt in to deleting those kinds when a
 	// design drops them; they hold data, so prune alone never does.
 	PruneNamespaces             bool         `json:"pruneNamespaces"`

@@ -122,7 +122,8 @@ func MergeLedger(old, current []drift.Entry) []drift.Entry {
 }
 
 // Record fills what a sync result says into a design's status on a cluster: health, the
-// objects not ready, the error, and the objects of the bundle with how many failed. What the
+// objects not ready, the error, the objects of the bundle with how many failed, and the
+// objects it adopted from another design (added to those adopted before). What the
 // sync did to each object (created, unchanged, ...) is left out on purpose: a re-sync that
 // changes nothing in the cluster must not change the file either.
 func Record(s *Sync, res *reconciler.SyncResult, objects int) {
@@ -133,4 +134,10 @@ func Record(s *Sync, res *reconciler.SyncResult, objects int) {
 		s.NotReady = append(s.NotReady, nr.Object)
 	}
 	s.Objects = map[string]int{"total": objects, "failed": res.Count(reconciler.Failed)}
+	for _, e := range res.Entries {
+		a := Adoption{Object: e.Object, From: e.AdoptedFrom}
+		if e.AdoptedFrom != "" && e.Action != reconciler.Failed && !slices.Contains(s.Adopted, a) {
+			s.Adopted = append(s.Adopted, a)
+		}
+	}
 }

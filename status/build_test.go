@@ -78,3 +78,18 @@ func TestMergeLedgerKeepsTheNewestWithoutDuplicates(t *testing.T) {
 		t.Errorf("a long ledger keeps the newest %d, got %d from %v", LedgerSize, len(got), got[0].DetectedAt)
 	}
 }
+
+// TestRecordKeepsAdoptions: an adoption happens in one sync; the status file still names it
+// after later syncs that adopt nothing, and a refused adoption (failed) is not recorded.
+func TestRecordKeepsAdoptions(t *testing.T) {
+	var s Sync
+	Record(&s, &reconciler.SyncResult{Entries: []reconciler.Entry{
+		{Object: "ConfigMap shop/a", Action: reconciler.Configured, AdoptedFrom: "old"},
+		{Object: "ConfigMap shop/b", Action: reconciler.Failed, AdoptedFrom: "other"},
+	}}, 2)
+	Record(&s, &reconciler.SyncResult{Entries: []reconciler.Entry{{Object: "ConfigMap shop/a", Action: reconciler.Unchanged}}}, 2)
+	Record(&s, &reconciler.SyncResult{Entries: []reconciler.Entry{{Object: "ConfigMap shop/a", Action: reconciler.Configured, AdoptedFrom: "old"}}}, 2)
+	if diff := cmp.Diff([]Adoption{{Object: "ConfigMap shop/a", From: "old"}}, s.Adopted); diff != "" {
+		t.Fatalf("adopted (-want +got):\n%s", diff)
+	}
+}

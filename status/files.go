@@ -26,8 +26,17 @@ type Sync struct {
 	// NotReady names the objects that are not Current.
 	NotReady []string `json:"notReady,omitempty"`
 	Error    string   `json:"error,omitempty"`
-	Drift    Drift    `json:"drift"`
-	Gates    []Gate   `json:"gates,omitempty"`
+	// Adopted lists the objects this design took over from another design (sync.adopt),
+	// kept once recorded: later syncs no longer adopt them, and the file must still say so.
+	Adopted []Adoption `json:"adopted,omitempty"`
+	Drift   Drift      `json:"drift"`
+	Gates   []Gate     `json:"gates,omitempty"`
+}
+
+// Adoption is one object a design took over, and the design it took it from.
+type Adoption struct {
+	Object string `json:"object"`
+	From   string `json:"from"`
 }
 
 // Drift summarises the cluster's drift ledger for one design.

@@ -67,6 +67,13 @@ func newApplyCommand() *cobra.Command {
 			} else {
 				printSyncTable(cmd.OutOrStdout(), results)
 			}
+			for _, res := range results {
+				for _, e := range res.Entries {
+					if e.AdoptedFrom != "" && e.Action != reconciler.Failed {
+						fmt.Fprintf(cmd.ErrOrStderr(), "design %s on cluster %s adopted %s from design %s\n", res.Design, res.Cluster, e.Object, e.AdoptedFrom)
+					}
+				}
+			}
 			failed := 0
 			for i, res := range results {
 				if res.Error != "" {

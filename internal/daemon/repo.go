@@ -485,6 +485,11 @@ func (c *repoController) onSync(ctx context.Context, ev syncDone) {
 	if ev.final {
 		st.pending = false
 	}
+	for _, e := range ev.res.Entries {
+		if e.AdoptedFrom != "" && e.Action != reconciler.Failed {
+			c.log.Info("adopted", "design", st.status.Design, "cluster", st.status.Cluster, "object", e.Object, "from", e.AdoptedFrom)
+		}
+	}
 	if ev.final {
 		c.log.Info("synced", "design", st.status.Design, "cluster", st.status.Cluster, "revision", short(ev.revision), "health", ev.res.Health.Status, "error", ev.res.Error, "took", ev.res.Duration.Round(time.Millisecond))
 	} else {
