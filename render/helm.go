@@ -80,8 +80,14 @@ func renderHelm(ctx context.Context, repo *repoFiles, chartDir string, rel helmR
 		}
 		for _, o := range objs {
 			if problems := checkMergeKeys(o); len(problems) > 0 {
-				return nil, nil, fmt.Errorf("helm chart %s, template %s: %s %s: %s (helm install only warns; two values of the chart set the same entry: keep one of them)",
-					chartDir, templateSource(split[k]), o.GetKind(), o.GetName(), strings.Join(problems, "; "))
+				hint := "two values of the chart set the same entry: keep one of them"
+				if merged, err := chartutil.CoalesceValues(chrt, rel.values); err == nil {
+					if named := valuesNaming(merged, problems); len(named) > 0 {
+						hint = "values that set it: " + strings.Join(named, ", ") + "; keep one of them"
+					}
+				}
+				return nil, nil, fmt.Errorf("helm chart %s, template %s: %s %s: %s (helm install only warns; %s)",
+					chartDir, templateSource(split[k]), o.GetKind(), o.GetName(), joinProblems(problems), hint)
 			}
 		}
 		out = append(out, objs...)

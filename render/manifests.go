@@ -56,7 +56,7 @@ func renderManifests(in *compileInput, source *Repo, out *output) error {
 		if m.Helm == nil { // a chart's objects are checked with their template's name
 			for _, o := range got {
 				if problems := checkMergeKeys(o); len(problems) > 0 {
-					return in.fail(where, "%s %s: %s", o.GetKind(), o.GetName(), strings.Join(problems, "; "))
+					return in.fail(where, "%s %s: %s", o.GetKind(), o.GetName(), joinProblems(problems))
 				}
 			}
 		}

@@ -2,7 +2,10 @@ package render
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -33,11 +36,21 @@ var (
 	containerLists = []listKey{{"env", []string{"name"}}, {"ports", []string{"containerPort", "protocol"}}, {"volumeMounts", []string{"mountPath"}}, {"volumeDevices", []string{"devicePath"}}}
 )
 
+// dupKey is one key that more than one item of a merged list has.
+type dupKey struct {
+	path, key string
+	n         int
+}
+
+func (d dupKey) String() string {
+	return fmt.Sprintf("%s has %s %d times (server-side apply refuses duplicate keys in a merged list)", d.path, d.key, d.n)
+}
+
 // checkMergeKeys returns one problem per duplicated key in the object's merged lists, naming
 // the list and the key.
-func checkMergeKeys(o *unstructured.Unstructured) []string {
+func checkMergeKeys(o *unstructured.Unstructured) []dupKey {
 	gvk := o.GroupVersionKind()
-	var out []string
+	var out []dupKey
 	if gvk.Group == "" && gvk.Kind == "Service" {
 		if ports, ok, _ := unstructured.NestedSlice(o.Object, "spec", "ports"); ok {
 			out = append(out, duplicates("spec.ports", ports, []string{"port", "protocol"})...)
@@ -76,7 +89,7 @@ func checkMergeKeys(o *unstructured.Unstructured) []string {
 
 // duplicates reports the keys that more than one item of the list has. A key field an item
 // leaves out counts as its default (protocol TCP), as the apiserver fills it in.
-func duplicates(path string, items []any, keys []string) []string {
+func duplicates(path string, items []any, keys []string) []dupKey {
 	seen := map[string]int{}
 	var order []string
 	for _, item := range items {
@@ -102,11 +115,68 @@ func duplicates(path string, items []any, keys []string) []string {
 		}
 		seen[key]++
 	}
-	var out []string
+	var out []dupKey
 	for _, k := range order {
 		if seen[k] > 1 {
-			out = append(out, fmt.Sprintf("%s has %s %d times (server-side apply refuses duplicate keys in a merged list)", path, k, seen[k]))
+			out = append(out, dupKey{path: path, key: k, n: seen[k]})
 		}
 	}
 	return out
+}
+
+func joinProblems(ds []dupKey) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// valuesNaming returns the paths of a chart's values that look like they set one of the
+// duplicated keys: a key spelled like it or like its end (PILOT_TRACE_SAMPLING as
+// env.PILOT_TRACE_SAMPLING, pilot.traceSampling or traceSampling), compared without case,
+// dots, dashes or underscores.
+func valuesNaming(values map[string]any, dups []dupKey) []string {
+	want := map[string]bool{}
+	for _, d := range dups {
+		want[squash(d.key)] = true
+	}
+	named := func(k string, path []string) bool {
+		if want[squash(k)] || want[squash(strings.Join(path, ""))] {
+			return true
+		}
+		for w := range want {
+			if sk := squash(k); len(sk) >= 8 && strings.HasSuffix(w, sk) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	var walk func(prefix []string, v any)
+	walk = func(prefix []string, v any) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			p := append(slices.Clone(prefix), k)
+			if named(k, p) {
+				out = append(out, strings.Join(p, "."))
+			}
+			walk(p, m[k])
+		}
+	}
+	walk(nil, values)
+	return out
+}
+
+func squash(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '_', '-', '.':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, s)
 }

@@ -53,7 +53,7 @@ func TestDuplicateMergeKeysFailRender(t *testing.T) {
 	if err == nil {
 		t.Fatal("a duplicate env name rendered")
 	}
-	for _, want := range []string{"pilot/templates/deployment.yaml", "Deployment istiod", "containers[discovery].env", "PILOT_TRACE_SAMPLING 2 times"} {
+	for _, want := range []string{"pilot/templates/deployment.yaml", "Deployment istiod", "containers[discovery].env", "PILOT_TRACE_SAMPLING 2 times", "values that set it: env.PILOT_TRACE_SAMPLING, traceSampling"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
@@ -69,7 +69,7 @@ func TestDuplicateMergeKeysFailRender(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := checkMergeKeys(svc[0])
-	if len(got) != 1 || !strings.Contains(got[0], "spec.ports has port=80,protocol=TCP 2 times") {
+	if len(got) != 1 || !strings.Contains(got[0].String(), "spec.ports has port=80,protocol=TCP 2 times") {
 		t.Errorf("Service ports: %v (80/TCP twice, 80/UDP once)", got)
 	}
 }

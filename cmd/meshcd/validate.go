@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"slices"
+	"strings"
 
+	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
 	"github.com/spf13/cobra"
 )
@@ -18,13 +25,19 @@ type validateReport struct {
 }
 
 func newValidateCommand() *cobra.Command {
-	var output string
+	var (
+		output     string
+		schemaOnly bool
+	)
 	cmd := &cobra.Command{
 		Use:   "validate [DIR]",
 		Short: "Check every design and cluster of a fleet repo and print every problem",
 		Long: "validate loads the fleet repo in DIR (default .), checks it against meshcd's schema and\n" +
-			"cross-field rules, and prints every problem as file:line:col: path: message.\n" +
-			"Exit status: 0 valid, 1 problems found, 2 the repo could not be read.",
+			"cross-field rules, then renders every design for every cluster it targets, offline, so\n" +
+			"what only a render finds (a chart that fails, a duplicate env name, an object two designs\n" +
+			"render) is found too. It prints every problem as file:line:col: path: message.\n" +
+			"--schema-only skips the renders. Exit status: 0 valid, 1 problems found, 2 the repo could\n" +
+			"not be read.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "" && output != "json" {
@@ -50,6 +63,14 @@ func newValidateCommand() *cobra.Command {
 			} else {
 				rep.Designs, rep.Clusters = sum.Designs, sum.Clusters
 			}
+			if rep.OK && !schemaOnly {
+				fleet, designs, err := schema.Load(cmd.Context(), root.FS(), opts)
+				if err != nil {
+					return fmt.Errorf("%s: %w", dir, err)
+				}
+				rep.Issues = renderIssues(cmd.Context(), cmd.ErrOrStderr(), root.FS(), fleet, designs)
+				rep.OK = len(rep.Issues) == 0
+			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(out)
@@ -71,5 +92,47 @@ func newValidateCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().BoolVar(&schemaOnly, "schema-only", false, "check the schema and rules only, without rendering")
 	return cmd
+}
+
+// renderIssues renders every design for every cluster it targets, as the daemon would but
+// without a cluster, and returns what failed as issues on the design's folder: render
+// errors and objects two designs render for one cluster. Warnings go to w.
+func renderIssues(ctx context.Context, w io.Writer, files fs.FS, fleet *schema.Fleet, designs []schema.Design) []schema.Issue {
+	repo := render.NewRepo(files)
+	dirs := map[string]string{}
+	var bundles []*render.Bundle
+	var issues []schema.Issue
+	for i := range designs {
+		d := &designs[i]
+		dirs[d.Name] = d.Dir
+		for _, c := range d.TargetClusters(fleet) {
+			b, err := render.Render(ctx, d, &c, render.Options{Repo: repo})
+			if err != nil {
+				issues = append(issues, renderIssue(d.Dir, c.Name, err))
+				continue
+			}
+			for _, warning := range b.Warnings {
+				fmt.Fprintf(w, "warning: %s: cluster %s: %s\n", d.Dir, c.Name, warning)
+			}
+			bundles = append(bundles, b)
+		}
+	}
+	collisions := render.Collisions(bundles)
+	for _, key := range slices.Sorted(maps.Keys(collisions)) {
+		design, cluster, _ := strings.Cut(key, "/")
+		issues = append(issues, renderIssue(dirs[design], cluster, collisions[key]))
+	}
+	return issues
+}
+
+// renderIssue places a render failure on the design's folder, naming the cluster.
+func renderIssue(dir, cluster string, err error) schema.Issue {
+	var rerr *render.Error
+	if errors.As(err, &rerr) {
+		is := schema.Issue{File: dir, Path: rerr.Path, Message: "cluster " + cluster + ": " + rerr.Message}
+		return is
+	}
+	return schema.Issue{File: dir, Message: "cluster " + cluster + ": " + err.Error()}
 }

@@ -77,3 +77,17 @@ func TestValidateUnreadableDirIsExit2(t *testing.T) {
 		t.Fatalf("exit %d, want 2 for a folder that does not exist", code)
 	}
 }
+
+// TestValidateRendersUnlessSchemaOnly: what only a render finds (an object two designs render)
+// fails validate; --schema-only checks the schema alone and passes it.
+func TestValidateRendersUnlessSchemaOnly(t *testing.T) {
+	dir := "../../examples/invalid/object-in-two-designs"
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"validate", "--schema-only", dir}, &out, &errOut); code != 0 || out.String() != "ok: 2 designs, 1 clusters\n" {
+		t.Fatalf("--schema-only: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"validate", dir}, &out, &errOut); code != 1 {
+		t.Fatalf("validate: exit %d, %q, want 1", code, out.String())
+	}
+}
