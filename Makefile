@@ -21,7 +21,7 @@ LDFLAGS := -X github.com/meshcd/meshcd/internal/version.Version=$(VERSION)
 
 N ?= 3
 
-.PHONY: all build test testbin tools lint bench demo clusters devenv crds clean
+.PHONY: all build test testbin tools lint bench demo clusters devenv crds istio-charts clean
 all: build
 
 build: ## the meshcd binary in bin/
@@ -41,9 +41,12 @@ $(TESTBIN)/etcd-$(ETCD_VERSION):
 	@echo "building etcd $(ETCD_VERSION)"
 	cd hack/testbin/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
 
-test: testbin tools ## the whole test suite, then a check that no test process is left running
+test: testbin tools istio-charts ## the whole test suite, then a check that no test process is left running
 	$(GO) vet ./...
 	hack/test.sh
+
+istio-charts: ## Istio's own charts into examples/istio, from the pinned istio.io/istio module (not committed)
+	hack/istio-charts.sh
 
 tools: $(TOOLS)/helm-$(HELM_VERSION) ## peer CLIs the tests compare meshcd with, at meshcd's pinned versions
 

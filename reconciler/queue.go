@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -235,8 +236,11 @@ func notApplied(j Job) *SyncResult {
 // SyncAll runs every job once to its final result, each cluster on a queue of its own: a slow
 // or unreachable cluster retries with exponential backoff on its queue (up to MaxAttempts)
 // and never delays the others. A job whose render failed is not tried at all: its result
-// carries the render error and nothing is applied or pruned for it. Results come back in the
-// order of jobs; when ctx ends first, the jobs not finished say so.
+// carries the render error and nothing is applied or pruned for it. A job with objects in a
+// Namespace that another job for the same cluster renders starts once that job is final (a
+// chart's objects wait for the design that owns their Namespace); jobs that wait on each
+// other in a ring start at once. Results come back in the order of jobs; when ctx ends
+// first, the jobs not finished say so.
 func (r *Reconciler) SyncAll(ctx context.Context, jobs []Job, opts QueueOptions) []*SyncResult {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultQueueOptions().MaxAttempts
@@ -253,26 +257,53 @@ func (r *Reconciler) SyncAll(ctx context.Context, jobs []Job, opts QueueOptions)
 	if len(jobs) == 0 {
 		close(finished)
 	}
-	for i, j := range jobs {
-		q, ok := queues[j.Cluster]
-		if !ok && j.RenderErr == nil && j.Bundle != nil {
-			q = r.NewQueue(j.Cluster, opts)
-			queues[j.Cluster] = q
-			running.Go(func() { q.Run(qctx) })
-		}
+	waits, dependents := namespaceOrder(jobs)
+	var submit func(i int)
+	submit = func(i int) {
+		j := jobs[i]
 		done := func(res *SyncResult, final bool) {
 			mu.Lock()
 			results[i] = res
+			var ready []int
+			if final {
+				for _, k := range dependents[i] {
+					if waits[k]--; waits[k] == 0 {
+						ready = append(ready, k)
+					}
+				}
+			}
 			mu.Unlock()
+			for _, k := range ready {
+				submit(k)
+			}
 			if final && remaining.Add(-1) == 0 {
 				close(finished)
 			}
 		}
+		q := queues[j.Cluster]
 		if q == nil {
 			done(notApplied(j), true)
-			continue
+			return
 		}
 		q.Submit(strconv.Itoa(i), j, done)
+	}
+	for _, j := range jobs {
+		if _, ok := queues[j.Cluster]; !ok && j.RenderErr == nil && j.Bundle != nil {
+			q := r.NewQueue(j.Cluster, opts)
+			queues[j.Cluster] = q
+			running.Go(func() { q.Run(qctx) })
+		}
+	}
+	mu.Lock()
+	var first []int
+	for i := range jobs {
+		if waits[i] == 0 {
+			first = append(first, i)
+		}
+	}
+	mu.Unlock()
+	for _, i := range first {
+		submit(i)
 	}
 	select {
 	case <-finished:
@@ -284,8 +315,81 @@ func (r *Reconciler) SyncAll(ctx context.Context, jobs []Job, opts QueueOptions)
 	defer mu.Unlock()
 	for i, res := range results {
 		if res == nil {
-			results[i] = &SyncResult{Cluster: jobs[i].Cluster.Name, Design: jobs[i].Bundle.Design, Error: "not synced: " + context.Cause(ctx).Error()}
+			design := ""
+			if jobs[i].Bundle != nil {
+				design = jobs[i].Bundle.Design
+			}
+			results[i] = &SyncResult{Cluster: jobs[i].Cluster.Name, Design: design, Error: "not synced: " + context.Cause(ctx).Error()}
 		}
 	}
 	return results
+}
+
+// namespaceOrder says which jobs wait for which: a job waits for each other job of its
+// cluster that renders a Namespace its objects live in. waits[j] counts what job j waits
+// for; dependents[i] are the jobs waiting for job i. Jobs caught in a ring (or waiting on
+// one) wait for nothing.
+func namespaceOrder(jobs []Job) (waits []int, dependents [][]int) {
+	owner := map[*fleet.Cluster]map[string]int{}
+	for i, j := range jobs {
+		if j.Bundle == nil || j.RenderErr != nil {
+			continue
+		}
+		for _, o := range j.Bundle.Objects {
+			if o.GetKind() == "Namespace" && o.GetAPIVersion() == "v1" {
+				if owner[j.Cluster] == nil {
+					owner[j.Cluster] = map[string]int{}
+				}
+				owner[j.Cluster][o.GetName()] = i
+			}
+		}
+	}
+	deps := make([][]int, len(jobs)) // what each job waits for
+	for i, j := range jobs {
+		if j.Bundle == nil || j.RenderErr != nil {
+			continue
+		}
+		seen := map[int]bool{}
+		for _, o := range j.Bundle.Objects {
+			if k, ok := owner[j.Cluster][o.GetNamespace()]; ok && k != i && !seen[k] {
+				seen[k] = true
+				deps[i] = append(deps[i], k)
+			}
+		}
+	}
+	// Kahn's algorithm: what it cannot order is in or behind a ring, and waits for nothing.
+	waits = make([]int, len(jobs))
+	dependents = make([][]int, len(jobs))
+	for i, ds := range deps {
+		waits[i] = len(ds)
+		for _, k := range ds {
+			dependents[k] = append(dependents[k], i)
+		}
+	}
+	left := slices.Clone(waits)
+	var free []int
+	for i, n := range left {
+		if n == 0 {
+			free = append(free, i)
+		}
+	}
+	for len(free) > 0 {
+		i := free[0]
+		free = free[1:]
+		for _, k := range dependents[i] {
+			if left[k]--; left[k] == 0 {
+				free = append(free, k)
+			}
+		}
+	}
+	for i, n := range left {
+		if n == 0 {
+			continue
+		}
+		waits[i] = 0
+		for _, k := range deps[i] {
+			dependents[k] = slices.DeleteFunc(dependents[k], func(x int) bool { return x == i })
+		}
+	}
+	return waits, dependents
 }

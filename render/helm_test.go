@@ -59,8 +59,17 @@ func TestHelmMatchesHelmTemplate(t *testing.T) {
 			map[string]any{"replicaCount": int64(3)}, []string{"--set", "replicaCount=3"}},
 		{"platform example", "../examples/platform", "designs/checkout/charts/checkout", "checkout", "checkout", []string{"designs/checkout/values-dev.yaml"},
 			map[string]any{"replicas": int64(2)}, []string{"--set", "replicas=2"}},
+		// Istio's own charts, as examples/istio ships them (make istio-charts puts them there).
+		{"istio base", "../examples/istio", "designs/istio-base/chart", "istio-base", "istio-system", nil,
+			map[string]any{"defaultRevision": "default"}, []string{"--set", "defaultRevision=default"}},
+		{"istiod canary revision", "../examples/istio", "designs/istiod/chart", "istiod-canary", "istio-system", nil,
+			map[string]any{"revision": "canary", "pilot": map[string]any{"autoscaleEnabled": false}}, []string{"--set", "revision=canary,pilot.autoscaleEnabled=false"}},
+		{"istio gateway", "../examples/istio", "designs/istio-ingress/chart", "istio-ingressgateway", "istio-system", nil, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if _, err := os.Stat(filepath.Join(tc.repo, tc.chart)); err != nil {
+				t.Fatalf("%v (make istio-charts puts Istio's charts in examples/istio)", err)
+			}
 			repo := openRepo(t, tc.repo)
 			vals, err := helmValues(repo, "", &schema.Helm{ValueFiles: tc.valueFiles, Values: tc.values}, nil)
 			if err != nil {
