@@ -107,7 +107,11 @@ func renderIssues(ctx context.Context, w io.Writer, files fs.FS, fleet *schema.F
 	for i := range designs {
 		d := &designs[i]
 		dirs[d.Name] = d.Dir
-		for _, c := range d.TargetClusters(fleet) {
+		targets := d.TargetClusters(fleet)
+		if len(targets) == 0 {
+			fmt.Fprintf(w, "warning: %s: targets no cluster of the repo; nothing is rendered or applied\n", d.Dir)
+		}
+		for _, c := range targets {
 			b, err := render.Render(ctx, d, &c, render.Options{Repo: repo})
 			if err != nil {
 				issues = append(issues, renderIssue(d.Dir, c.Name, err))
