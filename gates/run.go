@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -38,6 +39,9 @@ type Target struct {
 	Digest string
 	// Spec is SpecHash of the gate, recorded with the result.
 	Spec string
+	// Resolve pins the target's host name to this address (the one Policy.Check allowed),
+	// so a DNS answer that changes after the check cannot move the load elsewhere.
+	Resolve netip.Addr
 }
 
 // quietFortio turns fortio's process-wide logger down to critical messages: it logs every
@@ -62,7 +66,7 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 	if g.Load.Warmup != nil && g.Load.Warmup.Duration > 0 {
 		warm := g
 		warm.Load.Requests, warm.Load.Duration = 0, g.Load.Warmup
-		if _, _, err := load(ctx, warm, url, nil); err != nil {
+		if _, _, err := load(ctx, warm, url, t.Resolve, nil); err != nil {
 			return nil, fmt.Errorf("gate %s: warm-up: %w", name, err)
 		}
 	}
@@ -77,7 +81,7 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 		}
 	}
 	start := time.Now()
-	res, reason, err := load(ctx, g, url, budget)
+	res, reason, err := load(ctx, g, url, t.Resolve, budget)
 	if err != nil {
 		return nil, fmt.Errorf("gate %s: %w", name, err)
 	}
@@ -100,9 +104,14 @@ func SpecHash(g schema.Gate) string {
 }
 
 // load runs one fortio HTTP load; reason says why it stopped early, if it did.
-func load(ctx context.Context, g schema.Gate, url string, budget *errorBudget) (*fhttp.HTTPRunnerResults, string, error) {
+func load(ctx context.Context, g schema.Gate, url string, resolve netip.Addr, budget *errorBudget) (*fhttp.HTTPRunnerResults, string, error) {
 	o := &fhttp.HTTPRunnerOptions{}
 	o.URL = url
+	if resolve.Is4() {
+		// fortio joins an IPv6 override without brackets; a v6-only name is not pinned.
+		o.Resolve = resolve.String()
+		o.NoResolveEachConn = true
+	}
 	o.QPS = g.Load.QPS
 	if o.QPS <= 0 {
 		o.QPS = -1 // as fast as the connections go

@@ -103,6 +103,7 @@ repos:
   interval: 1s
   allowHTTP: true
   pullRequests: refs/pull/*/head
+gates: {allowLoopback: true, previewHosts: ["127.0.0.1"]}
 clusters:
   east: {kubeconfig: $KUBECONFIG, context: east}
   west: {kubeconfig: $KUBECONFIG, context: west}

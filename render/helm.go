@@ -46,8 +46,18 @@ func renderHelm(ctx context.Context, repo *repoFiles, chartDir string, rel helmR
 	if err != nil {
 		return nil, nil, fmt.Errorf("helm chart %s: %w", chartDir, err)
 	}
+	if err := action.CheckDependencies(chrt, chrt.Metadata.Dependencies); err != nil {
+		return nil, nil, fmt.Errorf("helm chart %s: %w (vendor them with helm dependency build and commit charts/)", chartDir, err)
+	}
+	if merged, err := chartutil.CoalesceValues(chrt, rel.values); err != nil {
+		return nil, nil, fmt.Errorf("helm chart %s: %w", chartDir, err)
+	} else if err := checkChartSchema(chrt, merged); err != nil {
+		return nil, nil, fmt.Errorf("helm chart %s: %w", chartDir, err)
+	}
 	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
 	install.DryRun, install.ClientOnly, install.Replace, install.IncludeCRDs = true, true, true, true
+	// checkChartSchema did Helm's schema check, without following $refs out of the chart.
+	install.SkipSchemaValidation = true
 	install.ReleaseName, install.Namespace = rel.name, rel.namespace
 	v := rel.kubeVersion
 	if v == "" {

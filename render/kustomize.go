@@ -42,6 +42,7 @@ func copyRepo(files fs.FS) (*repoFiles, error) {
 			return nil
 		}
 		if !d.Type().IsRegular() {
+			out.refused[p] = "is not a regular file"
 			return nil
 		}
 		info, err := d.Info()
@@ -49,7 +50,7 @@ func copyRepo(files fs.FS) (*repoFiles, error) {
 			return err
 		}
 		if info.Size() > maxManifestFileBytes {
-			out.refused[p] = fmt.Sprintf("is %d MiB, over the %d MiB limit for a manifest file", info.Size()>>20, maxManifestFileBytes>>20)
+			out.refused[p] = fmt.Sprintf("is %.1f MiB, over the %d MiB limit for a manifest file", float64(info.Size())/(1<<20), maxManifestFileBytes>>20)
 			return nil
 		}
 		data, err := fs.ReadFile(files, p)

@@ -108,7 +108,7 @@ func TestKustomizeStaysInsideTheRepo(t *testing.T) {
 		{"URL resource", kustomization("url", "resources: [https://raw.githubusercontent.com/x/y/main/deploy.yaml]\n"), "is a remote base or URL"},
 		{"exec function", kustomization("exec", "generators: [gen.yaml]\n"), "gen"},
 		{"helm inflation", kustomization("helm", "helmCharts: [{name: x, repo: https://charts.example.com, version: 1.0.0}]\n"), "helm"},
-		{"200 MiB file", kustomization("big", "resources: [big.yaml]\n"), "big/big.yaml is 200 MiB, over the 8 MiB limit"},
+		{"200 MiB file", kustomization("big", "resources: [big.yaml]\n"), "big/big.yaml is 200.0 MiB, over the 8 MiB limit"},
 	}
 	write("exec/gen.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gen\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n")
 	root, err := os.OpenRoot(dir)

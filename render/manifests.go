@@ -75,23 +75,43 @@ func renderManifests(in *compileInput, source *Repo, out *output) error {
 	return nil
 }
 
-// renderYAMLDir reads every .yaml and .yml file under dir, in name order.
+// renderYAMLDir reads every .yaml, .yml and .json file under dir, in name order. A file it
+// will not read (a symbolic link, one over the size limit, another kind of file) fails the
+// render, naming it: skipping it would prune the objects it holds. Only notes for people
+// (Markdown, .gitkeep, .gitignore) are left out.
 func renderYAMLDir(repo *repoFiles, dir string) ([]*unstructured.Unstructured, error) {
 	if !repo.fs.IsDir("/" + dir) {
 		return nil, fmt.Errorf("yaml %s: no such folder in the repo", dir)
+	}
+	var problems []string
+	for p, why := range repo.refused {
+		if strings.HasPrefix(p, dir+"/") {
+			problems = append(problems, p+" "+why)
+		}
 	}
 	var names []string
 	err := repo.fs.Walk("/"+dir, func(p string, info fs.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
-		if !info.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+		if info.IsDir() {
+			return nil
+		}
+		switch ext := path.Ext(p); {
+		case ext == ".yaml" || ext == ".yml" || ext == ".json":
 			names = append(names, p)
+		case ext == ".md" || path.Base(p) == ".gitkeep" || path.Base(p) == ".gitignore":
+		default:
+			problems = append(problems, strings.TrimPrefix(p, "/")+" is not YAML or JSON (.yaml, .yml, .json); move it out of the folder or rename it")
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, fmt.Errorf("yaml %s: %s; nothing of the folder is applied or pruned", dir, strings.Join(problems, "; "))
 	}
 	sort.Strings(names)
 	var out []*unstructured.Unstructured

@@ -57,6 +57,9 @@ type Gate struct {
 	// Spec names the gate's definition it ran with (gates.SpecHash).
 	Spec  string  `json:"spec,omitempty"`
 	P99Ms float64 `json:"p99Ms"`
+	// Error says why no load was sent (the daemon's gate policy refused it, the target
+	// could not be reached at all); Pass is then false.
+	Error string `json:"error,omitempty"`
 }
 
 // SyncPath is where a design's status in a cluster is written.

@@ -8,12 +8,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/schema"
 )
 
 func main() {
-	// meshcd re-executes itself to evaluate untrusted CUE in a process it can kill.
+	// meshcd re-executes itself to evaluate untrusted CUE in a process it can kill, and to run
+	// gate loads outside the daemon at a lower priority.
 	schema.ServeWorkerIfRequested()
+	gates.ServeLoadIfRequested()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

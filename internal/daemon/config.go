@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"path"
 	"reflect"
 	"slices"
 	"sort"
@@ -17,7 +20,9 @@ import (
 	"time"
 
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/schema"
+	"github.com/meshcd/meshcd/sources"
 	"sigs.k8s.io/yaml"
 )
 
@@ -69,12 +74,67 @@ type RepoConfig struct {
 	PullRequests string `json:"pullRequests,omitempty"`
 }
 
-// GatesConfig bounds gate runs. At most one load runs per target cluster at a time, since
-// two would skew each other's numbers.
+// GatesConfig bounds gate runs: where their load may go and how much of it. At most one load
+// runs per target cluster at a time, since two would skew each other's numbers. A design
+// cannot widen any of this: gates are written by whoever can push or open a pull request.
 type GatesConfig struct {
 	// MaxConcurrent is how many gate loads run at once in all (default 4).
 	MaxConcurrent int `json:"maxConcurrent,omitempty"`
+	// AllowLoopback and AllowPrivate let gates load loopback addresses and private ranges
+	// (in-cluster Services have private addresses). Link-local and metadata addresses, and
+	// the daemon's own listen address, are always refused.
+	AllowLoopback bool `json:"allowLoopback,omitempty"`
+	AllowPrivate  bool `json:"allowPrivate,omitempty"`
+	// PreviewHosts are the only hosts a pull request's gates may load ("host", "host:port",
+	// globs like "*.preview.example.com"); with none, pull requests run no gate.
+	PreviewHosts []string `json:"previewHosts,omitempty"`
+	// Ceilings no design can exceed (defaults: 64 connections, 2000 QPS, 15m with warm-up,
+	// 1,000,000 requests, a 1 MiB payload, 32 headers).
+	MaxConnections  int     `json:"maxConnections,omitempty"`
+	MaxQPS          float64 `json:"maxQPS,omitempty"`
+	MaxDuration     string  `json:"maxDuration,omitempty"`
+	MaxRequests     int     `json:"maxRequests,omitempty"`
+	MaxPayloadBytes int     `json:"maxPayloadBytes,omitempty"`
+	MaxHeaders      int     `json:"maxHeaders,omitempty"`
 }
+
+// policy is the gate policy the config describes; self is the daemon's listen address.
+func (g GatesConfig) policy(listen string) gates.Policy {
+	p := gates.DefaultPolicy()
+	p.AllowLoopback, p.AllowPrivate, p.PreviewHosts = g.AllowLoopback, g.AllowPrivate, g.PreviewHosts
+	if g.MaxConnections > 0 {
+		p.Limits.MaxConnections = g.MaxConnections
+	}
+	if g.MaxQPS > 0 {
+		p.Limits.MaxQPS = g.MaxQPS
+	}
+	if d, err := time.ParseDuration(g.MaxDuration); err == nil && d > 0 {
+		p.Limits.MaxDuration = d
+	}
+	if g.MaxRequests > 0 {
+		p.Limits.MaxRequests = g.MaxRequests
+	}
+	if g.MaxPayloadBytes > 0 {
+		p.Limits.MaxPayloadBytes = g.MaxPayloadBytes
+	}
+	if g.MaxHeaders > 0 {
+		p.Limits.MaxHeaders = g.MaxHeaders
+	}
+	if listen == "" {
+		listen = defaultListen
+	}
+	if ap, err := netip.ParseAddrPort(listen); err == nil {
+		p.Self = append(p.Self, ap)
+	} else if host, port, err := net.SplitHostPort(listen); err == nil && host == "" {
+		if ap, err := netip.ParseAddrPort("0.0.0.0:" + port); err == nil {
+			p.Self = append(p.Self, ap)
+		}
+	}
+	return p
+}
+
+// defaultListen is where the daemon serves when the config does not say.
+const defaultListen = "127.0.0.1:8080"
 
 // SSHConfig is an SSH key and the known_hosts the server is checked against.
 type SSHConfig struct {
@@ -225,6 +285,11 @@ func (c *Config) check() []string {
 		at := fmt.Sprintf("repos[%d]", i)
 		if r.URL == "" {
 			p = append(p, at+".url: required")
+		} else if err := (sources.URLPolicy{AllowHTTP: r.AllowHTTP, AllowFile: r.AllowFile}).Check(r.URL); err != nil {
+			p = append(p, at+".url: "+err.Error())
+		} else if isSSH(r.URL) && r.SSH == nil {
+			// go-git would fall back to an SSH agent: whatever keys the host's agent holds.
+			p = append(p, at+".ssh: required for an ssh URL (meshcd uses no SSH agent)")
 		}
 		if r.Branch == "" {
 			p = append(p, at+".branch: required")
@@ -295,6 +360,19 @@ func (c *Config) check() []string {
 	if c.Gates.MaxConcurrent < 0 {
 		p = append(p, "gates.maxConcurrent: must not be negative")
 	}
+	if c.Gates.MaxConnections < 0 || c.Gates.MaxQPS < 0 || c.Gates.MaxRequests < 0 || c.Gates.MaxPayloadBytes < 0 || c.Gates.MaxHeaders < 0 {
+		p = append(p, "gates: ceilings must not be negative")
+	}
+	if c.Gates.MaxDuration != "" {
+		if d, err := time.ParseDuration(c.Gates.MaxDuration); err != nil || d <= 0 {
+			p = append(p, fmt.Sprintf("gates.maxDuration: %q is not a positive duration", c.Gates.MaxDuration))
+		}
+	}
+	for i, h := range c.Gates.PreviewHosts {
+		if _, err := path.Match(h, ""); err != nil || h == "" {
+			p = append(p, fmt.Sprintf("gates.previewHosts[%d]: %q is not a host or glob", i, h))
+		}
+	}
 	for i, r := range c.Repos {
 		for j := range i {
 			if c.Repos[j].URL == r.URL && c.Repos[j].Branch == r.Branch {
@@ -303,6 +381,15 @@ func (c *Config) check() []string {
 		}
 	}
 	return p
+}
+
+// isSSH is an ssh:// or scp-like (git@host:org/repo) address.
+func isSSH(url string) bool {
+	if scheme, _, ok := strings.Cut(url, "://"); ok {
+		return scheme == "ssh"
+	}
+	at := strings.Index(url, "@")
+	return at >= 0 && strings.Contains(url[at:], ":")
 }
 
 // interval is the repo's poll interval: as configured, a day when it polls on a schedule,

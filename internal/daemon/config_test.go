@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,28 +43,54 @@ repos:
   interval: soon
 - branch: main
   schedule: "every tuesday"
+- {url: "http://git.internal/fleet.git", branch: main}
+- {url: "git@github.com:org/fleet.git", branch: main}
+- {url: "ext::sh -c touch% /tmp/pwned", branch: main}
 clusters:
   east: {kubeconfig: /etc/meshcd/east, inCluster: true}
 webhooks:
   gitlab: {}
   svn: {file: /x}
+gates: {maxDuration: forever, previewHosts: ["[bad"]}
 `))
 	if !errors.As(err, &cerr) {
 		t.Fatalf("want a ConfigError, got %v", err)
 	}
 	want = []string{
 		"clusters.east: give exactly one of kubeconfig, inCluster or secret",
+		`gates.maxDuration: "forever" is not a positive duration`,
+		`gates.previewHosts[0]: "[bad" is not a host or glob`,
 		`repos[0].branch: required`,
 		`repos[0].interval: "soon" is not a positive duration`,
 		`repos[1].schedule: "every tuesday": expected 5 to 6 fields, found 2: [every tuesday]`,
 		"repos[1].url: required",
+		`repos[2].url: repository "http://git.internal/fleet.git" uses plain http; allow it in the config or use https`,
+		"repos[3].ssh: required for an ssh URL (meshcd uses no SSH agent)",
+		`repos[4].url: repository "ext::sh -c touch% /tmp/pwned" uses a transport helper (ext::, fd::); only https and ssh are allowed`,
 		"webhooks.gitlab: give file or env",
 		"webhooks.svn: unknown provider (github, gitlab, gitea, bitbucket-server, generic)",
 	}
 	if diff := cmp.Diff(want, cerr.Problems); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
-	if !strings.Contains(err.Error(), "meshcd.yaml: 7 problems") {
+	if !strings.Contains(err.Error(), "meshcd.yaml: 12 problems") {
 		t.Errorf("the error names the file and the count: %v", err)
+	}
+}
+
+// TestEmptyWebhookSecretStopsStartUp: an empty secret would make any body's signature valid,
+// so the daemon refuses to serve rather than accept every webhook.
+func TestEmptyWebhookSecretStopsStartUp(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{cfg: &Config{Listen: "127.0.0.1:0", Webhooks: map[string]Secret{"github": {File: empty}}}}
+	srv, err := d.serve(t.Context())
+	if srv != nil {
+		srv.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "webhooks.github: the secret is empty") {
+		t.Fatalf("serve with an empty webhook secret: %v", err)
 	}
 }

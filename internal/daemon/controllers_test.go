@@ -169,7 +169,7 @@ func newFleet(t *testing.T, ctx context.Context, specs []repoSpec, creds map[str
 		f.clients[c.Name] = fc
 	}
 	f.config = filepath.Join(dir, "meshcd.yaml")
-	must(t, os.WriteFile(f.config, []byte(fmt.Sprintf("listen: %s\ncacheDir: %s\nrepos:\n%sclusters:\n%s%s", f.addr, filepath.Join(dir, "cache"), repos.String(), clusters.String(), more)), 0o644))
+	must(t, os.WriteFile(f.config, []byte(fmt.Sprintf("listen: %s\ncacheDir: %s\ngates: {allowLoopback: true}\nrepos:\n%sclusters:\n%s%s", f.addr, filepath.Join(dir, "cache"), repos.String(), clusters.String(), more)), 0o644))
 	return f
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/meshcd/meshcd/drift"
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
@@ -37,8 +38,11 @@ type Daemon struct {
 	rec      *reconciler.Reconciler
 	cache    *render.Cache
 	gates    *gateRunner
-	reg      *prometheus.Registry
-	metrics  *metrics
+	// policy says where gates may send load and how much; loads runs it in child processes.
+	policy  gates.Policy
+	loads   *gates.LoadWorker
+	reg     *prometheus.Registry
+	metrics *metrics
 
 	// term is the controllers of the current term, nil while this replica does not lead.
 	term atomic.Pointer[term]
@@ -61,7 +65,12 @@ func New(cfg *Config, shard Shard, log *slog.Logger) (*Daemon, error) {
 		cfg: cfg, log: log, shard: shard, pollers: map[string]*sources.Poller{},
 		clusters: map[string]*fleet.Cluster{}, drift: map[string]*drift.Detector{},
 		rec: reconciler.New(), cache: render.NewCache(10000), reg: prometheus.NewRegistry(),
-		gates: newGateRunner(cfg.Gates.MaxConcurrent),
+		gates: newGateRunner(cfg.Gates.MaxConcurrent), policy: cfg.Gates.policy(cfg.Listen),
+	}
+	if w, err := gates.SelfLoadWorker(); err == nil {
+		d.loads = w
+	} else {
+		log.Error("gate loads run in the daemon's own process", "err", err)
 	}
 	d.metrics = newMetrics(d.reg)
 	d.reg.MustRegister(gitCollector{d},

@@ -23,6 +23,7 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/schema"
 	"github.com/meshcd/meshcd/status"
@@ -37,6 +38,7 @@ const childEnv = "MESHCD_DAEMON_TEST_CONFIG"
 
 func TestMain(m *testing.M) {
 	schema.ServeWorkerIfRequested()
+	gates.ServeLoadIfRequested()
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
@@ -163,6 +165,7 @@ repos:
   interval: 300ms
   allowHTTP: true
   pullRequests: refs/pull/*/head
+gates: {allowLoopback: true, previewHosts: ["127.0.0.1"]}
 clusters:
 %s`, addr, filepath.Join(dir, "cache"), repo.HTTPURL(), clusters.String())), 0o644))
 	clients := map[string]*fleet.Cluster{}

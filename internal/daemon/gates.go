@@ -88,14 +88,32 @@ type gateOutcome struct {
 	cancelled bool
 }
 
+// load checks a gate against the daemon's policy (nothing is sent when it refuses), then runs
+// its load in a child process, pinned to the address the policy checked.
+func (d *Daemon) load(ctx context.Context, g schema.Gate, t gates.Target, by gates.Trigger) (*gates.Result, error) {
+	url := g.URL
+	if t.URL != "" {
+		url = t.URL
+	}
+	addr, err := d.policy.Check(ctx, g, url, by)
+	if err != nil {
+		return nil, fmt.Errorf("gate %s/%s: %w", t.Design, t.Gate, err)
+	}
+	t.URL, t.Resolve = url, addr
+	if d.loads == nil {
+		return gates.Run(ctx, g, t)
+	}
+	return d.loads.Run(ctx, g, t)
+}
+
 // measure runs a gate and judges it against the last passing run of its history. It touches
 // no controller state, so it runs in the gate's own goroutine.
-func measure(ctx context.Context, g schema.Gate, t gates.Target, history []byte) gateOutcome {
+func (d *Daemon) measure(ctx context.Context, g schema.Gate, t gates.Target, history []byte) gateOutcome {
 	baseline, err := gates.Baseline(history)
 	if err != nil {
 		return gateOutcome{err: fmt.Errorf("gate %s/%s: history of %s unreadable: %w", t.Design, t.Gate, t.Cluster, err)}
 	}
-	res, err := gates.Run(ctx, g, t)
+	res, err := d.load(ctx, g, t, gates.Trusted)
 	if ctx.Err() != nil {
 		return gateOutcome{cancelled: true}
 	}
@@ -145,6 +163,9 @@ func (c *repoController) changeGates(ctx context.Context, st *syncState) {
 // measured reports whether a verdict is about what the sync state applied, judged by the
 // gate as it is defined now.
 func measured(v status.Gate, st *syncState, g schema.Gate) bool {
+	if v.Error != "" {
+		return false // it never ran: try again (the daemon's policy may allow it now)
+	}
 	if v.Digest == "" {
 		return v.Revision == st.revision // a verdict from before digests were recorded
 	}
@@ -177,7 +198,7 @@ func (c *repoController) startGate(ctx context.Context, design, name string, g s
 		if !c.d.gates.do(gctx, target.Cluster, func(ctx context.Context) {
 			run.loading.Store(true)
 			c.inbox.put(gateLoading{}) // the published status shows it loading
-			out = measure(ctx, g, target, history)
+			out = c.d.measure(ctx, g, target, history)
 		}) {
 			out.cancelled = true
 		}
@@ -202,6 +223,11 @@ func (c *repoController) onGate(ev gateDone) {
 	if ev.out.err != nil {
 		c.d.metrics.gates.WithLabelValues(design, name, cluster, "error").Inc()
 		c.log.Error("gate failed to run", "gate", design+"/"+name, "cluster", cluster, "err", ev.out.err)
+		// Not a verdict, but what the status must say: no load was sent, the gate did not
+		// pass, and a rollout that waits on it holds.
+		c.gates[ev.key] = status.Gate{Name: name, Revision: ev.run.revision, Digest: ev.run.digest, Spec: ev.run.spec, Error: ev.out.err.Error()}
+		c.markDirty()
+		c.rollout(design, name)
 		return
 	}
 	verdict := "fail"

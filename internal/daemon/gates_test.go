@@ -1,6 +1,11 @@
 package daemon
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/meshcd/meshcd/gates"
@@ -35,4 +40,56 @@ func TestMeasured(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLoadChecksThePolicyFirst: a gate the daemon's policy refuses sends nothing (a listener
+// standing in for the target, and one for the daemon itself, count no connection); an allowed
+// gate runs in the load worker and reaches its target.
+func TestLoadChecksThePolicyFirst(t *testing.T) {
+	var target, self atomic.Int64
+	targetURL := countingServer(t, &target)
+	selfURL := countingServer(t, &self)
+	selfAddr := netip.MustParseAddrPort(strings.TrimPrefix(selfURL, "http://"))
+	g := schema.Gate{Load: schema.LoadProfile{QPS: 100, Connections: 1, Requests: 10, Headers: map[string]string{"Authorization": "Bearer secret"}}}
+	worker, err := gates.SelfLoadWorker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		cfg      GatesConfig
+		url      string
+		by       gates.Trigger
+		wantSent bool
+	}{
+		{"loopback not allowed", GatesConfig{}, targetURL, gates.Trusted, false},
+		{"the daemon's own address", GatesConfig{AllowLoopback: true}, selfURL + "/metrics", gates.Trusted, false},
+		{"a pull request to a host not listed", GatesConfig{AllowLoopback: true, PreviewHosts: []string{"preview.example.com"}}, targetURL, gates.PullRequest, false},
+		{"allowed", GatesConfig{AllowLoopback: true}, targetURL, gates.Trusted, true},
+		{"a pull request to a listed host", GatesConfig{AllowLoopback: true, PreviewHosts: []string{"127.0.0.1"}}, targetURL, gates.PullRequest, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Daemon{policy: tc.cfg.policy(selfAddr.String()), loads: worker}
+			target.Store(0)
+			self.Store(0)
+			res, err := d.load(t.Context(), g, gates.Target{URL: tc.url, Design: "d", Gate: "g"}, tc.by)
+			if !tc.wantSent {
+				if err == nil || !strings.Contains(err.Error(), "policy") || target.Load()+self.Load() != 0 {
+					t.Fatalf("err %v, %d+%d requests reached the listeners; want a policy refusal and none", err, target.Load(), self.Load())
+				}
+				return
+			}
+			if err != nil || res.Requests != 10 || target.Load() != 10 {
+				t.Fatalf("err %v, result %+v, target saw %d requests; want 10", err, res, target.Load())
+			}
+		})
+	}
+}
+
+// countingServer counts the requests it is sent.
+func countingServer(t *testing.T, n *atomic.Int64) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -230,7 +230,7 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 			var res *gates.Result
 			var err error
 			ran := c.d.gates.do(ctx, "", func(ctx context.Context) {
-				res, err = gates.Run(ctx, g, gates.Target{URL: url, Design: dsg.Name, Gate: name, Revision: pv.Revision, Cluster: "pr-" + id})
+				res, err = c.d.load(ctx, g, gates.Target{URL: url, Design: dsg.Name, Gate: name, Revision: pv.Revision, Cluster: "pr-" + id}, gates.PullRequest)
 			})
 			if !ran {
 				err = ctx.Err()

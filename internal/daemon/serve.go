@@ -52,12 +52,17 @@ func (d *Daemon) serve(ctx context.Context) (*http.Server, error) {
 		if err != nil {
 			return nil, errors.New("webhooks." + provider + ": " + err.Error())
 		}
+		if len(key) == 0 {
+			// An empty HMAC key signs anything anyone sends: refuse to start rather than
+			// accept every webhook.
+			return nil, errors.New("webhooks." + provider + ": the secret is empty")
+		}
 		h := sources.NewWebhookHandler(sources.DefaultWebhookOptions(sources.Provider(provider), key), d.onWebhook)
 		mux.Handle("POST /hooks/"+provider, h)
 	}
 	addr := d.cfg.Listen
 	if addr == "" {
-		addr = "127.0.0.1:8080"
+		addr = defaultListen
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

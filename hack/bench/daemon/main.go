@@ -1,8 +1,9 @@
 // Command daemon measures `meshcd run` as a whole: 20 fleet repos on a real Git server, each
 // with a design on 3 real clusters, pushes announced by webhook, and the time from a push to
-// its weight being live on every cluster. It measures that once with no gate running and once
-// while 3 gates load (one per cluster, each for minutes), and prints the ratio: the gates must
-// not slow anyone else's push down.
+// its weight being live on every cluster. It measures that with no gate running and while 3
+// gates load (one per cluster, each for minutes), alternating the two conditions in blocks
+// (none, gates, none, gates, ...) so that the machine's drift over the run falls on both
+// alike, and prints the ratio: the gates must not slow anyone else's push down.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/gates"
 	"github.com/meshcd/meshcd/internal/daemon"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/schema"
@@ -43,11 +45,13 @@ cluster: central: {labels: {env: "prod"}, mesh: "gateway-api"}
 
 func main() {
 	schema.ServeWorkerIfRequested() // the daemon's evaluation workers are this binary
+	gates.ServeLoadIfRequested()    // and so are its gate loads
 	repos := flag.Int("repos", 20, "fleet repos")
-	pushes := flag.Int("pushes", 40, "pushes measured per phase")
-	gated := flag.Int("gates", 3, "designs whose gates load during the second phase")
+	pushes := flag.Int("pushes", 50, "pushes measured per block")
+	blocks := flag.Int("blocks", 3, "blocks per condition (no gates, gates), alternated")
+	gated := flag.Int("gates", 3, "designs whose gates load during the gated blocks")
 	flag.Parse()
-	if err := run(*repos, *pushes, *gated); err != nil {
+	if err := run(*repos, *pushes, *blocks, *gated); err != nil {
 		fmt.Fprintln(os.Stderr, "bench daemon:", err)
 		os.Exit(1)
 	}
@@ -79,7 +83,7 @@ func files(name string, weight int, gateURL string) map[string][]byte {
 	}
 }
 
-func run(nRepos, nPushes, nGated int) error {
+func run(nRepos, nPushes, nBlocks, nGated int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	env, err := testenv.Start(ctx, testenv.Options{Names: []string{"east", "west", "central"}, StartTimeout: 5 * time.Minute})
@@ -106,7 +110,7 @@ func run(nRepos, nPushes, nGated int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(&cfg, "listen: %s\ncacheDir: %s\nwebhooks: {generic: {env: MESHCD_BENCH_WEBHOOK}}\nrepos:\n", addr, filepath.Join(dir, "cache"))
+	fmt.Fprintf(&cfg, "listen: %s\ncacheDir: %s\ngates: {allowLoopback: true}\nwebhooks: {generic: {env: MESHCD_BENCH_WEBHOOK}}\nrepos:\n", addr, filepath.Join(dir, "cache"))
 	for i := range nRepos {
 		name := fmt.Sprintf("r%02d", i)
 		r, err := git.CreateRepo(ctx, name)
@@ -165,9 +169,13 @@ func run(nRepos, nPushes, nGated int) error {
 	}
 	fmt.Printf("%d repos × 3 clusters applied\n", nRepos)
 
+	seq := 0
 	measure := func(phase string, from int) ([]time.Duration, error) {
 		var lat []time.Duration
-		for k := range nPushes {
+		for range nPushes {
+			// One sequence over all blocks: a push always changes its repo's weight.
+			k := seq
+			seq++
 			i := from + k%(nRepos-from)
 			name := fmt.Sprintf("r%02d", i)
 			w := 10 + (k*7)%80
@@ -192,41 +200,61 @@ func run(nRepos, nPushes, nGated int) error {
 		}
 		return lat, nil
 	}
-	none, err := measure("no gates", nGated)
-	if err != nil {
-		return err
+	// setGates pushes the first designs with a gate that loads for ten minutes on every
+	// cluster (on) or without it, which cancels the runs (off), and waits until the daemon
+	// says the loads run or stopped.
+	setGates := func(on bool) error {
+		url, w, want := "", 50, 0
+		if on {
+			url, w, want = echo.URL+"/", 60, nGated
+		}
+		for i := range nGated {
+			name := fmt.Sprintf("r%02d", i)
+			if err := push(ctx, repos[i], files(name, w, url), fmt.Sprintf("gates %v", on)); err != nil {
+				return err
+			}
+			if err := hook(addr, repos[i].HTTPURL()); err != nil {
+				return err
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for running(addr) != want {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d gate loads running after a minute, want %d", running(addr), want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
 	}
-	// Gates on the first designs: each loads for ten minutes, on every cluster it targets.
-	for i := range nGated {
-		name := fmt.Sprintf("r%02d", i)
-		if err := push(ctx, repos[i], files(name, 60, echo.URL+"/"), "gated"); err != nil {
+	var none, withGates []time.Duration
+	for b := range nBlocks {
+		lat, err := measure(fmt.Sprintf("no gates %d", b), nGated)
+		if err != nil {
 			return err
 		}
-		if err := hook(addr, repos[i].HTTPURL()); err != nil {
+		none = append(none, lat...)
+		if err := setGates(true); err != nil {
 			return err
 		}
-	}
-	deadline = time.Now().Add(time.Minute)
-	for running(addr) < nGated {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d gates not running within a minute (running: %d)", nGated, running(addr))
+		lat, err = measure(fmt.Sprintf("gates %d", b), nGated)
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	fmt.Printf("%d gate loads running\n", running(addr))
-	withGates, err := measure("gates", nGated)
-	if err != nil {
-		return err
-	}
-	if n := running(addr); n < nGated {
-		return fmt.Errorf("only %d gates still running at the end of the measurement", n)
+		if n := running(addr); n < nGated {
+			return fmt.Errorf("only %d gates still running at the end of block %d", n, b)
+		}
+		withGates = append(withGates, lat...)
+		if err := setGates(false); err != nil {
+			return err
+		}
+		fmt.Printf("block %d of %d done\n", b+1, nBlocks)
 	}
 	p := func(l []time.Duration, q float64) time.Duration {
 		s := slices.Clone(l)
 		slices.Sort(s)
 		return s[min(len(s)-1, int(q*float64(len(s))))]
 	}
-	fmt.Printf("push to applied on 3 clusters (webhook), %d pushes over %d repos:\n", nPushes, nRepos-nGated)
+	fmt.Printf("push to applied on 3 clusters (webhook), %d pushes per condition in %d alternating blocks, over %d repos:\n", len(none), nBlocks, nRepos-nGated)
 	fmt.Printf("  no gate running:   p50 %s  p99 %s\n", p(none, 0.5).Round(time.Millisecond), p(none, 0.99).Round(time.Millisecond))
 	fmt.Printf("  %d gates loading:   p50 %s  p99 %s\n", nGated, p(withGates, 0.5).Round(time.Millisecond), p(withGates, 0.99).Round(time.Millisecond))
 	fmt.Printf("  ratio (no gates / gates, 1.0 = unaffected, target >= 0.9): p50 %.2f  p99 %.2f\n",
