@@ -2,10 +2,10 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/render"
@@ -23,7 +23,20 @@ const (
 	WouldCreate Change = "create"
 	WouldUpdate Change = "update"
 	WouldPrune  Change = "prune"
+	// NotOwned is an object that exists in the cluster and is not the design's: with
+	// DiffOptions.OwnedOnly its content is not shown.
+	NotOwned Change = "exists, not managed by this design:"
 )
+
+// DiffOptions say what a diff may show.
+type DiffOptions struct {
+	// Policy is the design's sync settings (take ownership, what may be pruned).
+	Policy Policy
+	// OwnedOnly shows the content only of objects the design manages or would create; an
+	// object that exists and is another design's, or no design's, is named without its
+	// content. Previews of pull requests, whose authors may name any object, set it.
+	OwnedOnly bool
+}
 
 // ObjectDiff is one object that an apply would change, as a unified diff of its YAML.
 type ObjectDiff struct {
@@ -36,7 +49,8 @@ type ObjectDiff struct {
 // (a dry run) and compares it with the live object, and lists the objects of the stored
 // inventory a prune would delete. Only objects that would change are returned. Secret values
 // are masked on both sides; a changed value still shows as changed.
-func Diff(ctx context.Context, c *fleet.Cluster, b *render.Bundle, p Policy) ([]ObjectDiff, error) {
+func Diff(ctx context.Context, c *fleet.Cluster, b *render.Bundle, opts DiffOptions) ([]ObjectDiff, error) {
+	p := opts.Policy
 	var out []ObjectDiff
 	var errs []error
 	for _, o := range b.Objects {
@@ -53,6 +67,12 @@ func Diff(ctx context.Context, c *fleet.Cluster, b *render.Bundle, p Policy) ([]
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: reading live object: %w", id, err))
+			continue
+		}
+		if opts.OwnedOnly && live != nil && live.GetLabels()[render.LabelDesign] != b.Design {
+			// Neither the live object nor the dry run's merge of it may be shown: the
+			// content is not the design's to disclose.
+			out = append(out, ObjectDiff{Object: id, Change: NotOwned})
 			continue
 		}
 		predicted, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fleet.FieldManager, Force: p.TakeOwnership, DryRun: []string{metav1.DryRunAll}})
@@ -105,7 +125,12 @@ func Diff(ctx context.Context, c *fleet.Cluster, b *render.Bundle, p Policy) ([]
 		}
 	}
 	if len(errs) > 0 {
-		return out, fmt.Errorf("design %s on cluster %s: %w", b.Design, c.Name, errors.Join(errs...))
+		// An apiserver error may quote what a Secret holds: it is masked, as in a sync.
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = b.MaskText(e.Error(), strings.HasPrefix(e.Error(), "Secret "))
+		}
+		return out, fmt.Errorf("design %s on cluster %s: %s", b.Design, c.Name, strings.Join(msgs, "\n"))
 	}
 	return out, nil
 }

@@ -1,12 +1,17 @@
 package reconciler
 
 import (
+	"context"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/render"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // plainDesign is a design in namespace ns with nothing but a folder of YAML; owns is its
@@ -174,5 +179,133 @@ func TestNamespaceSharedByThreeDesigns(t *testing.T) {
 	}
 	if e := entryOf(res, nsID); e.Action != Skipped || !exists(t, c, "v1", "Namespace", "", ns) || !exists(t, c, "v1", "ConfigMap", ns, "control") {
 		t.Fatalf("the shared Namespace was not kept: %+v", e)
+	}
+}
+
+// TestPreviewDiffShowsOnlyWhatTheDesignOwns: a pull request can name any object; its preview
+// diff names an object that exists and is not the design's without its content (neither the
+// live object nor the dry run's merge with it), and shows objects the design owns or would
+// create in full. The CLI's own diff, run with the user's credentials, shows everything.
+func TestPreviewDiffShowsOnlyWhatTheDesignOwns(t *testing.T) {
+	c := connect(t)["east"]
+	r := New()
+	owned := plainDesign("peek", "peek", "", "", map[string]string{"mine.yaml": configMap("mine", "1")})
+	if res := syncEast(t, r, c, owned, "peek", true); res.Error != "" {
+		t.Fatal(res.Error)
+	}
+	// Another team's ConfigMap in the same namespace, not labelled for any design.
+	m, err := c.Live.Mapping(k8sschema.FromAPIVersionAndKind("v1", "ConfigMap"))
+	must(t, err)
+	theirs := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "theirs", "namespace": "peek"}, "data": map[string]any{"token": "CANARY-42-not-yours"}}}
+	_, err = c.Resource(m, "peek").Create(t.Context(), theirs, metav1.CreateOptions{})
+	must(t, err)
+
+	pr := plainDesign("peek", "peek", "", "", map[string]string{
+		"mine.yaml":   configMap("mine", "2"),
+		"theirs.yaml": configMap("theirs", "x"),
+		"new.yaml":    configMap("new", "3"),
+	})
+	bundles, d := renderFleet(t, pr, "peek", "pr-1")
+	diffs, err := Diff(t.Context(), c, bundles["east"], DiffOptions{Policy: PolicyFor(d.Sync), OwnedOnly: true})
+	must(t, err)
+	got := map[string]ObjectDiff{}
+	for _, df := range diffs {
+		got[df.Object] = df
+		if strings.Contains(df.Unified, "CANARY-42") {
+			t.Fatalf("the preview diff of %s shows another team's value:\n%s", df.Object, df.Unified)
+		}
+	}
+	if df := got["ConfigMap peek/theirs"]; df.Change != NotOwned || df.Unified != "" {
+		t.Errorf("not-owned object: %+v", df)
+	}
+	if df := got["ConfigMap peek/mine"]; df.Change != WouldUpdate || !strings.Contains(df.Unified, `+  value: "2"`) {
+		t.Errorf("owned object: %+v", df)
+	}
+	if df := got["ConfigMap peek/new"]; df.Change != WouldCreate {
+		t.Errorf("new object: %+v", df)
+	}
+
+	all, err := Diff(t.Context(), c, bundles["east"], DiffOptions{Policy: PolicyFor(d.Sync)})
+	must(t, err)
+	shown := false
+	for _, df := range all {
+		shown = shown || strings.Contains(df.Unified, "CANARY-42")
+	}
+	if !shown {
+		t.Errorf("the CLI's diff (the user's own credentials) should show the live object it would change")
+	}
+}
+
+// TestSecretValuesNeverInErrors: an admission policy of the cluster refuses a Secret and
+// quotes its value in the error (the apiserver's own validation redacts Secret contents; a
+// policy's message need not); what meshcd reports (each entry, the result, the error it
+// returns) and a diff's error show the mask instead.
+func TestSecretValuesNeverInErrors(t *testing.T) {
+	c := connect(t)["east"]
+	const canary = "CANARY-99-hunter2"
+	policy := `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: quote-secrets}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [secrets]}]
+  validations:
+  - expression: "!has(object.data) || !('token' in object.data)"
+    messageExpression: "'token ' + string(object.data['token']) + ' is not allowed here'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: quote-secrets}
+spec:
+  policyName: quote-secrets
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: leaky}}
+`
+	objs, err := render.DecodeObjects([]byte(policy))
+	must(t, err)
+	for _, o := range objs {
+		m, err := c.Live.Mapping(o.GroupVersionKind())
+		must(t, err)
+		_, err = c.Resource(m, "").Create(t.Context(), o, metav1.CreateOptions{})
+		must(t, err)
+		defer c.Resource(m, "").Delete(context.Background(), o.GetName(), metav1.DeleteOptions{})
+	}
+	files := plainDesign("leaky", "leaky", "", "", map[string]string{
+		"ok.yaml":     configMap("ok", "1"),
+		"secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: api}\nstringData: {token: " + canary + "}\n",
+	})
+	bundles, d := renderFleet(t, files, "leaky", "r1")
+	// The policy is enforced a moment after it is created: wait until a dry run is refused.
+	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "leaky"}}}
+	nsm, err := c.Live.Mapping(ns.GroupVersionKind())
+	must(t, err)
+	_, err = c.Resource(nsm, "").Create(t.Context(), ns, metav1.CreateOptions{})
+	must(t, err)
+	sm, err := c.Live.Mapping(k8sschema.FromAPIVersionAndKind("v1", "Secret"))
+	must(t, err)
+	probe := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "probe"}, "stringData": map[string]any{"token": "x"}}}
+	waitFor(t, func() bool {
+		_, err := c.Resource(sm, "leaky").Create(t.Context(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil
+	})
+	res, err := New().Sync(t.Context(), c, bundles["east"], options(d))
+	e := entryOf(res, "Secret leaky/api")
+	if err == nil || !strings.Contains(e.Error, "is not allowed here") {
+		t.Fatalf("the policy did not refuse the Secret: %+v, %v", e, err)
+	}
+	for what, text := range map[string]string{"entry": e.Error, "result": res.Error, "error": err.Error()} {
+		if strings.Contains(text, base64.StdEncoding.EncodeToString([]byte(canary))) || strings.Contains(text, canary) || !strings.Contains(text, render.Masked) {
+			t.Errorf("%s error shows the Secret's value or no mask: %s", what, text)
+		}
+	}
+	if a := entryOf(res, "ConfigMap leaky/ok").Action; a != Created && a != Unchanged {
+		t.Errorf("the other object: %+v", res.Entries)
+	}
+	_, err = Diff(t.Context(), c, bundles["east"], DiffOptions{Policy: PolicyFor(d.Sync)})
+	if err == nil || strings.Contains(err.Error(), base64.StdEncoding.EncodeToString([]byte(canary))) || !strings.Contains(err.Error(), render.Masked) {
+		t.Errorf("diff error: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,7 +135,36 @@ var ErrEmptyBundle = errors.New("the bundle is empty; nothing pruned (set sync.a
 // inventory is written after the applies it describes, then objects that left the bundle are
 // pruned, then the inventory is trimmed. An object that fails does not stop the others; the
 // result lists every object, and the error says what failed.
+//
+// No error text carries a value of the bundle's Secrets: an apiserver error that quotes one
+// is masked before it reaches the result.
 func (r *Reconciler) Sync(ctx context.Context, c *fleet.Cluster, b *render.Bundle, opts SyncOptions) (*SyncResult, error) {
+	res, err := r.sync(ctx, c, b, opts)
+	return maskResult(b, res, err)
+}
+
+// maskResult masks the bundle's Secret values in a result's errors (and, for a Secret, any
+// value the apiserver quotes).
+func maskResult(b *render.Bundle, res *SyncResult, err error) (*SyncResult, error) {
+	anySecret := false
+	for i, e := range res.Entries {
+		if e.Error == "" {
+			continue
+		}
+		secret := strings.HasPrefix(e.Object, "Secret ")
+		anySecret = anySecret || secret
+		res.Entries[i].Error = b.MaskText(e.Error, secret)
+	}
+	res.Error = b.MaskText(res.Error, anySecret)
+	if err != nil {
+		if masked := b.MaskText(err.Error(), anySecret); masked != err.Error() {
+			err = errors.New(masked)
+		}
+	}
+	return res, err
+}
+
+func (r *Reconciler) sync(ctx context.Context, c *fleet.Cluster, b *render.Bundle, opts SyncOptions) (*SyncResult, error) {
 	start := time.Now()
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultSyncOptions().Concurrency

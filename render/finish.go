@@ -44,6 +44,7 @@ func finish(d *schema.Design, c *schema.Cluster, opts Options, out *output) (*Bu
 		Objects:  out.objects,
 		Digest:   "sha256:" + hex.EncodeToString(sum.Sum(nil)),
 		Warnings: out.warnings,
+		secrets:  secretValues(out.objects),
 	}, nil
 }
 

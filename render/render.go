@@ -56,6 +56,9 @@ type Bundle struct {
 	// Warnings name what the cluster's mesh cannot express and was left out, so it is never
 	// dropped silently.
 	Warnings []string
+
+	// secrets are the values of the bundle's Secrets, for MaskText.
+	secrets []string
 }
 
 // Error is a design that cannot be rendered for a cluster, for example a feature the

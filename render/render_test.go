@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -249,5 +250,31 @@ func TestRolloutMovesMeshAndEdgeWeights(t *testing.T) {
 	}
 	if d.Services["checkout"].Routes[0].To["canary"] != 20 || d.Ingress.Claims[0].Routes[0].Backends[1].Weight != 20 {
 		t.Error("rendering changed the design it was given")
+	}
+}
+
+// TestMaskText: an error that quotes a Secret's value (as written, base64 or decoded) shows the
+// mask; for a Secret, whatever the apiserver quotes as an invalid value is masked too.
+func TestMaskText(t *testing.T) {
+	objs, err := DecodeObjects([]byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {token: hunter2-token}\ndata: {key: " + base64.StdEncoding.EncodeToString([]byte("raw-key-bytes")) + ", short: " + base64.StdEncoding.EncodeToString([]byte("1")) + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bundle{secrets: secretValues(objs)}
+	for _, tc := range []struct {
+		in     string
+		secret bool
+		want   string
+	}{
+		{`token hunter2-token refused`, false, `token ` + Masked + ` refused`},
+		{`data[key]: Invalid value: "raw-key-bytes"`, false, `data[key]: Invalid value: "` + Masked + `"`},
+		{`saw ` + base64.StdEncoding.EncodeToString([]byte("raw-key-bytes")), false, `saw ` + Masked},
+		{`replicas: Invalid value: "x": must be a number`, false, `replicas: Invalid value: "x": must be a number`},
+		{`data[.dockerconfigjson]: Invalid value: "{not json \"quoted\"}": invalid character`, true, `data[.dockerconfigjson]: Invalid value: ` + Masked + `: invalid character`},
+		{`value 1 stays`, false, `value 1 stays`},
+	} {
+		if got := b.MaskText(tc.in, tc.secret); got != tc.want {
+			t.Errorf("MaskText(%q, %v) = %q, want %q", tc.in, tc.secret, got, tc.want)
+		}
 	}
 }

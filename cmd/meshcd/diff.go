@@ -34,7 +34,7 @@ func newDiffCommand() *cobra.Command {
 					continue
 				}
 				policy := reconciler.PolicyFor(t.Design.Sync)
-				diffs, err := reconciler.Diff(cmd.Context(), t.Cluster, t.Bundle, policy)
+				diffs, err := reconciler.Diff(cmd.Context(), t.Cluster, t.Bundle, reconciler.DiffOptions{Policy: policy})
 				if err != nil {
 					errs = append(errs, err)
 				}

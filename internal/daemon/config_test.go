@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +86,7 @@ func TestEmptyWebhookSecretStopsStartUp(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{cfg: &Config{Listen: "127.0.0.1:0", Webhooks: map[string]Secret{"github": {File: empty}}}}
+	d := &Daemon{log: slog.New(slog.DiscardHandler), cfg: &Config{Listen: "127.0.0.1:0", Webhooks: map[string]Secret{"github": {File: empty}}}}
 	srv, err := d.serve(t.Context())
 	if srv != nil {
 		srv.Close()

@@ -43,6 +43,8 @@ type Daemon struct {
 	loads   *gates.LoadWorker
 	reg     *prometheus.Registry
 	metrics *metrics
+	// readHeaderTimeout closes connections that do not finish their headers (default 10 s).
+	readHeaderTimeout time.Duration
 
 	// term is the controllers of the current term, nil while this replica does not lead.
 	term atomic.Pointer[term]

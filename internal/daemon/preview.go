@@ -204,7 +204,7 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 				pv.Targets = append(pv.Targets, t)
 				continue
 			}
-			diffs, err := reconciler.Diff(ctx, fc, b, reconciler.PolicyFor(dsg.Sync))
+			diffs, err := reconciler.Diff(ctx, fc, b, reconciler.DiffOptions{Policy: reconciler.PolicyFor(dsg.Sync), OwnedOnly: true})
 			if err != nil {
 				t.Error = err.Error()
 			}

@@ -69,9 +69,13 @@ func (d *Daemon) serve(ctx context.Context) (*http.Server, error) {
 		return nil, err
 	}
 	d.log.Info("serving", "addr", l.Addr().String())
+	headerTimeout := d.readHeaderTimeout
+	if headerTimeout <= 0 {
+		headerTimeout = 10 * time.Second
+	}
 	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx },
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	go func() { _ = srv.Serve(l) }()
+		ReadHeaderTimeout: headerTimeout, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	go func() { _ = srv.Serve(limitPerSource(l, maxConnsPerSource)) }()
 	return srv, nil
 }
 
