@@ -88,6 +88,21 @@ func Judge(r *Result, g schema.Gate, baseline *HistoryLine) (Verdict, error) {
 		ratio := r.ActualQPS / r.RequestedQPS
 		add(Check{Name: "achieved/requested QPS", Observed: ratio, Limit: *g.Thresholds.MinQPSRatio, Pass: ratio >= *g.Thresholds.MinQPSRatio})
 	}
+	if g.Compare != nil {
+		if err := judgeCompare(add, r, *g.Compare); err != nil {
+			return v, fmt.Errorf("gate %s: %w", r.Name, err)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		lim  *schema.Duration
+		min  int64
+	}{{"p90", g.Thresholds.P90, 10}, {"p99", g.Thresholds.P99, 100}} {
+		if p.lim != nil && r.Requests < p.min {
+			add(Check{Name: "enough requests for " + p.name, Observed: float64(r.Requests), Limit: float64(p.min), Pass: true,
+				Note: fmt.Sprintf("a %s from fewer than %d requests is little more than the slowest one; run longer for a steady verdict", p.name, p.min)})
+		}
+	}
 	if g.Baseline != nil {
 		budget, err := ParsePercent(g.Baseline.MaxRegression)
 		if err != nil {
@@ -127,4 +142,59 @@ func short(rev string) string {
 		return rev[:7]
 	}
 	return rev
+}
+
+// judgeCompare checks a side-by-side run: each percentile of the candidate within the
+// budget of the baseline's (a ratio, unless the difference is under minDifference, which
+// machine noise alone can make on a fast service), and its error rate at most
+// maxErrorRateIncrease above the baseline's.
+func judgeCompare(add func(Check), r *Result, c schema.Compare) error {
+	cmp := r.Compare
+	if cmp == nil {
+		return fmt.Errorf("the result has no side-by-side comparison")
+	}
+	budget, err := ParsePercent(c.MaxRegression)
+	if err != nil {
+		return fmt.Errorf("compare.maxRegression: %w", err)
+	}
+	floor := 0.0
+	if c.MinDifference != nil {
+		floor = float64(c.MinDifference.Microseconds()) / 1000
+	}
+	b, k := cmp.Baseline, cmp.Candidate
+	for _, p := range []struct {
+		name       string
+		base, cand float64
+		ratio      float64
+		spread     [2]float64
+		median     float64
+		min        int64
+	}{
+		{"p50", b.Latencies.P50, k.Latencies.P50, cmp.Ratios.P50, cmp.Spread.P50, cmp.Median.P50, 1},
+		{"p90", b.Latencies.P90, k.Latencies.P90, cmp.Ratios.P90, cmp.Spread.P90, cmp.Median.P90, 10},
+		{"p99", b.Latencies.P99, k.Latencies.P99, cmp.Ratios.P99, cmp.Spread.P99, cmp.Median.P99, 100},
+	} {
+		limit := 1 + budget
+		// A regression is slower over the whole run, by more than the noise floor, and in
+		// most slices: a burst of machine noise in one slice moves the pooled p99 but not
+		// the median slice.
+		enough := min(b.Requests, k.Requests) >= p.min
+		pass := p.ratio <= limit || p.cand-p.base < floor || p.median <= limit || !enough
+		note := fmt.Sprintf("%s %s ms vs %s %s ms; per-slice ratio %s–%s, median %s, over %d slices", k.Version, num(p.cand), b.Version, num(p.base), num(p.spread[0]), num(p.spread[1]), num(p.median), cmp.Slices)
+		switch {
+		case !enough:
+		case p.ratio > limit && p.cand-p.base < floor:
+			note += fmt.Sprintf("; within the %s ms noise floor (minDifference)", num(floor))
+		case p.ratio > limit && pass:
+			note += "; slower in fewer than half the slices: machine noise, not a regression"
+		}
+		if !enough {
+			note += fmt.Sprintf("; not judged: fewer than %d requests per version, so this %s is little more than the slowest request (run longer)", p.min, p.name)
+		}
+		add(Check{Name: p.name + " " + k.Version + "/" + b.Version, Observed: p.ratio, Limit: limit, Unit: "×", Pass: pass, Note: note})
+	}
+	diff := k.ErrorRate - b.ErrorRate
+	add(Check{Name: "error rate " + k.Version + " − " + b.Version, Observed: diff, Limit: c.MaxErrorRateIncrease, Pass: diff <= c.MaxErrorRateIncrease,
+		Note: fmt.Sprintf("%s %s, %s %s", k.Version, num(k.ErrorRate), b.Version, num(b.ErrorRate))})
+	return nil
 }

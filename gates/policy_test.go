@@ -109,7 +109,7 @@ func TestRunConnectsToThePinnedAddress(t *testing.T) {
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	g := schema.Gate{Load: schema.LoadProfile{QPS: 100, Connections: 1, Requests: 5}}
 	// A name that does not resolve at all: only the pinned address can reach the server.
-	res, err := Run(t.Context(), g, Target{URL: "http://target.invalid:" + port + "/", Resolve: netip.MustParseAddr("127.0.0.1"), Design: "d", Gate: "g"})
+	res, err := Run(t.Context(), g, Target{URL: "http://target.invalid:" + port + "/", Pinned: map[string]netip.Addr{"target.invalid": netip.MustParseAddr("127.0.0.1")}, Design: "d", Gate: "g"})
 	if err != nil {
 		t.Fatal(err)
 	}

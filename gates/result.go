@@ -30,6 +30,8 @@ type Result struct {
 	StatusCodes   map[string]int `json:"status_codes"`
 	// Aborted says why the run stopped before its duration, if it did.
 	Aborted string `json:"aborted,omitempty"`
+	// Compare is a side-by-side run's two versions; the fields above are the candidate's.
+	Compare *Comparison `json:"compare,omitempty"`
 }
 
 // LoadGen is the load generator and its version.

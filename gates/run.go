@@ -39,10 +39,12 @@ type Target struct {
 	Digest string
 	// Spec is SpecHash of the gate, recorded with the result.
 	Spec string
-	// Resolve pins the target's host name to this address (the one Policy.Check allowed),
-	// so a DNS answer that changes after the check cannot move the load elsewhere.
-	Resolve netip.Addr
+	// Pinned maps a target's host name to the address Policy.Check allowed for it, so a DNS
+	// answer that changes after the check cannot move the load elsewhere.
+	Pinned map[string]netip.Addr
 }
+
+type addr = netip.Addr
 
 // quietFortio turns fortio's process-wide logger down to critical messages: it logs every
 // run and every failed connection, which in meshcd's daemon would drown its own logs. What a
@@ -57,7 +59,13 @@ const earlyWindow = 20
 // when ctx is cancelled, and early once the error budget is spent: more failures than the
 // gate's error-rate threshold allows for the whole run, or most of the first requests. An
 // early stop is a Result with Aborted set, not an error; an error means no load could be sent.
+//
+// A side-by-side gate (compare) loads its two versions in alternating slices and returns the
+// candidate's numbers with the comparison.
 func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
+	if g.Compare != nil {
+		return runCompare(ctx, g, t)
+	}
 	url := g.URL
 	if t.URL != "" {
 		url = t.URL
@@ -66,7 +74,7 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 	if g.Load.Warmup != nil && g.Load.Warmup.Duration > 0 {
 		warm := g
 		warm.Load.Requests, warm.Load.Duration = 0, g.Load.Warmup
-		if _, _, err := load(ctx, warm, url, t.Resolve, nil); err != nil {
+		if _, _, err := load(ctx, warm, url, t.pin(url), nil); err != nil {
 			return nil, fmt.Errorf("gate %s: warm-up: %w", name, err)
 		}
 	}
@@ -81,7 +89,7 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 		}
 	}
 	start := time.Now()
-	res, reason, err := load(ctx, g, url, t.Resolve, budget)
+	res, reason, err := load(ctx, g, url, t.pin(url), budget)
 	if err != nil {
 		return nil, fmt.Errorf("gate %s: %w", name, err)
 	}

@@ -334,6 +334,39 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 	} else if hasCron {
 		add(p.child("schedule"), "trigger \"cron\" needs a schedule")
 	}
+	if c := g.Compare; c != nil {
+		cp := p.child("compare")
+		if c.Baseline == c.Candidate {
+			add(cp.child("candidate"), "the candidate is the baseline version %q: compare two versions", c.Baseline)
+		}
+		if len(c.URLs) > 0 {
+			for _, v := range []string{c.Baseline, c.Candidate} {
+				if _, ok := c.URLs[v]; !ok {
+					add(cp.child("urls"), "no url for version %q", v)
+				}
+			}
+		} else if !strings.Contains(g.URL, "{version}") {
+			add(p.child("url"), "a side-by-side gate needs each version's target: put {version} in url, or give compare.urls")
+		}
+		if g.PreviewURL != "" && len(c.URLs) == 0 && !strings.Contains(g.PreviewURL, "{version}") {
+			add(p.child("previewURL"), "a side-by-side gate's previewURL needs {version} too")
+		}
+		if g.Rollout != nil && g.Rollout.Version != c.Candidate {
+			add(cp.child("candidate"), "the rollout moves version %q, so the gate must judge it: candidate %q", g.Rollout.Version, c.Candidate)
+		}
+		declared := false
+		for _, svc := range d.Services {
+			_, okB := svc.Versions[c.Baseline]
+			_, okC := svc.Versions[c.Candidate]
+			declared = declared || okB && okC
+		}
+		if len(d.Services) > 0 && !declared {
+			add(cp, "no service declares both versions %q and %q", c.Baseline, c.Candidate)
+		}
+		out = append(out, checkDurationPositive(c.Slice, cp.child("slice"))...)
+	} else if strings.Contains(g.URL, "{version}") {
+		add(p.child("url"), "{version} in url means a side-by-side gate: add compare {baseline, candidate}")
+	}
 	if g.Rollout != nil {
 		rp := p.child("rollout")
 		svc, ok := d.Services[g.Rollout.Service]

@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"cuelang.org/go/cue"
@@ -181,6 +182,7 @@ type Gate struct {
 	Load       LoadProfile `json:"load"`
 	Thresholds Thresholds  `json:"thresholds"`
 	Baseline   *Baseline   `json:"baseline,omitempty"`
+	Compare    *Compare    `json:"compare,omitempty"`
 	Schedule   string      `json:"schedule,omitempty"`
 	Triggers   []string    `json:"triggers"`
 	Rollout    *Rollout    `json:"rollout,omitempty"`
@@ -207,6 +209,27 @@ type Thresholds struct {
 type Baseline struct {
 	Branch        string `json:"branch"`
 	MaxRegression string `json:"maxRegression"`
+}
+
+// Compare is a side-by-side gate: two versions loaded in one run, the candidate judged
+// against the baseline version.
+type Compare struct {
+	Baseline             string            `json:"baseline"`
+	Candidate            string            `json:"candidate"`
+	URLs                 map[string]string `json:"urls,omitempty"`
+	MaxRegression        string            `json:"maxRegression"`
+	MinDifference        *Duration         `json:"minDifference,omitempty"`
+	MaxErrorRateIncrease float64           `json:"maxErrorRateIncrease"`
+	Slice                *Duration         `json:"slice,omitempty"`
+}
+
+// VersionURL is where a compared version's load goes: its entry in urls, or the template
+// (url or previewURL) with "{version}" replaced.
+func (c *Compare) VersionURL(template, version string) string {
+	if u, ok := c.URLs[version]; ok {
+		return u
+	}
+	return strings.ReplaceAll(template, "{version}", version)
 }
 
 type Rollout struct {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/netip"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -91,15 +93,16 @@ type gateOutcome struct {
 // load checks a gate against the daemon's policy (nothing is sent when it refuses), then runs
 // its load in a child process, pinned to the address the policy checked.
 func (d *Daemon) load(ctx context.Context, g schema.Gate, t gates.Target, by gates.Trigger) (*gates.Result, error) {
-	url := g.URL
-	if t.URL != "" {
-		url = t.URL
+	t.Pinned = map[string]netip.Addr{}
+	for _, u := range gates.URLs(g, t.URL) {
+		addr, err := d.policy.Check(ctx, g, u, by)
+		if err != nil {
+			return nil, fmt.Errorf("gate %s/%s: %w", t.Design, t.Gate, err)
+		}
+		if parsed, err := url.Parse(u); err == nil {
+			t.Pinned[parsed.Hostname()] = addr
+		}
 	}
-	addr, err := d.policy.Check(ctx, g, url, by)
-	if err != nil {
-		return nil, fmt.Errorf("gate %s/%s: %w", t.Design, t.Gate, err)
-	}
-	t.URL, t.Resolve = url, addr
 	if d.loads == nil {
 		return gates.Run(ctx, g, t)
 	}

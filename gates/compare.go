@@ -1,0 +1,281 @@
+package gates
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"github.com/meshcd/meshcd/schema"
+)
+
+// Comparison is what a side-by-side run measured: each version over the whole run, the
+// candidate's percentiles divided by the baseline's, and how those ratios spread over the
+// slices, so a reader sees whether a verdict is clear or marginal.
+type Comparison struct {
+	Baseline  VersionResult `json:"baseline"`
+	Candidate VersionResult `json:"candidate"`
+	// Slices is how many slices each version was loaded for.
+	Slices int `json:"slices"`
+	// Ratios are candidate ÷ baseline over the whole run.
+	Ratios Ratios `json:"ratios"`
+	// Spread is the least and greatest per-slice ratio, and Median the middle one: a
+	// regression shows in most slices, a burst of machine noise in a few.
+	Spread Spread `json:"ratio_spread"`
+	Median Ratios `json:"ratio_median"`
+}
+
+// VersionResult is one version's share of a side-by-side run.
+type VersionResult struct {
+	Version     string         `json:"version"`
+	URL         string         `json:"url"`
+	Requests    int64          `json:"total_requests"`
+	ErrorRate   float64        `json:"error_rate"`
+	Latencies   Latencies      `json:"latencies_ms"`
+	Histogram   []Bucket       `json:"histogram"`
+	StatusCodes map[string]int `json:"status_codes"`
+}
+
+// Ratios are candidate ÷ baseline latencies.
+type Ratios struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+}
+
+// Spread holds the least and greatest per-slice ratio of each percentile.
+type Spread struct {
+	P50 [2]float64 `json:"p50"`
+	P90 [2]float64 `json:"p90"`
+	P99 [2]float64 `json:"p99"`
+}
+
+// URLs are the targets a run of the gate loads: the gate's URL (or the override), or for a
+// side-by-side gate one per version, baseline first.
+func URLs(g schema.Gate, override string) []string {
+	u := g.URL
+	if override != "" {
+		u = override
+	}
+	if g.Compare == nil {
+		return []string{u}
+	}
+	return []string{g.Compare.VersionURL(u, g.Compare.Baseline), g.Compare.VersionURL(u, g.Compare.Candidate)}
+}
+
+// runCompare loads the baseline and the candidate version in alternating slices (the order
+// flips every round, so neither always goes first), each for half the gate's duration, or
+// for the gate's requests each, and merges each version's slices.
+func runCompare(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
+	c := g.Compare
+	urls := URLs(g, t.URL)
+	name := t.Design + "/" + t.Gate
+	slice := time.Second
+	if c.Slice != nil && c.Slice.Duration > 0 {
+		slice = c.Slice.Duration
+	}
+	var rounds int
+	var perSlice schema.LoadProfile
+	perSlice = g.Load
+	perSlice.Warmup = nil
+	switch {
+	case g.Load.Duration != nil && g.Load.Duration.Duration > 0:
+		each := g.Load.Duration.Duration / 2
+		rounds = max(1, int(math.Ceil(float64(each)/float64(slice))))
+		perSlice.Requests, perSlice.Duration = 0, &schema.Duration{Duration: each / time.Duration(rounds)}
+	default:
+		rounds = max(1, g.Load.Requests/100)
+		perSlice.Requests, perSlice.Duration = max(1, g.Load.Requests/rounds), nil
+	}
+	if g.Load.Warmup != nil && g.Load.Warmup.Duration > 0 {
+		for _, u := range urls {
+			warm := g
+			warm.Load.Requests, warm.Load.Duration = 0, g.Load.Warmup
+			if _, _, err := load(ctx, warm, u, t.pin(u), nil); err != nil {
+				return nil, fmt.Errorf("gate %s: warm-up of %s: %w", name, u, err)
+			}
+		}
+	}
+	budgets := [2]*errorBudget{{}, {}}
+	if g.Thresholds.ErrorRate != nil {
+		expected := float64(perSlice.Requests * rounds)
+		if perSlice.Duration != nil && g.Load.QPS > 0 {
+			expected = g.Load.QPS * perSlice.Duration.Seconds() * float64(rounds)
+		}
+		for _, b := range budgets {
+			if expected > 0 {
+				b.max = int64(*g.Thresholds.ErrorRate*expected) + 1
+			}
+		}
+	}
+	sg := g
+	sg.Load = perSlice
+	start := time.Now()
+	var runs [2][]*fhttp.HTTPRunnerResults
+	aborted := ""
+	for r := 0; r < rounds && aborted == "" && ctx.Err() == nil; r++ {
+		order := []int{0, 1}
+		if r%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, v := range order {
+			res, reason, err := load(ctx, sg, urls[v], t.pin(urls[v]), budgets[v])
+			if err != nil {
+				return nil, fmt.Errorf("gate %s: %s: %w", name, urls[v], err)
+			}
+			runs[v] = append(runs[v], res)
+			if reason != "" {
+				aborted = fmt.Sprintf("%s (%s)", reason, []string{c.Baseline, c.Candidate}[v])
+				break
+			}
+		}
+	}
+	end := time.Now()
+	cmp := &Comparison{
+		Baseline:  mergeVersion(c.Baseline, urls[0], runs[0]),
+		Candidate: mergeVersion(c.Candidate, urls[1], runs[1]),
+		Slices:    min(len(runs[0]), len(runs[1])),
+	}
+	cmp.Ratios = Ratios{
+		P50: ratio(cmp.Candidate.Latencies.P50, cmp.Baseline.Latencies.P50),
+		P90: ratio(cmp.Candidate.Latencies.P90, cmp.Baseline.Latencies.P90),
+		P99: ratio(cmp.Candidate.Latencies.P99, cmp.Baseline.Latencies.P99),
+	}
+	cmp.Spread, cmp.Median = spread(runs[0][:cmp.Slices], runs[1][:cmp.Slices])
+	out := &Result{
+		Name: name, StartTime: start.UTC(), EndTime: end.UTC(), LoadGenerator: loadGenerator(),
+		Target:       TargetInfo{URL: urls[1], Cluster: t.Cluster, Design: t.Design, Gate: t.Gate, Revision: t.Revision, Digest: t.Digest, Spec: t.Spec},
+		RequestedQPS: g.Load.QPS, Connections: max(1, g.Load.Connections), Duration: end.Sub(start).Round(time.Millisecond).String(),
+		Requests: cmp.Candidate.Requests, Latencies: cmp.Candidate.Latencies, Histogram: cmp.Candidate.Histogram,
+		ErrorRate: cmp.Candidate.ErrorRate, StatusCodes: cmp.Candidate.StatusCodes, Compare: cmp, Aborted: aborted,
+	}
+	var active time.Duration
+	for _, r := range runs[1] {
+		active += r.ActualDuration
+	}
+	if active > 0 {
+		out.ActualQPS = float64(cmp.Candidate.Requests) / active.Seconds()
+	}
+	if ctx.Err() != nil && out.Aborted == "" {
+		out.Aborted = "cancelled: " + ctx.Err().Error()
+	}
+	return out, nil
+}
+
+// pin is the address the policy checked for the URL's host, if any.
+func (t Target) pin(rawURL string) (a addr) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return a
+	}
+	return t.Pinned[u.Hostname()]
+}
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		if a <= 0 {
+			return 1
+		}
+		return math.Inf(1)
+	}
+	return a / b
+}
+
+// mergeVersion adds up one version's slices: requests and status codes summed, the latency
+// histograms merged bucket by bucket and the percentiles read from the merged histogram.
+func mergeVersion(version, u string, runs []*fhttp.HTTPRunnerResults) VersionResult {
+	out := VersionResult{Version: version, URL: u, StatusCodes: map[string]int{}}
+	counts := map[[2]float64]int64{}
+	var sum float64
+	var failed int64
+	minimum, maximum := math.Inf(1), 0.0
+	for _, r := range runs {
+		one := newResult(r, time.Time{}, time.Time{})
+		out.Requests += one.Requests
+		for code, n := range one.StatusCodes {
+			out.StatusCodes[code] += n
+			if c, err := strconv.Atoi(code); err != nil || c < 200 || c >= 300 {
+				failed += int64(n)
+			}
+		}
+		for _, b := range one.Histogram {
+			counts[[2]float64{b.StartMs, b.EndMs}] += b.Count
+		}
+		if one.Requests > 0 {
+			sum += one.Latencies.Mean * float64(one.Requests)
+			minimum = math.Min(minimum, one.Latencies.Min)
+			maximum = math.Max(maximum, one.Latencies.Max)
+		}
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0] < keys[j][0] })
+	for _, k := range keys {
+		out.Histogram = append(out.Histogram, Bucket{StartMs: k[0], EndMs: k[1], Count: counts[k]})
+	}
+	if out.Requests == 0 {
+		return out
+	}
+	out.ErrorRate = float64(failed) / float64(out.Requests)
+	out.Latencies = Latencies{
+		Min: minimum, Max: maximum, Mean: sum / float64(out.Requests),
+		P50: percentile(out.Histogram, 50), P75: percentile(out.Histogram, 75), P90: percentile(out.Histogram, 90),
+		P99: percentile(out.Histogram, 99), P999: percentile(out.Histogram, 99.9),
+	}
+	return out
+}
+
+// percentile reads the p-th percentile from histogram buckets, interpolating linearly inside
+// the bucket where the count crosses it, as fortio does.
+func percentile(buckets []Bucket, p float64) float64 {
+	var total int64
+	for _, b := range buckets {
+		total += b.Count
+	}
+	if total == 0 {
+		return 0
+	}
+	target := p / 100 * float64(total)
+	var seen int64
+	for _, b := range buckets {
+		if float64(seen+b.Count) >= target {
+			within := (target - float64(seen)) / float64(b.Count)
+			return b.StartMs + within*(b.EndMs-b.StartMs)
+		}
+		seen += b.Count
+	}
+	return buckets[len(buckets)-1].EndMs
+}
+
+// spread is the least, median and greatest ratio of the candidate's slice to the baseline's
+// slice of the same round.
+func spread(base, cand []*fhttp.HTTPRunnerResults) (Spread, Ratios) {
+	var per [3][]float64
+	for i := range base {
+		b, c := newResult(base[i], time.Time{}, time.Time{}), newResult(cand[i], time.Time{}, time.Time{})
+		per[0] = append(per[0], ratio(c.Latencies.P50, b.Latencies.P50))
+		per[1] = append(per[1], ratio(c.Latencies.P90, b.Latencies.P90))
+		per[2] = append(per[2], ratio(c.Latencies.P99, b.Latencies.P99))
+	}
+	var s Spread
+	var m Ratios
+	for j, dst := range []*[2]float64{&s.P50, &s.P90, &s.P99} {
+		vals := per[j]
+		if len(vals) == 0 {
+			continue
+		}
+		slices.Sort(vals)
+		*dst = [2]float64{vals[0], vals[len(vals)-1]}
+		med := vals[len(vals)/2]
+		if len(vals)%2 == 0 {
+			med = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
+		}
+		*[]*float64{&m.P50, &m.P90, &m.P99}[j] = med
+	}
+	return s, m
+}

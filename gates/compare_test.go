@@ -1,0 +1,93 @@
+package gates
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// busy keeps both cores of the machine busy for the rest of the test, as a loaded CI machine.
+func busy(t *testing.T) {
+	t.Helper()
+	for range 2 {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+}
+
+func sideBySide(base, cand string) schema.Gate {
+	return schema.Gate{
+		URL:  base,
+		Load: schema.LoadProfile{QPS: 200, Connections: 8, Duration: dur("2s")},
+		Compare: &schema.Compare{
+			Baseline: "stable", Candidate: "canary",
+			URLs:          map[string]string{"stable": base, "canary": cand},
+			MaxRegression: "20%", MinDifference: dur("5ms"), MaxErrorRateIncrease: 0.01, Slice: dur("200ms"),
+		},
+	}
+}
+
+// TestSideBySideVerdictsHoldOnABusyMachine: with both cores kept busy by other processes, a
+// candidate 30 ms slower than its baseline fails a 20% budget, naming the p50 and p99 ratios,
+// and two equal servers pass: ten runs each, no wrong verdict.
+func TestSideBySideVerdictsHoldOnABusyMachine(t *testing.T) {
+	base := echo(t) + "/?delay=1ms"
+	busy(t)
+	for i := range 10 {
+		slow := sideBySide(base, echo(t)+"/?delay=31ms")
+		res, err := Run(t.Context(), slow, Target{Design: "shop", Gate: "canary", Cluster: "east"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := Judge(res, slow, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Pass || !strings.Contains(v.String(), "✗ p50 canary/stable") || !strings.Contains(v.String(), "✗ p99 canary/stable") {
+			t.Fatalf("run %d: a candidate 30 ms slower passed or named no ratio:\n%s", i, v)
+		}
+		if res.Compare.Slices < 3 || res.Compare.Baseline.Requests == 0 || res.Compare.Candidate.Requests == 0 {
+			t.Fatalf("run %d: %d slices, %d/%d requests", i, res.Compare.Slices, res.Compare.Baseline.Requests, res.Compare.Candidate.Requests)
+		}
+
+		same := sideBySide(base, echo(t)+"/?delay=1ms")
+		res, err = Run(t.Context(), same, Target{Design: "shop", Gate: "canary", Cluster: "east"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := Judge(res, same, nil); !v.Pass {
+			t.Fatalf("run %d: two equal servers failed:\n%s", i, v)
+		}
+	}
+}
+
+// TestSideBySideAlternates: the versions take turns in slices, the order flipping every
+// round, and each gets half the run.
+func TestSideBySideAlternates(t *testing.T) {
+	base, cand := echo(t)+"/?v=stable", echo(t)+"/?v=canary"
+	g := sideBySide(base, cand)
+	g.Load.Duration = dur("1s")
+	g.Compare.Slice = dur("100ms")
+	start := time.Now()
+	res, err := Run(t.Context(), g, Target{Design: "d", Gate: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("a 1 s side-by-side run took %s", took)
+	}
+	if res.Compare.Slices != 5 || res.Compare.Baseline.URL != base || res.Compare.Candidate.URL != cand || res.Target.URL != cand {
+		t.Errorf("comparison: %d slices, %s vs %s, target %s", res.Compare.Slices, res.Compare.Baseline.URL, res.Compare.Candidate.URL, res.Target.URL)
+	}
+	if d := res.Compare.Baseline.Requests - res.Compare.Candidate.Requests; d < -10 || d > 10 {
+		t.Errorf("the versions got %d and %d requests; want about the same", res.Compare.Baseline.Requests, res.Compare.Candidate.Requests)
+	}
+}
