@@ -1,6 +1,7 @@
 package gates
 
 import (
+	"encoding/xml"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -89,5 +90,52 @@ func TestSideBySideAlternates(t *testing.T) {
 	}
 	if d := res.Compare.Baseline.Requests - res.Compare.Candidate.Requests; d < -10 || d > 10 {
 		t.Errorf("the versions got %d and %d requests; want about the same", res.Compare.Baseline.Requests, res.Compare.Candidate.Requests)
+	}
+}
+
+// TestSideBySideFiles: the status files of a side-by-side run record both versions' numbers
+// and the ratios, and its chart draws both distributions.
+func TestSideBySideFiles(t *testing.T) {
+	g := sideBySide(echo(t)+"/?delay=1ms", echo(t)+"/?delay=11ms")
+	g.Load.Duration = dur("600ms")
+	res, err := Run(t.Context(), g, Target{Design: "shop", Gate: "canary", Cluster: "east", Revision: "abcdef1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Judge(res, g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := Files(res, v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md, svg, js string
+	for p, data := range files {
+		switch {
+		case strings.HasSuffix(p, ".md"):
+			md = string(data)
+		case strings.HasSuffix(p, ".svg"):
+			svg = string(data)
+		case strings.HasSuffix(p, "east.json"):
+			js = string(data)
+		}
+	}
+	for _, want := range []string{"| stable |", "| canary |", "candidate ÷ baseline: p50 ×"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary lacks %q:\n%s", want, md)
+		}
+	}
+	if !strings.Contains(svg, "stable p50") || !strings.Contains(svg, "canary p50") || strings.Count(svg, "fill-opacity") < 2 {
+		t.Errorf("the chart does not draw both versions:\n%s", svg)
+	}
+	if !strings.Contains(js, `"compare"`) || !strings.Contains(js, `"ratio_spread"`) {
+		t.Errorf("the result file lacks the comparison")
+	}
+	var doc struct {
+		XMLName xml.Name `xml:"svg"`
+	}
+	if err := xml.Unmarshal([]byte(svg), &doc); err != nil {
+		t.Errorf("the chart is not SVG: %v", err)
 	}
 }

@@ -132,6 +132,16 @@ func Summary(r *Result, v Verdict, chart string) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s %s | %s %s | %s %s |\n", c.Name, num(c.Observed), c.Unit, num(c.Limit), c.Unit, mark, c.Note)
 	}
+	if c := r.Compare; c != nil {
+		fmt.Fprintf(&b, "\nSide by side, %d slices each, candidate ÷ baseline: p50 ×%s · p90 ×%s · p99 ×%s\n\n", c.Slices, num(c.Ratios.P50), num(c.Ratios.P90), num(c.Ratios.P99))
+		b.WriteString("| version | target | requests | error rate | p50 ms | p90 ms | p99 ms | p99.9 ms |\n|---|---|---|---|---|---|---|---|\n")
+		for _, vr := range []VersionResult{c.Baseline, c.Candidate} {
+			l := vr.Latencies
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", vr.Version, vr.URL, vr.Requests, num(vr.ErrorRate), num(l.P50), num(l.P90), num(l.P99), num(l.P999))
+		}
+		fmt.Fprintf(&b, "\n![latency](%s)\n", chart)
+		return b.String()
+	}
 	l := r.Latencies
 	fmt.Fprintf(&b, "\nLatency (ms): min %s · p50 %s · p75 %s · p90 %s · p99 %s · p99.9 %s · max %s\n\n![latency](%s)\n",
 		num(l.Min), num(l.P50), num(l.P75), num(l.P90), num(l.P99), num(l.P999), num(l.Max), chart)

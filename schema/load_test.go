@@ -84,7 +84,7 @@ func TestRules(t *testing.T) {
 		{"schedule without cron trigger", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", schedule: \"@hourly\"}\n",
 			[]string{f + ":4:9: gates.g.triggers: schedule is set but triggers does not include \"cron\""}},
 		{"gate that cannot fail", "\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: {}}\n",
-			[]string{f + ":4:54: gates.g.thresholds: a gate needs at least one threshold or a baseline, or it can never fail"}},
+			[]string{f + ":4:54: gates.g.thresholds: a gate needs at least one threshold, a baseline or a compare, or it can never fail"}},
 		{"rollout steps increase", svc + "\t\troutes: [{to: {stable: 90, canary: 10}}]\n\t}\n\tgates: g: {url: \"http://x/\", load: duration: \"10s\", thresholds: p99: \"1s\", rollout: {service: \"checkout\", version: \"canary\", steps: [10, 50, 30]}}\n",
 			[]string{f + ":9:143: gates.g.rollout.steps[2]: rollout steps must increase: 30 follows 50"}},
 		{"manifest kinds", "\tmanifests: [{kustomize: \"./base\"}, {helm: chart: \"./chart\"}, {yaml: \"./raw\"}]\n", nil},

@@ -317,8 +317,8 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 		}
 		prev = &order[i]
 	}
-	if th.P50 == nil && th.P90 == nil && th.P99 == nil && th.ErrorRate == nil && th.MinQPSRatio == nil && g.Baseline == nil {
-		add(p.child("thresholds"), "a gate needs at least one threshold or a baseline, or it can never fail")
+	if th.P50 == nil && th.P90 == nil && th.P99 == nil && th.ErrorRate == nil && th.MinQPSRatio == nil && g.Baseline == nil && g.Compare == nil {
+		add(p.child("thresholds"), "a gate needs at least one threshold, a baseline or a compare, or it can never fail")
 	}
 	hasCron := false
 	for _, t := range g.Triggers {
