@@ -25,10 +25,9 @@ type Comparison struct {
 	Slices int `json:"slices"`
 	// Ratios are candidate ÷ baseline over the whole run.
 	Ratios Ratios `json:"ratios"`
-	// Spread is the least and greatest per-slice ratio, and Median the middle one: a
-	// regression shows in most slices, a burst of machine noise in a few.
-	Spread Spread `json:"ratio_spread"`
-	Median Ratios `json:"ratio_median"`
+	// SliceRatios are the ratios of each round's two slices: a regression shows in most
+	// of them, a burst of machine noise in a few.
+	SliceRatios []Ratios `json:"slice_ratios"`
 }
 
 // VersionResult is one version's share of a side-by-side run.
@@ -47,13 +46,6 @@ type Ratios struct {
 	P50 float64 `json:"p50"`
 	P90 float64 `json:"p90"`
 	P99 float64 `json:"p99"`
-}
-
-// Spread holds the least and greatest per-slice ratio of each percentile.
-type Spread struct {
-	P50 [2]float64 `json:"p50"`
-	P90 [2]float64 `json:"p90"`
-	P99 [2]float64 `json:"p99"`
 }
 
 // URLs are the targets a run of the gate loads: the gate's URL (or the override), or for a
@@ -147,7 +139,12 @@ func runCompare(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 		P90: ratio(cmp.Candidate.Latencies.P90, cmp.Baseline.Latencies.P90),
 		P99: ratio(cmp.Candidate.Latencies.P99, cmp.Baseline.Latencies.P99),
 	}
-	cmp.Spread, cmp.Median = spread(runs[0][:cmp.Slices], runs[1][:cmp.Slices])
+	for i := range cmp.Slices {
+		b, c := newResult(runs[0][i], time.Time{}, time.Time{}), newResult(runs[1][i], time.Time{}, time.Time{})
+		cmp.SliceRatios = append(cmp.SliceRatios, Ratios{
+			P50: ratio(c.Latencies.P50, b.Latencies.P50), P90: ratio(c.Latencies.P90, b.Latencies.P90), P99: ratio(c.Latencies.P99, b.Latencies.P99),
+		})
+	}
 	out := &Result{
 		Name: name, StartTime: start.UTC(), EndTime: end.UTC(), LoadGenerator: loadGenerator(),
 		Target:       TargetInfo{URL: urls[1], Cluster: t.Cluster, Design: t.Design, Gate: t.Gate, Revision: t.Revision, Digest: t.Digest, Spec: t.Spec},
@@ -250,32 +247,4 @@ func percentile(buckets []Bucket, p float64) float64 {
 		seen += b.Count
 	}
 	return buckets[len(buckets)-1].EndMs
-}
-
-// spread is the least, median and greatest ratio of the candidate's slice to the baseline's
-// slice of the same round.
-func spread(base, cand []*fhttp.HTTPRunnerResults) (Spread, Ratios) {
-	var per [3][]float64
-	for i := range base {
-		b, c := newResult(base[i], time.Time{}, time.Time{}), newResult(cand[i], time.Time{}, time.Time{})
-		per[0] = append(per[0], ratio(c.Latencies.P50, b.Latencies.P50))
-		per[1] = append(per[1], ratio(c.Latencies.P90, b.Latencies.P90))
-		per[2] = append(per[2], ratio(c.Latencies.P99, b.Latencies.P99))
-	}
-	var s Spread
-	var m Ratios
-	for j, dst := range []*[2]float64{&s.P50, &s.P90, &s.P99} {
-		vals := per[j]
-		if len(vals) == 0 {
-			continue
-		}
-		slices.Sort(vals)
-		*dst = [2]float64{vals[0], vals[len(vals)-1]}
-		med := vals[len(vals)/2]
-		if len(vals)%2 == 0 {
-			med = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
-		}
-		*[]*float64{&m.P50, &m.P90, &m.P99}[j] = med
-	}
-	return s, m
 }

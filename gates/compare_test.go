@@ -129,7 +129,7 @@ func TestSideBySideFiles(t *testing.T) {
 	if !strings.Contains(svg, "stable p50") || !strings.Contains(svg, "canary p50") || strings.Count(svg, "fill-opacity") < 2 {
 		t.Errorf("the chart does not draw both versions:\n%s", svg)
 	}
-	if !strings.Contains(js, `"compare"`) || !strings.Contains(js, `"ratio_spread"`) {
+	if !strings.Contains(js, `"compare"`) || !strings.Contains(js, `"slice_ratios"`) {
 		t.Errorf("the result file lacks the comparison")
 	}
 	var doc struct {

@@ -145,9 +145,12 @@ func short(rev string) string {
 }
 
 // judgeCompare checks a side-by-side run: each percentile of the candidate within the
-// budget of the baseline's (a ratio, unless the difference is under minDifference, which
-// machine noise alone can make on a fast service), and its error rate at most
-// maxErrorRateIncrease above the baseline's.
+// budget of the baseline's, and its error rate at most maxErrorRateIncrease above the
+// baseline's. A percentile regresses only when the candidate is slower by more than the
+// budget over the whole run, by more than minDifference (which machine noise alone can make
+// on a fast service), and in at least three quarters of the rounds' slices (a burst of noise
+// slows a few slices, a slower version all of them). A percentile from too few requests per
+// version is reported, not judged.
 func judgeCompare(add func(Check), r *Result, c schema.Compare) error {
 	cmp := r.Compare
 	if cmp == nil {
@@ -161,35 +164,39 @@ func judgeCompare(add func(Check), r *Result, c schema.Compare) error {
 	if c.MinDifference != nil {
 		floor = float64(c.MinDifference.Microseconds()) / 1000
 	}
+	limit := 1 + budget
 	b, k := cmp.Baseline, cmp.Candidate
 	for _, p := range []struct {
 		name       string
 		base, cand float64
 		ratio      float64
-		spread     [2]float64
-		median     float64
+		slice      func(Ratios) float64
 		min        int64
 	}{
-		{"p50", b.Latencies.P50, k.Latencies.P50, cmp.Ratios.P50, cmp.Spread.P50, cmp.Median.P50, 1},
-		{"p90", b.Latencies.P90, k.Latencies.P90, cmp.Ratios.P90, cmp.Spread.P90, cmp.Median.P90, 10},
-		{"p99", b.Latencies.P99, k.Latencies.P99, cmp.Ratios.P99, cmp.Spread.P99, cmp.Median.P99, 100},
+		{"p50", b.Latencies.P50, k.Latencies.P50, cmp.Ratios.P50, func(r Ratios) float64 { return r.P50 }, 1},
+		{"p90", b.Latencies.P90, k.Latencies.P90, cmp.Ratios.P90, func(r Ratios) float64 { return r.P90 }, 10},
+		{"p99", b.Latencies.P99, k.Latencies.P99, cmp.Ratios.P99, func(r Ratios) float64 { return r.P99 }, 100},
 	} {
-		limit := 1 + budget
-		// A regression is slower over the whole run, by more than the noise floor, and in
-		// most slices: a burst of machine noise in one slice moves the pooled p99 but not
-		// the median slice.
+		slower, lo, hi := 0, math.Inf(1), 0.0
+		for _, sr := range cmp.SliceRatios {
+			v := p.slice(sr)
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+			if v > limit {
+				slower++
+			}
+		}
+		n := len(cmp.SliceRatios)
+		most := slower*4 >= n*3 && n > 0
 		enough := min(b.Requests, k.Requests) >= p.min
-		pass := p.ratio <= limit || p.cand-p.base < floor || p.median <= limit || !enough
-		note := fmt.Sprintf("%s %s ms vs %s %s ms; per-slice ratio %s–%s, median %s, over %d slices", k.Version, num(p.cand), b.Version, num(p.base), num(p.spread[0]), num(p.spread[1]), num(p.median), cmp.Slices)
+		pass := p.ratio <= limit || p.cand-p.base < floor || !most || !enough
+		note := fmt.Sprintf("%s %s ms vs %s %s ms; slower beyond the budget in %d of %d slices (ratios %s–%s)", k.Version, num(p.cand), b.Version, num(p.base), slower, n, num(lo), num(hi))
 		switch {
 		case !enough:
+			note += fmt.Sprintf("; not judged: fewer than %d requests per version, so this %s is little more than the slowest request (run longer)", p.min, p.name)
 		case p.ratio > limit && p.cand-p.base < floor:
 			note += fmt.Sprintf("; within the %s ms noise floor (minDifference)", num(floor))
-		case p.ratio > limit && pass:
-			note += "; slower in fewer than half the slices: machine noise, not a regression"
-		}
-		if !enough {
-			note += fmt.Sprintf("; not judged: fewer than %d requests per version, so this %s is little more than the slowest request (run longer)", p.min, p.name)
+		case p.ratio > limit && !most:
+			note += "; slower in too few slices to be the version rather than machine noise"
 		}
 		add(Check{Name: p.name + " " + k.Version + "/" + b.Version, Observed: p.ratio, Limit: limit, Unit: "×", Pass: pass, Note: note})
 	}

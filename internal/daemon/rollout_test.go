@@ -85,3 +85,78 @@ func canaryWeight(t *testing.T, f fixture) int {
 	}
 	return weightOf(o, "canary")
 }
+
+// TestSideBySideRollout rolls a canary out over 10 → 50 → 100, gated by a side-by-side gate
+// that loads the stable and the canary version in one run. Two designs of one repo: one whose
+// canary answers 50 ms slower than its stable version, one whose canary is as fast (the
+// regression is well above the gate's 20 ms noise floor, under race-built processes on a
+// busy machine). The slow
+// canary fails before it gets any traffic: meshcd commits the rollback and holds. The even
+// canary passes every step and reaches 100%, each step applied to the clusters.
+func TestSideBySideRollout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	server := func(delay time.Duration) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(delay)
+			w.Write([]byte("ok"))
+		}))
+		t.Cleanup(s.Close)
+		return s.URL + "/"
+	}
+	gate := func(stable, canary string) string {
+		return fmt.Sprintf(`gates: canary: {
+		url: %q
+		load: {qps: 40, connections: 4, duration: "4s"}
+		compare: {baseline: "stable", candidate: "canary", urls: {stable: %q, canary: %q}, maxRegression: "20%%", minDifference: "20ms", slice: "250ms"}
+		rollout: {service: "checkout", version: "canary", steps: [10, 50, 100]}
+	}`, stable, stable, canary)
+	}
+	files := named("slowcanary", everywhere, 100, "EUR", gate(server(time.Millisecond), server(51*time.Millisecond)))
+	for k, v := range named("evencanary", everywhere, 100, "EUR", gate(server(time.Millisecond), server(time.Millisecond))) {
+		files[k] = v
+	}
+	f := newFleet(t, ctx, []repoSpec{{name: "canaries", files: files}}, nil, "")
+	startDaemon(t, f.config, f.addr)
+	rollout := func(design string) string {
+		data, _ := f.repos[0].ReadFile(ctx, "main", "designs/"+design+"/rollout-canary.cue")
+		return string(data)
+	}
+	within(t, 3*time.Minute, "the even canary at 100% everywhere, the slow one held", func() bool {
+		for _, c := range []string{"east", "west", "central"} {
+			if f.weight(t, c, "evencanary") != 0 || f.weight(t, c, "slowcanary") != 100 {
+				return false
+			}
+		}
+		return strings.Contains(rollout("evencanary"), "current: 100") && strings.Contains(rollout("slowcanary"), "held:")
+	})
+	commits, err := f.repos[0].Log(ctx, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for i := len(commits) - 1; i >= 0; i-- {
+		if s := commits[i].Subject; strings.HasPrefix(s, gates.RolloutMarker) {
+			steps = append(steps, strings.TrimLeft(strings.TrimPrefix(s, gates.RolloutMarker), ": "))
+		}
+	}
+	var slow, even []string
+	for _, s := range steps {
+		if strings.HasPrefix(s, "slowcanary/") {
+			slow = append(slow, s)
+		} else {
+			even = append(even, s)
+		}
+	}
+	if diff := cmp.Diff([]string{"slowcanary/canary rolled back to 0%"}, slow); diff != "" {
+		t.Errorf("slow canary's rollout commits (-want +got)\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"evencanary/canary advanced to 10%", "evencanary/canary advanced to 50%", "evencanary/canary advanced to 100%"}, even); diff != "" {
+		t.Errorf("even canary's rollout commits (-want +got)\n%s", diff)
+	}
+	// The verdict that held the slow canary names the versions and the ratio.
+	data, err := f.repos[0].ReadFile(ctx, "main", "status/gates/slowcanary/canary/east.md")
+	if err != nil || !strings.Contains(string(data), "p50 canary/stable") || !strings.Contains(string(data), "| canary |") {
+		t.Errorf("the slow canary's verdict on east: %v\n%s", err, data)
+	}
+}
