@@ -51,6 +51,9 @@ type Ratios struct {
 // URLs are the targets a run of the gate loads: the gate's URL (or the override), or for a
 // side-by-side gate one per version, baseline first.
 func URLs(g schema.Gate, override string) []string {
+	if g.GRPC != nil {
+		return []string{grpcURL(g.GRPC)}
+	}
 	u := g.URL
 	if override != "" {
 		u = override

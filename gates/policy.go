@@ -77,8 +77,8 @@ func (p Policy) Check(ctx context.Context, g schema.Gate, rawURL string, by Trig
 		return netip.Addr{}, err
 	}
 	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return fail("%q is not an http(s) URL with a host", rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "grpc") || u.Hostname() == "" || (u.Scheme == "grpc" && u.Port() == "") {
+		return fail("%q is not an http(s) URL with a host, nor a gRPC host:port", rawURL)
 	}
 	host := u.Hostname()
 	port := u.Port()

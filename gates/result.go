@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
 )
 
@@ -73,6 +74,24 @@ type Bucket struct {
 }
 
 func newResult(r *fhttp.HTTPRunnerResults, start, end time.Time) *Result {
+	codes := map[string]int64{}
+	var failed int64
+	for code, n := range r.RetCodes {
+		key := strconv.Itoa(code)
+		if code < 0 {
+			key = "connection error"
+		}
+		codes[key] += n
+		if code < 200 || code >= 300 {
+			failed += n
+		}
+	}
+	return runResult(&r.RunnerResults, codes, failed, start, end)
+}
+
+// runResult is the Result of any fortio run: its timing and histogram, the outcomes counted
+// by name (HTTP status codes, gRPC health states) and how many of them failed.
+func runResult(r *periodic.RunnerResults, codes map[string]int64, failed int64, start, end time.Time) *Result {
 	h := r.DurationHistogram
 	out := &Result{
 		StartTime: start.UTC(), EndTime: end.UTC(), LoadGenerator: loadGenerator(),
@@ -102,17 +121,8 @@ func newResult(r *fhttp.HTTPRunnerResults, start, end time.Time) *Result {
 		}
 		out.Histogram = buckets(h)
 	}
-	var failed int64
-	for _, code := range slices.Sorted(maps.Keys(r.RetCodes)) {
-		n := r.RetCodes[code]
-		key := strconv.Itoa(code)
-		if code < 0 {
-			key = "connection error"
-		}
-		out.StatusCodes[key] = int(n)
-		if code < 200 || code >= 300 {
-			failed += n
-		}
+	for _, code := range slices.Sorted(maps.Keys(codes)) {
+		out.StatusCodes[code] = int(codes[code])
 	}
 	if out.Requests > 0 {
 		out.ErrorRate = float64(failed) / float64(out.Requests)

@@ -63,7 +63,10 @@ const earlyWindow = 20
 // A side-by-side gate (compare) loads its two versions in alternating slices and returns the
 // candidate's numbers with the comparison.
 func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
-	if g.Compare != nil {
+	switch {
+	case g.GRPC != nil:
+		return runGRPC(ctx, g, t)
+	case g.Compare != nil:
 		return runCompare(ctx, g, t)
 	}
 	url := g.URL
@@ -78,16 +81,7 @@ func Run(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 			return nil, fmt.Errorf("gate %s: warm-up: %w", name, err)
 		}
 	}
-	budget := &errorBudget{}
-	if g.Thresholds.ErrorRate != nil {
-		expected := float64(g.Load.Requests)
-		if g.Load.Duration != nil && g.Load.QPS > 0 {
-			expected = g.Load.QPS * g.Load.Duration.Seconds()
-		}
-		if expected > 0 {
-			budget.max = int64(*g.Thresholds.ErrorRate*expected) + 1
-		}
-	}
+	budget := newBudget(g)
 	start := time.Now()
 	res, reason, err := load(ctx, g, url, t.pin(url), budget)
 	if err != nil {
@@ -149,7 +143,7 @@ func load(ctx context.Context, g schema.Gate, url string, resolve netip.Addr, bu
 		budget.stop = aborter
 		o.AccessLogger = budget
 	}
-	quietFortio.Do(func() { flog.SetLogLevelQuiet(flog.Critical) })
+	quietFortio.Do(quiet)
 	stop := context.AfterFunc(ctx, func() { aborter.Abort(false) })
 	defer stop()
 	res, err := fhttp.RunHTTPTest(o)
@@ -161,6 +155,24 @@ func load(ctx context.Context, g schema.Gate, url string, resolve netip.Addr, bu
 	}
 	return res, "", nil
 }
+
+// newBudget is the error budget of a run of the gate: as many failed requests as its error
+// rate threshold allows over the whole run (none set: only the first requests' check).
+func newBudget(g schema.Gate) *errorBudget {
+	budget := &errorBudget{}
+	if g.Thresholds.ErrorRate != nil {
+		expected := float64(g.Load.Requests)
+		if g.Load.Duration != nil && g.Load.QPS > 0 {
+			expected = g.Load.QPS * g.Load.Duration.Seconds()
+		}
+		if expected > 0 {
+			budget.max = int64(*g.Thresholds.ErrorRate*expected) + 1
+		}
+	}
+	return budget
+}
+
+func quiet() { flog.SetLogLevelQuiet(flog.Critical) }
 
 // errorBudget is a fortio access logger that counts failed requests and stops the run once
 // the budget is spent.

@@ -289,6 +289,25 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
 	}
 	out = append(out, checkName("gate", name, p)...)
+	switch {
+	case g.URL == "" && g.GRPC == nil:
+		add(p.child("url"), "say what the gate loads: url (HTTP) or grpc")
+	case g.URL != "" && g.GRPC != nil:
+		add(p.child("grpc"), "a gate loads one target: url or grpc, not both")
+	case g.GRPC != nil:
+		if g.GRPC.Ping && g.GRPC.Method != "" {
+			add(p.child("grpc", "method"), "ping and method are two ways to load: choose one")
+		}
+		if g.GRPC.Service != "" && (g.GRPC.Ping || g.GRPC.Method != "") {
+			add(p.child("grpc", "service"), "service names the health service to check; it does not go with ping or method")
+		}
+		if g.Compare != nil {
+			add(p.child("compare"), "side-by-side gates load HTTP targets; a gRPC gate compares against its history (baseline)")
+		}
+		if g.PreviewURL != "" {
+			add(p.child("previewURL"), "previewURL is an HTTP target; a gRPC gate runs against its grpc.target")
+		}
+	}
 	if g.Load.Duration == nil && g.Load.Requests == 0 {
 		add(p.child("load"), "say how long the load runs: duration or requests")
 	}

@@ -177,7 +177,8 @@ type Helm struct {
 }
 
 type Gate struct {
-	URL        string      `json:"url"`
+	URL        string      `json:"url,omitempty"`
+	GRPC       *GRPC       `json:"grpc,omitempty"`
 	PreviewURL string      `json:"previewURL,omitempty"`
 	Load       LoadProfile `json:"load"`
 	Thresholds Thresholds  `json:"thresholds"`
@@ -209,6 +210,16 @@ type Thresholds struct {
 type Baseline struct {
 	Branch        string `json:"branch"`
 	MaxRegression string `json:"maxRegression"`
+}
+
+// GRPC is a gRPC gate's target and what it calls there.
+type GRPC struct {
+	Target  string `json:"target"`
+	Service string `json:"service,omitempty"`
+	Ping    bool   `json:"ping,omitempty"`
+	Method  string `json:"method,omitempty"`
+	Payload string `json:"payload,omitempty"`
+	TLS     bool   `json:"tls"`
 }
 
 // Compare is a side-by-side gate: two versions loaded in one run, the candidate judged
