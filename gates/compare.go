@@ -3,15 +3,14 @@ package gates
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"net/url"
-	"slices"
-	"sort"
 	"strconv"
 	"time"
 
 	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
+	"fortio.org/fortio/stats"
 	"github.com/meshcd/meshcd/schema"
 )
 
@@ -71,7 +70,7 @@ func runCompare(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 	c := g.Compare
 	urls := URLs(g, t.URL)
 	name := t.Design + "/" + t.Gate
-	slice := time.Second
+	slice := 500 * time.Millisecond
 	if c.Slice != nil && c.Slice.Duration > 0 {
 		slice = c.Slice.Duration
 	}
@@ -188,66 +187,47 @@ func ratio(a, b float64) float64 {
 }
 
 // mergeVersion adds up one version's slices: requests and status codes summed, the latency
-// histograms merged bucket by bucket and the percentiles read from the merged histogram.
+// histograms merged into one fortio histogram (each bucket's count spread evenly over the
+// bucket) and the percentiles read from it the way fortio reads a single run's.
 func mergeVersion(version, u string, runs []*fhttp.HTTPRunnerResults) VersionResult {
 	out := VersionResult{Version: version, URL: u, StatusCodes: map[string]int{}}
-	counts := map[[2]float64]int64{}
-	var sum float64
+	h := stats.NewHistogram(0, resolution)
 	var failed int64
 	minimum, maximum := math.Inf(1), 0.0
 	for _, r := range runs {
 		one := newResult(r, time.Time{}, time.Time{})
-		out.Requests += one.Requests
 		for code, n := range one.StatusCodes {
 			out.StatusCodes[code] += n
 			if c, err := strconv.Atoi(code); err != nil || c < 200 || c >= 300 {
 				failed += int64(n)
 			}
 		}
-		for _, b := range one.Histogram {
-			counts[[2]float64{b.StartMs, b.EndMs}] += b.Count
+		d := r.DurationHistogram
+		if d == nil || d.Count == 0 {
+			continue
 		}
-		if one.Requests > 0 {
-			sum += one.Latencies.Mean * float64(one.Requests)
-			minimum = math.Min(minimum, one.Latencies.Min)
-			maximum = math.Max(maximum, one.Latencies.Max)
+		minimum, maximum = math.Min(minimum, d.Min), math.Max(maximum, d.Max)
+		for _, b := range d.Data {
+			// Spread the bucket's requests over up to 10 points inside it.
+			points := min(b.Count, 10)
+			for i := range points {
+				n := b.Count / points
+				if i < b.Count%points {
+					n++
+				}
+				h.RecordN(b.Start+(float64(i)+0.5)/float64(points)*(b.End-b.Start), int(n))
+			}
 		}
 	}
-	keys := slices.Collect(maps.Keys(counts))
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0] < keys[j][0] })
-	for _, k := range keys {
-		out.Histogram = append(out.Histogram, Bucket{StartMs: k[0], EndMs: k[1], Count: counts[k]})
-	}
-	if out.Requests == 0 {
+	data := h.Export()
+	if data.Count == 0 {
 		return out
 	}
+	// The spread points lie inside the buckets; the true extremes are the runs' own.
+	data.Min, data.Max = minimum, maximum
+	data.CalcPercentiles([]float64{50, 75, 90, 99, 99.9})
+	res := runResult(&periodic.RunnerResults{DurationHistogram: data}, nil, 0, time.Time{}, time.Time{})
+	out.Requests, out.Latencies, out.Histogram = res.Requests, res.Latencies, res.Histogram
 	out.ErrorRate = float64(failed) / float64(out.Requests)
-	out.Latencies = Latencies{
-		Min: minimum, Max: maximum, Mean: sum / float64(out.Requests),
-		P50: percentile(out.Histogram, 50), P75: percentile(out.Histogram, 75), P90: percentile(out.Histogram, 90),
-		P99: percentile(out.Histogram, 99), P999: percentile(out.Histogram, 99.9),
-	}
 	return out
-}
-
-// percentile reads the p-th percentile from histogram buckets, interpolating linearly inside
-// the bucket where the count crosses it, as fortio does.
-func percentile(buckets []Bucket, p float64) float64 {
-	var total int64
-	for _, b := range buckets {
-		total += b.Count
-	}
-	if total == 0 {
-		return 0
-	}
-	target := p / 100 * float64(total)
-	var seen int64
-	for _, b := range buckets {
-		if float64(seen+b.Count) >= target {
-			within := (target - float64(seen)) / float64(b.Count)
-			return b.StartMs + within*(b.EndMs-b.StartMs)
-		}
-		seen += b.Count
-	}
-	return buckets[len(buckets)-1].EndMs
 }

@@ -88,6 +88,19 @@ func TestSideBySideAlternates(t *testing.T) {
 	if res.Compare.Slices != 5 || res.Compare.Baseline.URL != base || res.Compare.Candidate.URL != cand || res.Target.URL != cand {
 		t.Errorf("comparison: %d slices, %s vs %s, target %s", res.Compare.Slices, res.Compare.Baseline.URL, res.Compare.Candidate.URL, res.Target.URL)
 	}
+	for _, v := range []VersionResult{res.Compare.Baseline, res.Compare.Candidate} {
+		l := v.Latencies
+		if !(l.Min <= l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+			t.Errorf("%s's merged percentiles are out of order: %+v", v.Version, l)
+		}
+		var n int64
+		for _, b := range v.Histogram {
+			n += b.Count
+		}
+		if n != v.Requests {
+			t.Errorf("%s's merged histogram holds %d requests of %d", v.Version, n, v.Requests)
+		}
+	}
 	if d := res.Compare.Baseline.Requests - res.Compare.Candidate.Requests; d < -10 || d > 10 {
 		t.Errorf("the versions got %d and %d requests; want about the same", res.Compare.Baseline.Requests, res.Compare.Candidate.Requests)
 	}

@@ -82,6 +82,7 @@ func loadGRPC(ctx context.Context, g schema.Gate, t Target, budget *errorBudget)
 		o.Exactly = int64(g.Load.Requests)
 	}
 	o.Percentiles = []float64{50, 75, 90, 99, 99.9}
+	o.Resolution = resolution
 	o.Out = io.Discard
 	o.AllowInitialErrors = true
 	aborter := periodic.NewAborter()

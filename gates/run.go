@@ -46,6 +46,10 @@ type Target struct {
 
 type addr = netip.Addr
 
+// resolution is the width of the smallest latency bucket, in seconds: fortio's default (1 ms)
+// puts every answer of a fast service into one bucket.
+const resolution = 0.0001
+
 // quietFortio turns fortio's process-wide logger down to critical messages: it logs every
 // run and every failed connection, which in meshcd's daemon would drown its own logs. What a
 // run measured is in the Result instead.
@@ -126,6 +130,7 @@ func load(ctx context.Context, g schema.Gate, url string, resolve netip.Addr, bu
 		o.Exactly = int64(g.Load.Requests)
 	}
 	o.Percentiles = []float64{50, 75, 90, 99, 99.9}
+	o.RunnerOptions.Resolution = resolution
 	o.Out = io.Discard
 	o.AllowInitialErrors = true // a few early 503s are measured, not fatal; the budget decides
 	// fortio moves the aborter into its runner and clears o.Stop: keep our own reference.

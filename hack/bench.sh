@@ -43,6 +43,9 @@ go run ./hack/bench/drift
 echo "== gates: a fortio load run by meshcd vs fortio's own CLI, and the verdict committed to Git"
 go run ./hack/bench/gates -fortio "$PWD/$fortio"
 
+echo "== gate verdicts on a loaded machine: side by side vs history-based, two identical servers"
+go run ./hack/bench/verdicts
+
 echo "== the daemon: push to applied on 3 clusters across 20 repos, with 3 gates loading vs none"
 go run ./hack/bench/daemon
 

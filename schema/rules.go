@@ -290,8 +290,8 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 	}
 	out = append(out, checkName("gate", name, p)...)
 	switch {
-	case g.URL == "" && g.GRPC == nil:
-		add(p.child("url"), "say what the gate loads: url (HTTP) or grpc")
+	case g.URL == "" && g.GRPC == nil && (g.Compare == nil || len(g.Compare.URLs) == 0):
+		add(p.child("url"), "say what the gate loads: url (HTTP), grpc, or compare.urls")
 	case g.URL != "" && g.GRPC != nil:
 		add(p.child("grpc"), "a gate loads one target: url or grpc, not both")
 	case g.GRPC != nil:
@@ -364,7 +364,7 @@ func checkGate(d *Design, name string, g Gate, p fieldPath) []ruleIssue {
 					add(cp.child("urls"), "no url for version %q", v)
 				}
 			}
-		} else if !strings.Contains(g.URL, "{version}") {
+		} else if !strings.Contains(g.URL, "{version}") && g.GRPC == nil {
 			add(p.child("url"), "a side-by-side gate needs each version's target: put {version} in url, or give compare.urls")
 		}
 		if g.PreviewURL != "" && len(c.URLs) == 0 && !strings.Contains(g.PreviewURL, "{version}") {

@@ -28,9 +28,11 @@ func main() {
 	seed := flag.String("seed", "", "a folder to push as the first commit of a Git repo named fleet")
 	info := flag.String("info", "", "a file to write KEY=VALUE lines to once everything is ready (for scripts)")
 	echo := flag.String("echo", "", "instead of clusters, serve fortio's echo server (?delay=, ?status=) on this loopback address")
+	echoDelay := flag.Duration("echo-delay", 0, "with -echo: answer every request this much later (a slower version of a service)")
+	echoKey := flag.String("echo-key", "ECHO_URL", "with -echo: the name of the URL in the info file")
 	flag.Parse()
 	if *echo != "" {
-		if err := serveEcho(*echo, *info); err != nil {
+		if err := serveEcho(*echo, *info, *echoKey, *echoDelay); err != nil {
 			fmt.Fprintln(os.Stderr, "devenv:", err)
 			os.Exit(1)
 		}
@@ -43,20 +45,23 @@ func main() {
 }
 
 // serveEcho serves fortio's echo handler, a gate target whose latency and errors a query
-// string sets, until interrupted.
-func serveEcho(addr, info string) error {
+// string sets, each answer delay later, until interrupted.
+func serveEcho(addr, info, key string, delay time.Duration) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	url := "http://" + l.Addr().String()
 	if info != "" {
-		if err := os.WriteFile(info, []byte("ECHO_URL="+url+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(info, []byte(key+"="+url+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
 	fmt.Println("echo server on", url)
-	return http.Serve(l, http.HandlerFunc(fhttp.EchoHandler))
+	return http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		fhttp.EchoHandler(w, r)
+	}))
 }
 
 func run(n int, names, kubeconfig, seed, info string) error {
