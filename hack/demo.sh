@@ -204,6 +204,7 @@ git -C "$work/fleet" push --quiet origin HEAD:main
 if wait_for 180 "the rollout at 100%" bash -c "git --git-dir '$GIT_DIR_BARE' show main:designs/shop/rollout-canary.cue | grep -q 'current: 100'"; then
   echo "meshcd advanced step by step, each commit applied and gated:"
   { git --git-dir "$GIT_DIR_BARE" log --format='  %s' main | grep 'meshcd: rollout' | tac; } || true
+  wait_for 30 "the last step applied" bash -c '[ "$(kubectl --context east -n shop get virtualservice checkout -o jsonpath="{.spec.http[1].route[?(@.destination.subset==\"canary\")].weight}")" = 100 ]' || true
   echo "east's canary weight: $(weight)"
 else
   echo "(the rollout did not reach 100% in time:)"; rollout_file || true; { git --git-dir "$GIT_DIR_BARE" log --format='  %s' main | grep 'meshcd: rollout' | tac; } || true
