@@ -37,6 +37,10 @@ type Options struct {
 	Repo *Repo
 	// Cache, when set, returns a bundle rendered before from exactly the same inputs.
 	Cache *Cache
+	// Worker, when set, renders a design's manifests (Helm, Kustomize, YAML) in that
+	// budgeted child process, within Budget; the mesh compiler, meshcd's own code, runs here.
+	Worker *schema.Worker
+	Budget Budget
 }
 
 // DefaultOptions returns options for a render outside Git (revision "local").
@@ -101,7 +105,16 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 			return withRevision(b, opts.Revision), nil
 		}
 	}
-	b, err := render(ctx, d, c, opts)
+	var b *Bundle
+	var err error
+	if opts.Worker != nil && len(d.Manifests) > 0 && opts.Repo != nil {
+		if opts.Budget == (Budget{}) {
+			opts.Budget = DefaultBudget()
+		}
+		b, err = renderIsolated(ctx, d, c, opts)
+	} else {
+		b, err = render(ctx, d, c, opts)
+	}
 	if err != nil {
 		return nil, err
 	}

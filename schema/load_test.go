@@ -360,3 +360,35 @@ func cpuTicks(t *testing.T, pid int) int {
 	fmt.Sscan(fields[12], &stime)
 	return utime + stime
 }
+
+// TestWorkerAddressSpaceLimit: the kernel bounds a worker's address space (RLIMIT_AS) behind
+// the heap watch, except for a race-built worker, whose detector needs terabytes of address
+// space (make test runs race-built, so there it checks that the limit is left off).
+func TestWorkerAddressSpaceLimit(t *testing.T) {
+	w := testWorker(t)
+	opts := DefaultLoadOptions()
+	opts.Worker = w
+	if _, err := Check(t.Context(), fstest.MapFS{}, opts); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	pid := w.proc.cmd.Process.Pid
+	w.mu.Unlock()
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(limits), "\n") {
+		if strings.HasPrefix(l, "Max address space") {
+			line = l
+		}
+	}
+	want := fmt.Sprint(DefaultAddressSpaceBytes)
+	if raceBuilt {
+		want = "unlimited"
+	}
+	if fields := strings.Fields(strings.TrimPrefix(line, "Max address space")); len(fields) < 2 || fields[0] != want || fields[1] != want {
+		t.Fatalf("worker limits: %q, want soft and hard %s", line, want)
+	}
+}

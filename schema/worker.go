@@ -10,9 +10,12 @@ import (
 	"os/exec"
 	"runtime/debug"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // workerEnv, set to "1", makes a meshcd process serve one evaluation on stdin/stdout instead of
@@ -21,6 +24,10 @@ const workerEnv = "MESHCD_SCHEMA_WORKER"
 
 // exitOverMemory is the worker's exit code when its heap passed the memory budget.
 const exitOverMemory = 3
+
+// DefaultAddressSpaceBytes is a worker's address-space limit: a Go binary of meshcd's size
+// maps about 1.7 GiB before it does anything, and the heap budget (1 GiB) comes on top.
+const DefaultAddressSpaceBytes = 4 << 30
 
 // Worker says how to start an evaluation worker: a process that runs this package's
 // ServeWorkerIfRequested first thing in main (meshcd itself, or a test binary's TestMain).
@@ -32,6 +39,11 @@ type Worker struct {
 	// Path is the executable; Args are its arguments after the program name.
 	Path string
 	Args []string
+	// AddressSpaceBytes is the kernel's limit on the worker's address space (RLIMIT_AS), the
+	// backstop behind the heap budget: memory the Go heap watch does not see (stacks, a
+	// runaway allocation between two looks) stops the process too. 0 means
+	// DefaultAddressSpaceBytes, negative none. A race-built worker runs without one.
+	AddressSpaceBytes int64
 
 	mu     sync.Mutex
 	proc   *workerProc
@@ -95,6 +107,17 @@ func (w *Worker) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the evaluation worker %s: %w", w.Path, err)
 	}
+	if limit := w.AddressSpaceBytes; limit >= 0 && !raceBuilt {
+		if limit == 0 {
+			limit = DefaultAddressSpaceBytes
+		}
+		// The child runs a moment without it: it only reads its first request meanwhile.
+		rl := &unix.Rlimit{Cur: uint64(limit), Max: uint64(limit)}
+		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_AS, rl, nil); err != nil {
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("limiting the evaluation worker's memory: %w", err)
+		}
+	}
 	go func() {
 		_ = cmd.Wait()
 		close(p.done)
@@ -150,6 +173,9 @@ type wireFile struct {
 }
 
 type workRequest struct {
+	// Kind names a job registered with RegisterJob; "" checks Files as a fleet repo.
+	Kind         string
+	Payload      []byte
 	Files        []wireFile
 	MaxHeapBytes int64
 }
@@ -157,8 +183,41 @@ type workRequest struct {
 type workResponse struct {
 	Clusters, Designs int
 	Issues            []Issue
+	// Payload is a registered job's answer.
+	Payload []byte
 	// Err is a failure that is not the repo's fault.
 	Err string
+}
+
+// jobs are the kinds of work a worker process does besides checking a fleet repo, by name.
+// Packages that evaluate untrusted content (render: Helm, Kustomize) register theirs at init,
+// so any binary that links them can serve them.
+var jobs = map[string]func(payload []byte) ([]byte, error){}
+
+// RegisterJob makes kind a job a worker process can run: fn gets the request's payload and
+// returns the answer's. It runs under the worker's time and memory budgets. Call it from an
+// init function.
+func RegisterJob(kind string, fn func(payload []byte) ([]byte, error)) { jobs[kind] = fn }
+
+// BudgetError is work stopped for exceeding the worker's time or memory budget: the input's
+// fault, and final.
+type BudgetError struct{ Message string }
+
+func (e *BudgetError) Error() string { return e.Message }
+
+// Run runs a registered job in the worker process, under the timeout and (when maxHeap > 0)
+// a heap budget. A job over either ends with a *BudgetError; the worker that ran it is
+// replaced by the next call.
+func (w *Worker) Run(ctx context.Context, kind string, payload []byte, timeout time.Duration, maxHeap int64) ([]byte, error) {
+	resp, err := w.roundTrip(ctx, workRequest{Kind: kind, Payload: payload, MaxHeapBytes: maxHeap}, timeout, kind)
+	if err != nil {
+		var verr *ValidationError
+		if errors.As(err, &verr) && len(verr.Issues) == 1 {
+			return nil, &BudgetError{Message: verr.Issues[0].Message}
+		}
+		return nil, err
+	}
+	return resp.Payload, nil
 }
 
 // serveWorker answers evaluation requests until its input ends.
@@ -193,12 +252,27 @@ func serveWorker(in io.Reader, out io.Writer) int {
 	}
 }
 
-func serveOne(req workRequest) workResponse {
+func serveOne(req workRequest) (resp workResponse) {
+	if req.Kind != "" {
+		fn, ok := jobs[req.Kind]
+		if !ok {
+			return workResponse{Err: fmt.Sprintf("this worker binary has no job %q", req.Kind)}
+		}
+		defer func() {
+			if r := recover(); r != nil {
+				resp = workResponse{Err: fmt.Sprintf("job %s failed: %v", req.Kind, r)}
+			}
+		}()
+		out, err := fn(req.Payload)
+		if err != nil {
+			return workResponse{Err: err.Error()}
+		}
+		return workResponse{Payload: out}
+	}
 	files := make([]sourceFile, len(req.Files))
 	for i, f := range req.Files {
 		files[i] = sourceFile{path: f.Path, data: f.Data, owner: f.Owner}
 	}
-	var resp workResponse
 	fleet, designs, err := evaluateRecovering(files)
 	var verr *ValidationError
 	switch {
@@ -239,11 +313,21 @@ func evaluateIsolated(ctx context.Context, w *Worker, files []sourceFile, opts L
 	for _, f := range files {
 		req.Files = append(req.Files, wireFile{Path: f.path, Owner: f.owner, Data: f.data})
 	}
+	resp, err := w.roundTrip(ctx, req, opts.Timeout, "evaluation")
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// roundTrip sends one request to the worker process (starting one if none runs) and waits
+// for its answer, the timeout or ctx. what names the work in budget errors.
+func (w *Worker) roundTrip(ctx context.Context, req workRequest, timeout time.Duration, what string) (workResponse, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.proc == nil {
 		if err := w.start(); err != nil {
-			return nil, err
+			return workResponse{}, err
 		}
 	}
 	p := w.proc
@@ -259,7 +343,7 @@ func evaluateIsolated(ctx context.Context, w *Worker, files []sourceFile, opts L
 		}
 		answered <- a
 	}()
-	timer := time.NewTimer(opts.Timeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case a := <-answered:
@@ -268,23 +352,29 @@ func evaluateIsolated(ctx context.Context, w *Worker, files []sourceFile, opts L
 			_ = p.cmd.Process.Kill()
 			<-p.done
 			w.proc = nil
-			if p.cmd.ProcessState != nil && p.cmd.ProcessState.ExitCode() == exitOverMemory {
-				return nil, budgetError(fmt.Sprintf("evaluation needed more than %s of memory: look for recursive or exponentially large definitions", bytesText(opts.MaxMemoryBytes)))
+			if st := p.cmd.ProcessState; st != nil && (st.ExitCode() == exitOverMemory || outOfAddressSpace(p.stderr.String())) {
+				return workResponse{}, budgetError(fmt.Sprintf("%s needed more than %s of memory: look for recursive or exponentially large definitions", what, bytesText(req.MaxHeapBytes)))
 			}
-			return nil, fmt.Errorf("evaluation worker %s failed (does its main call schema.ServeWorkerIfRequested?): %w: %s", w.Path, a.err, tailOf(p.stderr.String(), 2000))
+			return workResponse{}, fmt.Errorf("evaluation worker %s failed (does its main call schema.ServeWorkerIfRequested?): %w: %s", w.Path, a.err, tailOf(p.stderr.String(), 2000))
 		}
 		if a.resp.Err != "" {
-			return nil, errors.New(a.resp.Err)
+			return workResponse{}, errors.New(a.resp.Err)
 		}
-		return &a.resp, nil
+		return a.resp, nil
 	case <-timer.C:
 		w.kill()
-		return nil, budgetError(fmt.Sprintf("evaluation took longer than %s: look for recursive or exponentially large definitions", opts.Timeout))
+		return workResponse{}, budgetError(fmt.Sprintf("%s took longer than %s: look for recursive or exponentially large definitions", what, timeout))
 	case <-ctx.Done():
 		// The answer would arrive on a stream nobody reads: the worker goes with it.
 		w.kill()
-		return nil, ctx.Err()
+		return workResponse{}, ctx.Err()
 	}
+}
+
+// outOfAddressSpace is a Go runtime that could not map more memory: the kernel's address
+// space limit on the worker (RLIMIT_AS) stopped it.
+func outOfAddressSpace(stderr string) bool {
+	return strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory")
 }
 
 func budgetError(msg string) *ValidationError {

@@ -119,7 +119,7 @@ func openTargets(cmd *cobra.Command, args []string, f *clusterFlags) ([]target, 
 				}
 				connected[sc.Name] = c
 			}
-			b, err := render.Render(cmd.Context(), d, &sc, render.Options{Revision: f.revision, Repo: repo})
+			b, err := render.Render(cmd.Context(), d, &sc, render.Options{Revision: f.revision, Repo: repo, Worker: renderWorker()})
 			out = append(out, target{Design: d, Cluster: c, Bundle: b, Err: err})
 		}
 	}

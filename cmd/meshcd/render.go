@@ -57,7 +57,7 @@ func newRenderCommand() *cobra.Command {
 						continue
 					}
 					foundCluster = true
-					b, err := render.Render(cmd.Context(), d, &c, render.Options{Revision: revision, Repo: repo})
+					b, err := render.Render(cmd.Context(), d, &c, render.Options{Revision: revision, Repo: repo, Worker: renderWorker()})
 					if err != nil {
 						failed = append(failed, err)
 						continue

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -119,5 +120,31 @@ func TestRenderMasksSecrets(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run(t.Context(), []string{"render", dir, "--show-secrets"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "hunter2-s3cret") {
 		t.Fatalf("--show-secrets: exit %d, output lacks the value", code)
+	}
+}
+
+// TestRenderChartBombStopsAtItsBudget: `meshcd render` of a chart that builds a string far
+// past the memory budget fails that design, naming the budget, within seconds: the chart is
+// rendered in meshcd's worker process, not in the CLI's own.
+func TestRenderChartBombStopsAtItsBudget(t *testing.T) {
+	repo := t.TempDir()
+	files := map[string]string{
+		"clusters/east.cue":                    `cluster: east: {labels: env: "prod", mesh: "istio"}`,
+		"designs/bomb/design.cue":              `design: bomb: {namespace: "bomb", manifests: [{helm: chart: "./chart"}]}`,
+		"designs/bomb/chart/Chart.yaml":        "apiVersion: v2\nname: bomb\nversion: 0.1.0\n",
+		"designs/bomb/chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  x: |\n    {{ $s := repeat 4000000 \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" }}{{ range $i := until 30 }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}{{ len $s }}\n",
+	}
+	for p, data := range files {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(repo, p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(repo, p), []byte(data), 0o644))
+	}
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	code := run(t.Context(), []string{"render", repo}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "design bomb on cluster east") || !strings.Contains(errOut.String(), "render needed more than 1024.0 MiB of memory") {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Fatalf("the bomb took %s to fail", took)
 	}
 }

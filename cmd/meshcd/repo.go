@@ -32,6 +32,12 @@ func isolatedLoadOptions() (schema.LoadOptions, error) {
 	return opts, worker.err
 }
 
+// renderWorker is the worker the CLI renders manifests in (the evaluation worker), or nil.
+func renderWorker() *schema.Worker {
+	worker.once.Do(func() { worker.w, worker.err = schema.SelfWorker() })
+	return worker.w
+}
+
 var worker struct {
 	once sync.Once
 	w    *schema.Worker

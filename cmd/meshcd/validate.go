@@ -112,7 +112,7 @@ func renderIssues(ctx context.Context, w io.Writer, files fs.FS, fleet *schema.F
 			fmt.Fprintf(w, "warning: %s: targets no cluster of the repo; nothing is rendered or applied\n", d.Dir)
 		}
 		for _, c := range targets {
-			b, err := render.Render(ctx, d, &c, render.Options{Repo: repo})
+			b, err := render.Render(ctx, d, &c, render.Options{Repo: repo, Worker: renderWorker()})
 			if err != nil {
 				issues = append(issues, renderIssue(d.Dir, c.Name, err))
 				continue

@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/gates"
+	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
 	"github.com/meshcd/meshcd/sources"
 	"sigs.k8s.io/yaml"
@@ -46,6 +47,9 @@ type Config struct {
 	Home *fleet.Credentials `json:"home,omitempty"`
 	// Gates bounds the load meshcd sends.
 	Gates GatesConfig `json:"gates,omitempty"`
+	// Render bounds the rendering of each design's manifests (Helm, Kustomize, YAML) in the
+	// repo's worker process.
+	Render RenderConfig `json:"render,omitempty"`
 	// LeaderElection, when set, lets several replicas run: one Lease per shard.
 	LeaderElection *LeaderElection `json:"leaderElection,omitempty"`
 }
@@ -96,6 +100,30 @@ type GatesConfig struct {
 	MaxRequests     int     `json:"maxRequests,omitempty"`
 	MaxPayloadBytes int     `json:"maxPayloadBytes,omitempty"`
 	MaxHeaders      int     `json:"maxHeaders,omitempty"`
+}
+
+// RenderConfig bounds one render of a design's manifests; the defaults are
+// render.DefaultBudget's (30 s, 1 GiB, 5,000 objects, 1.5 MiB per object, 64 MiB per bundle,
+// 64 MiB of packaged sub-charts).
+type RenderConfig struct {
+	Timeout        string `json:"timeout,omitempty"`
+	MaxMemoryBytes int64  `json:"maxMemoryBytes,omitempty"`
+	MaxObjects     int    `json:"maxObjects,omitempty"`
+}
+
+// budget is the render budget the config describes.
+func (r RenderConfig) budget() render.Budget {
+	b := render.DefaultBudget()
+	if d, err := time.ParseDuration(r.Timeout); err == nil && d > 0 {
+		b.Timeout = d
+	}
+	if r.MaxMemoryBytes > 0 {
+		b.MaxMemoryBytes = r.MaxMemoryBytes
+	}
+	if r.MaxObjects > 0 {
+		b.MaxObjects = r.MaxObjects
+	}
+	return b
 }
 
 // policy is the gate policy the config describes; self is the daemon's listen address.
@@ -362,6 +390,14 @@ func (c *Config) check() []string {
 	}
 	if c.Gates.MaxConnections < 0 || c.Gates.MaxQPS < 0 || c.Gates.MaxRequests < 0 || c.Gates.MaxPayloadBytes < 0 || c.Gates.MaxHeaders < 0 {
 		p = append(p, "gates: ceilings must not be negative")
+	}
+	if c.Render.Timeout != "" {
+		if d, err := time.ParseDuration(c.Render.Timeout); err != nil || d <= 0 {
+			p = append(p, fmt.Sprintf("render.timeout: %q is not a positive duration", c.Render.Timeout))
+		}
+	}
+	if c.Render.MaxMemoryBytes < 0 || c.Render.MaxObjects < 0 {
+		p = append(p, "render: budgets must not be negative")
 	}
 	if c.Gates.MaxDuration != "" {
 		if d, err := time.ParseDuration(c.Gates.MaxDuration); err != nil || d <= 0 {

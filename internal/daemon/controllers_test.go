@@ -879,3 +879,67 @@ func steadyHeap(t *testing.T, addr string) float64 {
 	}
 	return least
 }
+
+// bombDesign is a design that ships a chart; its one template renders a ConfigMap from body.
+func bombDesign(body string) map[string][]byte {
+	return map[string][]byte{
+		"designs/bomb/design.cue":              []byte(`design: bomb: {namespace: "bomb", targets: matchLabels: env: "prod", manifests: [{helm: chart: "./chart"}]}`),
+		"designs/bomb/chart/Chart.yaml":        []byte("apiVersion: v2\nname: bomb\nversion: 0.1.0\n"),
+		"designs/bomb/chart/templates/cm.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  x: |\n    " + body + "\n"),
+	}
+}
+
+// TestChartBombInOneRepo: one repo's chart turns into a template that loops for ever. Its
+// render stops at the daemon's render budget (5 s here) with a clear error in its status,
+// nothing of it is pruned, another repo's push is applied meanwhile, and the daemon's own
+// memory does not grow: the render ran in the repo's worker process.
+func TestChartBombInOneRepo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	f := newFleet(t, ctx, []repoSpec{
+		{name: "bombs", files: bombDesign("calm")},
+		{name: "calm", files: named("calm", everywhere, 90, "EUR", "")},
+	}, nil, "render: {timeout: 5s}\n")
+	d := startDaemon(t, f.config, f.addr)
+	within(t, 60*time.Second, "both repos applied", func() bool {
+		return f.weight(t, "east", "calm") == 90 && syncFile(ctx, f.repos[0], "bomb", "east").Health == "Current"
+	})
+	rss := func() int64 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kb int64
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				fmt.Sscan(rest, &kb)
+			}
+		}
+		return kb << 10
+	}
+	before := rss()
+	if _, err := f.repos[0].Push(ctx, "main", withFleet(bombDesign(`{{ range $i := until 100000 }}{{ range $j := until 100000 }}{{ end }}{{ end }}`)), "bomb: loop for ever"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the bomb's round has begun
+	if _, err := f.repos[1].Push(ctx, "main", withFleet(named("calm", everywhere, 40, "EUR", "")), "calm: 40/60"); err != nil {
+		t.Fatal(err)
+	}
+	took := within(t, 30*time.Second, "the calm repo's push applied while the bomb renders", func() bool { return f.weight(t, "east", "calm") == 40 })
+	t.Logf("the calm push applied after %s", took)
+	within(t, 60*time.Second, "the bomb's render stopped at its budget", func() bool {
+		s := syncFile(ctx, f.repos[0], "bomb", "east")
+		return strings.Contains(s.Error, "render took longer than 5s") && strings.Contains(s.Error, "nothing pruned")
+	})
+	m, err := f.clients["east"].Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := f.clients["east"].Dynamic.Resource(m.Resource).Namespace("bomb").Get(ctx, "bomb", getOptions)
+	if err != nil || cm.Object["data"].(map[string]any)["x"] != "calm\n" {
+		t.Fatalf("the bomb design's last good ConfigMap: %v %v", err, cm)
+	}
+	if grew := rss() - before; grew > 150<<20 {
+		t.Errorf("the daemon's RSS grew by %d MiB while the bomb rendered", grew>>20)
+	}
+}

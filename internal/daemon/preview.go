@@ -198,7 +198,7 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 				pv.Targets = append(pv.Targets, t)
 				continue
 			}
-			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: pv.Revision, Repo: r, Cache: c.d.cache})
+			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: pv.Revision, Repo: r, Cache: c.d.cache, Worker: p.worker, Budget: c.d.cfg.Render.budget()})
 			if err != nil {
 				t.Error = err.Error()
 				pv.Targets = append(pv.Targets, t)

@@ -354,7 +354,7 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 			}
 			key := dsg.Name + "/" + sc.Name
 			current[key] = true
-			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache})
+			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache, Worker: c.worker, Budget: c.d.cfg.Render.budget()})
 			all = append(all, rendered{dsg, sc, key, b, err})
 			if err == nil {
 				bundles = append(bundles, b)
