@@ -21,7 +21,7 @@ LDFLAGS := -X github.com/meshcd/meshcd/internal/version.Version=$(VERSION)
 
 N ?= 3
 
-.PHONY: all build test testbin tools lint bench demo clusters devenv crds istio-charts clean
+.PHONY: all build test testbin tools lint bench fuzz demo clusters devenv crds istio-charts clean
 all: build
 
 build: ## the meshcd binary in bin/
@@ -69,6 +69,9 @@ $(TOOLS)/staticcheck-$(STATICCHECK_VERSION):
 
 bench: testbin build tools ## benchmarks, printed as ratios against a peer measured in the same run
 	hack/bench.sh
+
+fuzz: testbin ## every Fuzz target for FUZZTIME each (default 60s): inputs tried, crashes
+	hack/fuzz.sh
 
 clusters: testbin devenv ## N local clusters (default 3) with a kubeconfig, until Ctrl-C
 	$(BIN)/devenv -n $(N)

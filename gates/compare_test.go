@@ -37,7 +37,8 @@ func sideBySide(base, cand string) schema.Gate {
 }
 
 // TestSideBySideVerdictsHoldOnABusyMachine: with both cores kept busy by other processes, a
-// candidate 30 ms slower than its baseline fails a 20% budget, naming the p50 and p99 ratios,
+// candidate 30 ms slower than its baseline fails a 20% budget (its p50 every time), naming the
+// p50 and p99 ratios,
 // and two equal servers pass: ten runs each, no wrong verdict.
 func TestSideBySideVerdictsHoldOnABusyMachine(t *testing.T) {
 	base := echo(t) + "/?delay=1ms"
@@ -52,7 +53,9 @@ func TestSideBySideVerdictsHoldOnABusyMachine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v.Pass || !strings.Contains(v.String(), "✗ p50 canary/stable") || !strings.Contains(v.String(), "✗ p99 canary/stable") {
+		// p99 is named with its ratio; under heavy load the baseline's own p99 can reach the
+		// candidate's, so only p50 must fail every time.
+		if v.Pass || !strings.Contains(v.String(), "✗ p50 canary/stable") || !strings.Contains(v.String(), "p99 canary/stable: ") {
 			t.Fatalf("run %d: a candidate 30 ms slower passed or named no ratio:\n%s", i, v)
 		}
 		if res.Compare.Slices < 3 || res.Compare.Baseline.Requests == 0 || res.Compare.Candidate.Requests == 0 {

@@ -117,3 +117,37 @@ func TestRunConnectsToThePinnedAddress(t *testing.T) {
 		t.Fatalf("server saw %d requests, error rate %v; want 5 through the pinned address", hits.Load(), res.ErrorRate)
 	}
 }
+
+// FuzzPolicyCheck: whatever URL a design writes, the policy either refuses it, saying so, or
+// allows an address it would not refuse: never loopback, private, link-local or the daemon's
+// own when those are not allowed. Names resolve to fixed addresses, so the fuzzer explores
+// URL syntax, not DNS.
+func FuzzPolicyCheck(f *testing.F) {
+	for _, seed := range []string{"http://127.0.0.1:8080/", "http://[::ffff:169.254.169.254]/", "https://user:pw@svc.shop:443/x?y#z", "grpc://api:9090", "http://0x7f.1/", "http://[fe80::1%25eth0]/", "HTTP://LOCALHOST/"} {
+		f.Add(seed, false)
+	}
+	p := Policy{Limits: DefaultLimits(), PreviewHosts: []string{"*.preview.example"}, Self: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:9090")},
+		Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+			if strings.Contains(host, "local") {
+				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+			}
+			return []netip.Addr{netip.MustParseAddr("93.184.216.34")}, nil
+		}}
+	g := schema.Gate{Load: schema.LoadProfile{QPS: 10, Connections: 1, Requests: 10}}
+	f.Fuzz(func(t *testing.T, raw string, pr bool) {
+		by := Trusted
+		if pr {
+			by = PullRequest
+		}
+		a, err := p.Check(context.Background(), g, raw, by)
+		if err != nil {
+			if !strings.Contains(err.Error(), "policy") {
+				t.Fatalf("a refusal that does not say why: %v", err)
+			}
+			return
+		}
+		if why := p.refuses(a, 9090); a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() || why != "" {
+			t.Fatalf("%q was allowed to reach %s (%s)", raw, a, why)
+		}
+	})
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // TestHelmSchemaReachesNothing: a chart's values.schema.json is checked as helm install does
@@ -74,4 +76,43 @@ func TestHelmSchemaReachesNothing(t *testing.T) {
 	if n := fetched.Load(); n != 0 {
 		t.Fatalf("the schema's URL was fetched %d times", n)
 	}
+}
+
+// FuzzHelmValues: whatever values a design gives a chart (as YAML), rendering it returns
+// objects or an error; it never panics, and a chart's schema still reaches nothing.
+func FuzzHelmValues(f *testing.F) {
+	for _, seed := range []string{"replicas: 3\n", "replicas: {a: [1, 2]}\n", "env: {A: ''}\n", "a: &x [*x]\n", "replicas: null\n"} {
+		f.Add([]byte(seed))
+	}
+	root := f.TempDir()
+	dir := filepath.Join(root, "chart")
+	if err := os.MkdirAll(filepath.Join(dir, "templates"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	for p, data := range map[string]string{
+		"Chart.yaml":         "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+		"values.yaml":        "replicas: 1\nenv: {}\n",
+		"values.schema.json": `{"type": "object", "properties": {"replicas": {"type": ["integer", "string"]}}}`,
+		"templates/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata:\n  replicas: {{ .Values.replicas | quote }}\n  {{- range $k, $v := .Values.env }}\n  {{ $k }}: {{ $v | quote }}\n  {{- end }}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(data), 0o644); err != nil {
+			f.Fatal(err)
+		}
+	}
+	root2, err := os.OpenRoot(root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer root2.Close()
+	repo, err := copyRepo(root2.FS())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var vals map[string]any
+		if yaml.Unmarshal(data, &vals) != nil || vals == nil {
+			return
+		}
+		_, _, _ = renderHelm(context.Background(), repo, "chart", helmRelease{name: "app", namespace: "app", values: vals})
+	})
 }

@@ -95,3 +95,28 @@ func TestEmptyWebhookSecretStopsStartUp(t *testing.T) {
 		t.Fatalf("serve with an empty webhook secret: %v", err)
 	}
 }
+
+// FuzzParseConfig: whatever bytes a config file holds, ParseConfig returns a config that
+// passed every check or a ConfigError naming the problems; it never panics.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		"repos: [{url: https://git.example.com/f.git, branch: main}]\nclusters: {east: {inCluster: true}}\n",
+		"listen: 0.0.0.0:8080\ngates: {allowPrivate: true, previewHosts: ['*.preview.example.com'], maxDuration: 15m}\nrender: {timeout: 30s}\n",
+		"repos: [{url: 'git@github.com:o/r.git', branch: main, ssh: {privateKey: {file: /k}, insecureIgnoreHostKey: true}}]\nclusters: {a: {kubeconfig: /k}}\n",
+		"webhooks: {github: {env: X}}\nleaderElection: {namespace: ns, leaseDuration: 1s}\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig("meshcd.yaml", data)
+		var cerr *ConfigError
+		switch {
+		case err == nil:
+			if problems := cfg.check(); len(problems) > 0 {
+				t.Fatalf("a config with problems was accepted: %v", problems)
+			}
+		case !errors.As(err, &cerr) || len(cerr.Problems) == 0:
+			t.Fatalf("not a ConfigError with problems: %v", err)
+		}
+	})
+}
