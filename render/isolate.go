@@ -105,7 +105,7 @@ func renderIsolated(ctx context.Context, d *schema.Design, c *schema.Cluster, op
 	out, err := opts.Worker.Run(ctx, renderJobKind, payload, opts.Budget.Timeout, opts.Budget.MaxMemoryBytes)
 	var berr *schema.BudgetError
 	if errors.As(err, &berr) {
-		return nil, &Error{Design: d.Name, Cluster: c.Name, Path: "manifests", Message: "render stopped: " + berr.Message}
+		return nil, &Error{Design: d.Name, Cluster: c.Name, Path: "manifests", Message: "render stopped: " + berr.Message, Budget: true}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("design %s on cluster %s: %w", d.Name, c.Name, err)
@@ -115,6 +115,7 @@ func renderIsolated(ctx context.Context, d *schema.Design, c *schema.Cluster, op
 		return nil, fmt.Errorf("design %s on cluster %s: the render worker's answer: %w", d.Name, c.Name, err)
 	}
 	if ans.Error != nil {
+		ans.Error.Budget = ans.Error.Budget || strings.Contains(ans.Error.Message, "budget")
 		return nil, ans.Error
 	}
 	if ans.Failure != "" {

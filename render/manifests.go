@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,17 +81,22 @@ func renderManifests(in *compileInput, source *Repo, out *output) error {
 // render, naming it: skipping it would prune the objects it holds. Only notes for people
 // (Markdown, .gitkeep, .gitignore) are left out.
 func renderYAMLDir(repo *repoFiles, dir string) ([]*unstructured.Unstructured, error) {
-	if !repo.fs.IsDir("/" + dir) {
-		return nil, fmt.Errorf("yaml %s: no such folder in the repo", dir)
-	}
 	var problems []string
 	for p, why := range repo.refused {
 		if strings.HasPrefix(p, dir+"/") {
 			problems = append(problems, p+" "+why)
 		}
 	}
+	if !repo.fs.IsDir("/"+dir) && len(problems) == 0 {
+		return nil, fmt.Errorf("yaml %s: no such folder in the repo", dir)
+	}
 	var names []string
-	err := repo.fs.Walk("/"+dir, func(p string, info fs.FileInfo, err error) error {
+	walk := repo.fs.Walk
+	if !repo.fs.IsDir("/" + dir) {
+		// Only refused files there (the folder itself was never copied): they are the problem.
+		walk = func(string, filepath.WalkFunc) error { return nil }
+	}
+	err := walk("/"+dir, func(p string, info fs.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@
 package render
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"io/fs"
@@ -71,6 +72,27 @@ type Error struct {
 	Design, Cluster string
 	Path            string
 	Message         string
+	// Budget is a render stopped at its budget (time, memory, output): the same design will
+	// most likely stop there on another cluster too.
+	Budget bool `json:",omitempty"`
+}
+
+// OverBudget reports a render that stopped at its budget.
+func OverBudget(err error) bool {
+	var rerr *Error
+	return errors.As(err, &rerr) && rerr.Budget
+}
+
+// SkipAfterBudget is the error of a design not rendered for a cluster because its render for
+// another cluster stopped at its budget: a bomb costs its budget once per revision, not once
+// per cluster.
+func SkipAfterBudget(first error, cluster string) error {
+	var rerr *Error
+	if !errors.As(first, &rerr) || !rerr.Budget {
+		return nil
+	}
+	return &Error{Design: rerr.Design, Cluster: cluster, Path: rerr.Path, Budget: true,
+		Message: fmt.Sprintf("not rendered: its render for cluster %s stopped at the budget (%s)", rerr.Cluster, rerr.Message)}
 }
 
 func (e *Error) Error() string {

@@ -26,6 +26,10 @@ func TestYAMLFolderDropsNoFile(t *testing.T) {
 		{"a symlink", func(t *testing.T, dir string) {
 			must(t, os.Symlink("/etc/hostname", filepath.Join(dir, "host.yaml")))
 		}, "raw/host.yaml is a symbolic link"},
+		{"nothing but a symlink", func(t *testing.T, dir string) {
+			must(t, os.Remove(filepath.Join(dir, "a.yaml")))
+			must(t, os.Symlink("/etc/hostname", filepath.Join(dir, "a.yaml")))
+		}, "raw/a.yaml is a symbolic link"},
 		{"an oversized file", func(t *testing.T, dir string) {
 			big := strings.Repeat("# padding\n", (9<<20)/10)
 			write(t, filepath.Join(dir, "big.yaml"), big)

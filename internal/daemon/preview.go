@@ -190,6 +190,7 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 	r := render.NewRepo(res[0].FS)
 	for i := range designs {
 		dsg := &designs[i]
+		var overBudget error
 		for _, sc := range dsg.TargetClusters(fl) {
 			t := PreviewTarget{Design: dsg.Name, Cluster: sc.Name, Changes: []string{}}
 			fc, ok := c.d.clusters[sc.Name]
@@ -198,7 +199,15 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 				pv.Targets = append(pv.Targets, t)
 				continue
 			}
+			if overBudget != nil {
+				t.Error = render.SkipAfterBudget(overBudget, sc.Name).Error()
+				pv.Targets = append(pv.Targets, t)
+				continue
+			}
 			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: pv.Revision, Repo: r, Cache: c.d.cache, Worker: p.worker, Budget: c.d.cfg.Render.budget()})
+			if render.OverBudget(err) {
+				overBudget = err
+			}
 			if err != nil {
 				t.Error = err.Error()
 				pv.Targets = append(pv.Targets, t)

@@ -348,13 +348,21 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 		if dsg.Sync.Suspend {
 			continue
 		}
+		var overBudget error
 		for _, sc := range dsg.TargetClusters(p.Fleet) {
 			if !c.d.shard.Owns(sc.Name) {
 				continue // another shard's
 			}
 			key := dsg.Name + "/" + sc.Name
 			current[key] = true
+			if overBudget != nil {
+				all = append(all, rendered{dsg, sc, key, nil, render.SkipAfterBudget(overBudget, sc.Name)})
+				continue
+			}
 			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache, Worker: c.worker, Budget: c.d.cfg.Render.budget()})
+			if render.OverBudget(err) {
+				overBudget = err
+			}
 			all = append(all, rendered{dsg, sc, key, b, err})
 			if err == nil {
 				bundles = append(bundles, b)

@@ -297,7 +297,12 @@ func (r *Repo) Push(ctx context.Context, branch string, files map[string][]byte,
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return "", err
 		}
-		if err := os.WriteFile(path, files[name], 0o644); err != nil {
+		_ = os.Remove(path)
+		if target, ok := bytes.CutPrefix(files[name], symlinkMarker); ok {
+			if err := os.Symlink(string(target), path); err != nil {
+				return "", err
+			}
+		} else if err := os.WriteFile(path, files[name], 0o644); err != nil {
 			return "", err
 		}
 		if _, err := runGit(ctx, r.workDir, nil, "add", "--", name); err != nil {
@@ -312,6 +317,12 @@ func (r *Repo) Push(ctx context.Context, branch string, files map[string][]byte,
 	}
 	return r.Head(ctx, branch)
 }
+
+// symlinkMarker starts the content of a file Push commits as a symbolic link.
+var symlinkMarker = []byte("\x00meshcd-testenv-symlink:")
+
+// Symlink is file content for Push that commits the file as a symbolic link to target.
+func Symlink(target string) []byte { return append(append([]byte{}, symlinkMarker...), target...) }
 
 // SetRef points a ref of the bare repository at a commit, as a Git host does for pull-request
 // refs (refs/pull/7/head) and tags.
