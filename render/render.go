@@ -5,8 +5,8 @@
 package render
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
