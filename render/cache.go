@@ -130,8 +130,10 @@ func withRevision(b *Bundle, revision string) *Bundle {
 }
 
 // cacheKey hashes everything a render of d for c reads.
-func cacheKey(d *schema.Design, c *schema.Cluster, files fs.FS) (string, error) {
+func cacheKey(d *schema.Design, c *schema.Cluster, files fs.FS, secretKey []byte) (string, error) {
 	h := sha256.New()
+	keyID := sha256.Sum256(secretKey) // bundles digested with another Secret key are others
+	fmt.Fprintf(h, "secret key %x\n", keyID[:8])
 	design, err := json.Marshal(d)
 	if err != nil {
 		return "", err

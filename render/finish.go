@@ -1,10 +1,14 @@
 package render
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,7 +29,7 @@ func finish(d *schema.Design, c *schema.Cluster, opts Options, out *output) (*Bu
 	sortObjects(out.objects)
 	sum := sha256.New()
 	for _, o := range out.objects {
-		digest, err := objectDigest(o)
+		digest, err := objectDigest(o, opts.SecretKey)
 		if err != nil {
 			return nil, err
 		}
@@ -49,8 +53,10 @@ func finish(d *schema.Design, c *schema.Cluster, opts Options, out *output) (*Bu
 }
 
 // objectDigest hashes an object's canonical JSON (maps marshal with sorted keys) without
-// meshcd's digest annotation.
-func objectDigest(o *unstructured.Unstructured) (string, error) {
+// meshcd's digest annotation. A Secret's digest is keyed (HMAC-SHA256) with key, or with a
+// key this process made up when there is none: a plain hash on the object would let anyone
+// who can read its annotations confirm a guessed value offline.
+func objectDigest(o *unstructured.Unstructured, key []byte) (string, error) {
 	c := o.DeepCopy()
 	ann := c.GetAnnotations()
 	delete(ann, AnnotationDigest)
@@ -62,8 +68,33 @@ func objectDigest(o *unstructured.Unstructured) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if isSecret(o) {
+		if len(key) == 0 {
+			key = processKey()
+		}
+		mac := hmac.New(sha256.New, key)
+		mac.Write(data)
+		return "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil)), nil
+	}
 	h := sha256.Sum256(data)
 	return "sha256:" + hex.EncodeToString(h[:]), nil
+}
+
+func isSecret(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "Secret" && o.GroupVersionKind().Group == ""
+}
+
+// processKey is a Secret digest key that lives as long as this process: what a render without
+// a key (the CLI) uses.
+var processKey = sync.OnceValue(func() []byte { return NewSecretKey() })
+
+// NewSecretKey makes a random key for Secret digests.
+func NewSecretKey() []byte {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic(fmt.Sprintf("no randomness for a digest key: %v", err))
+	}
+	return key
 }
 
 // ObjectID names an object the way errors and diffs do: group/kind namespace/name.

@@ -58,6 +58,7 @@ type renderJob struct {
 	Files          map[string][]byte
 	Refused        map[string]string
 	Budget         Budget
+	SecretKey      []byte
 }
 
 type renderAnswer struct {
@@ -76,7 +77,10 @@ func renderIsolated(ctx context.Context, d *schema.Design, c *schema.Cluster, op
 		return nil, fmt.Errorf("reading the repo for design %s: %w", d.Name, err)
 	}
 	job := renderJob{Design: *d, Name: d.Name, Dir: d.Dir, NamespaceOwner: d.NamespaceOwner, Cluster: *c, ClusterName: c.Name,
-		Revision: opts.Revision, Files: map[string][]byte{}, Refused: map[string]string{}, Budget: opts.Budget}
+		Revision: opts.Revision, Files: map[string][]byte{}, Refused: map[string]string{}, Budget: opts.Budget, SecretKey: opts.SecretKey}
+	if len(job.SecretKey) == 0 {
+		job.SecretKey = processKey() // this process's, not the worker's: digests must agree
+	}
 	dirs, err := inputDirs(opts.Repo.files, d.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("design %s: %w", d.Name, err)
@@ -154,7 +158,7 @@ func serveRenderJob(payload []byte) ([]byte, error) {
 	}
 	src := &Repo{copy: repo}
 	src.once.Do(func() {})
-	b, err := render(context.Background(), &d, &c, Options{Revision: job.Revision, Repo: src})
+	b, err := render(context.Background(), &d, &c, Options{Revision: job.Revision, Repo: src, SecretKey: job.SecretKey})
 	var ans renderAnswer
 	var rerr *Error
 	switch {

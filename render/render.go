@@ -38,6 +38,9 @@ type Options struct {
 	Repo *Repo
 	// Cache, when set, returns a bundle rendered before from exactly the same inputs.
 	Cache *Cache
+	// SecretKey keys the digests of Secrets (HMAC-SHA256); without one, a key this process
+	// made up. The daemon keeps its key across restarts, so its digests stay stable.
+	SecretKey []byte
 	// Worker, when set, renders a design's manifests (Helm, Kustomize, YAML) in that
 	// budgeted child process, within Budget; the mesh compiler, meshcd's own code, runs here.
 	Worker *schema.Worker
@@ -120,7 +123,7 @@ func Render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 			files = opts.Repo.files
 		}
 		var err error
-		if key, err = cacheKey(d, c, files); err != nil {
+		if key, err = cacheKey(d, c, files, opts.SecretKey); err != nil {
 			return nil, fmt.Errorf("design %s on cluster %s: hashing its inputs: %w", d.Name, c.Name, err)
 		}
 		if b := opts.Cache.get(key); b != nil {

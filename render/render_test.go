@@ -3,7 +3,10 @@ package render
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -276,5 +279,37 @@ func TestMaskText(t *testing.T) {
 		if got := b.MaskText(tc.in, tc.secret); got != tc.want {
 			t.Errorf("MaskText(%q, %v) = %q, want %q", tc.in, tc.secret, got, tc.want)
 		}
+	}
+}
+
+// TestSecretDigestIsKeyed: the digest annotation of a Secret is an HMAC with the renderer's
+// key, so it confirms no guessed value to someone without the key; it is stable for one key
+// and differs for another. Other objects keep a plain SHA-256.
+func TestSecretDigestIsKeyed(t *testing.T) {
+	objs, err := DecodeObjects([]byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {token: hunter2}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := func(o *unstructured.Unstructured, key []byte) string {
+		d, err := objectDigest(o, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	k1, k2 := NewSecretKey(), NewSecretKey()
+	secret, cm := objs[0], objs[1]
+	data, _ := json.Marshal(secret.Object)
+	plain := sha256.Sum256(data)
+	switch d := digest(secret, k1); {
+	case !strings.HasPrefix(d, "hmac-sha256:"), strings.Contains(d, hex.EncodeToString(plain[:])):
+		t.Errorf("Secret digest %s is not keyed", d)
+	case d != digest(secret, k1):
+		t.Errorf("one key, two digests")
+	case d == digest(secret, k2):
+		t.Errorf("two keys, one digest")
+	}
+	if d := digest(cm, k1); !strings.HasPrefix(d, "sha256:") || d != digest(cm, k2) {
+		t.Errorf("ConfigMap digest %s depends on the Secret key", d)
 	}
 }

@@ -43,6 +43,8 @@ type Daemon struct {
 	loads   *gates.LoadWorker
 	reg     *prometheus.Registry
 	metrics *metrics
+	// secretKey keys the digests of Secrets; it is kept in the cache folder.
+	secretKey []byte
 	// readHeaderTimeout closes connections that do not finish their headers (default 10 s).
 	readHeaderTimeout time.Duration
 
@@ -69,6 +71,11 @@ func New(cfg *Config, shard Shard, log *slog.Logger) (*Daemon, error) {
 		rec: reconciler.New(), cache: render.NewCache(10000), reg: prometheus.NewRegistry(),
 		gates: newGateRunner(cfg.Gates.MaxConcurrent), policy: cfg.Gates.policy(cfg.Listen),
 	}
+	key, err := loadSecretKey(cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	d.secretKey = key
 	if w, err := gates.SelfLoadWorker(); err == nil {
 		d.loads = w
 	} else {

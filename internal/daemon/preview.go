@@ -204,7 +204,7 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 				pv.Targets = append(pv.Targets, t)
 				continue
 			}
-			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: pv.Revision, Repo: r, Cache: c.d.cache, Worker: p.worker, Budget: c.d.cfg.Render.budget()})
+			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: pv.Revision, Repo: r, Cache: c.d.cache, Worker: p.worker, Budget: c.d.cfg.Render.budget(), SecretKey: c.d.secretKey})
 			if render.OverBudget(err) {
 				overBudget = err
 			}

@@ -359,7 +359,7 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 				all = append(all, rendered{dsg, sc, key, nil, render.SkipAfterBudget(overBudget, sc.Name)})
 				continue
 			}
-			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache, Worker: c.worker, Budget: c.d.cfg.Render.budget()})
+			b, err := render.Render(ctx, dsg, &sc, render.Options{Revision: rev, Repo: repo, Cache: c.d.cache, Worker: c.worker, Budget: c.d.cfg.Render.budget(), SecretKey: c.d.secretKey})
 			if render.OverBudget(err) {
 				overBudget = err
 			}
