@@ -136,6 +136,13 @@ cat "$work/meshcd.yaml"
 bin/meshcd run --config "$work/meshcd.yaml" > "$work/daemon.log" 2>&1 &
 daemon=$!
 pids+=("$daemon")
+push_main() { # pushes the demo clone's commit as a person would: rebased on meshcd's status commits
+  for _ in 1 2 3 4 5; do
+    git -C "$work/fleet" pull --quiet --rebase origin main && git -C "$work/fleet" push --quiet origin HEAD:main && return 0
+    sleep 1
+  done
+  return 1
+}
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local n=$(( $1 * 5 )) what=$2; shift 2
   for _ in $(seq 1 $n); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -150,7 +157,7 @@ step "11. A pushed weight change reaches every cluster"
 git -C "$work/fleet" pull --quiet
 sed -i 's/{to: {stable: 90, canary: 10}}/{to: {stable: 50, canary: 50}}/' "$work/fleet/designs/shop/design.cue"
 git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: canary to 50%"
-git -C "$work/fleet" push --quiet origin HEAD:main
+push_main
 weight() { kubectl --context east -n shop get virtualservice checkout -o jsonpath='{.spec.http[1].route[?(@.destination.subset=="canary")].weight}'; }
 wait_for 30 "the new weight on east" bash -c '[ "$(kubectl --context east -n shop get virtualservice checkout -o jsonpath="{.spec.http[1].route[?(@.destination.subset==\"canary\")].weight}")" = 50 ]'
 echo "east canary weight is now $(weight); west's HTTPRoute:"
@@ -184,7 +191,7 @@ rollout_gate() { # the design's rollout gate, with the canary at $1
 rollout_file() { git --git-dir "$GIT_DIR_BARE" show main:designs/shop/rollout-canary.cue 2>/dev/null; }
 rollout_gate "$SLOW_URL"
 git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: roll the canary out in steps"
-git -C "$work/fleet" push --quiet origin HEAD:main
+push_main
 echo "the canary answers 50 ms slower than stable; the gate measures both before any step:"
 if wait_for 120 "the rollout's first decision" bash -c "git --git-dir '$GIT_DIR_BARE' show main:designs/shop/rollout-canary.cue | grep -q 'current:'"; then
   rollout_file
@@ -200,7 +207,7 @@ git -C "$work/fleet" pull --quiet origin main
 rollout_gate "$FIXED_URL"
 git -C "$work/fleet" rm --quiet designs/shop/rollout-canary.cue 2>/dev/null || true
 git -C "$work/fleet" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "shop: a canary as fast as stable"
-git -C "$work/fleet" push --quiet origin HEAD:main
+push_main
 if wait_for 180 "the rollout at 100%" bash -c "git --git-dir '$GIT_DIR_BARE' show main:designs/shop/rollout-canary.cue | grep -q 'current: 100'"; then
   echo "meshcd advanced step by step, each commit applied and gated:"
   { git --git-dir "$GIT_DIR_BARE" log --format='  %s' main | grep 'meshcd: rollout' | tac; } || true
