@@ -24,9 +24,6 @@ type Comparison struct {
 	Slices int `json:"slices"`
 	// Ratios are candidate ÷ baseline over the whole run.
 	Ratios Ratios `json:"ratios"`
-	// SliceRatios are the ratios of each round's two slices: a regression shows in most
-	// of them, a burst of machine noise in a few.
-	SliceRatios []Ratios `json:"slice_ratios"`
 }
 
 // VersionResult is one version's share of a side-by-side run.
@@ -38,9 +35,13 @@ type VersionResult struct {
 	Latencies   Latencies      `json:"latencies_ms"`
 	Histogram   []Bucket       `json:"histogram"`
 	StatusCodes map[string]int `json:"status_codes"`
+	// Slices are the version's percentiles in each of its slices, in milliseconds: a
+	// regression shows against most of the other version's slices, a burst of machine
+	// noise in a few.
+	Slices []Ratios `json:"slices"`
 }
 
-// Ratios are candidate ÷ baseline latencies.
+// Ratios are candidate ÷ baseline latencies, or (in Slices) one slice's percentiles in ms.
 type Ratios struct {
 	P50 float64 `json:"p50"`
 	P90 float64 `json:"p90"`
@@ -70,7 +71,7 @@ func runCompare(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 	c := g.Compare
 	urls := URLs(g, t.URL)
 	name := t.Design + "/" + t.Gate
-	slice := 500 * time.Millisecond
+	slice := 250 * time.Millisecond
 	if c.Slice != nil && c.Slice.Duration > 0 {
 		slice = c.Slice.Duration
 	}
@@ -141,11 +142,11 @@ func runCompare(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 		P90: ratio(cmp.Candidate.Latencies.P90, cmp.Baseline.Latencies.P90),
 		P99: ratio(cmp.Candidate.Latencies.P99, cmp.Baseline.Latencies.P99),
 	}
-	for i := range cmp.Slices {
-		b, c := newResult(runs[0][i], time.Time{}, time.Time{}), newResult(runs[1][i], time.Time{}, time.Time{})
-		cmp.SliceRatios = append(cmp.SliceRatios, Ratios{
-			P50: ratio(c.Latencies.P50, b.Latencies.P50), P90: ratio(c.Latencies.P90, b.Latencies.P90), P99: ratio(c.Latencies.P99, b.Latencies.P99),
-		})
+	for v, vr := range []*VersionResult{&cmp.Baseline, &cmp.Candidate} {
+		for _, run := range runs[v][:cmp.Slices] {
+			l := newResult(run, time.Time{}, time.Time{}).Latencies
+			vr.Slices = append(vr.Slices, Ratios{P50: l.P50, P90: l.P90, P99: l.P99})
+		}
 	}
 	out := &Result{
 		Name: name, StartTime: start.UTC(), EndTime: end.UTC(), LoadGenerator: loadGenerator(),

@@ -31,7 +31,7 @@ func sideBySide(base, cand string) schema.Gate {
 		Compare: &schema.Compare{
 			Baseline: "stable", Candidate: "canary",
 			URLs:          map[string]string{"stable": base, "canary": cand},
-			MaxRegression: "20%", MinDifference: dur("5ms"), MaxErrorRateIncrease: 0.01, Slice: dur("200ms"),
+			MaxRegression: "20%", MinDifference: dur("5ms"), MaxErrorRateIncrease: 0.01, Slice: dur("250ms"),
 		},
 	}
 }
@@ -88,7 +88,7 @@ func TestSideBySideAlternates(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("a 1 s side-by-side run took %s", took)
 	}
-	if res.Compare.Slices != 5 || res.Compare.Baseline.URL != base || res.Compare.Candidate.URL != cand || res.Target.URL != cand {
+	if res.Compare.Slices != 5 || len(res.Compare.Baseline.Slices) != 5 || res.Compare.Baseline.URL != base || res.Compare.Candidate.URL != cand || res.Target.URL != cand {
 		t.Errorf("comparison: %d slices, %s vs %s, target %s", res.Compare.Slices, res.Compare.Baseline.URL, res.Compare.Candidate.URL, res.Target.URL)
 	}
 	for _, v := range []VersionResult{res.Compare.Baseline, res.Compare.Candidate} {
@@ -145,7 +145,7 @@ func TestSideBySideFiles(t *testing.T) {
 	if !strings.Contains(svg, "stable p50") || !strings.Contains(svg, "canary p50") || strings.Count(svg, "fill-opacity") < 2 {
 		t.Errorf("the chart does not draw both versions:\n%s", svg)
 	}
-	if !strings.Contains(js, `"compare"`) || !strings.Contains(js, `"slice_ratios"`) {
+	if !strings.Contains(js, `"compare"`) || !strings.Contains(js, `"slices"`) {
 		t.Errorf("the result file lacks the comparison")
 	}
 	var doc struct {

@@ -148,8 +148,9 @@ func short(rev string) string {
 // budget of the baseline's, and its error rate at most maxErrorRateIncrease above the
 // baseline's. A percentile regresses only when the candidate is slower by more than the
 // budget over the whole run, by more than minDifference (which machine noise alone can make
-// on a fast service), and in at least three quarters of the rounds' slices (a burst of noise
-// slows a few slices, a slower version all of them). A percentile from too few requests per
+// on a fast service), and in at least three quarters of all pairs of a candidate slice and a
+// baseline slice, each by the budget and the floor (a burst of noise slows a few slices, a
+// slower version all of them). A percentile from too few requests per
 // version is reported, not judged.
 func judgeCompare(add func(Check), r *Result, c schema.Compare) error {
 	cmp := r.Compare
@@ -177,26 +178,36 @@ func judgeCompare(add func(Check), r *Result, c schema.Compare) error {
 		{"p90", b.Latencies.P90, k.Latencies.P90, cmp.Ratios.P90, func(r Ratios) float64 { return r.P90 }, 10},
 		{"p99", b.Latencies.P99, k.Latencies.P99, cmp.Ratios.P99, func(r Ratios) float64 { return r.P99 }, 100},
 	} {
-		slower, lo, hi := 0, math.Inf(1), 0.0
-		for _, sr := range cmp.SliceRatios {
-			v := p.slice(sr)
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
-			if v > limit {
-				slower++
+		// Every slice of the candidate against every slice of the baseline: a burst of
+		// noise during one slice weighs in one row or one column, a slower version in all.
+		slower, pairs, lo, hi := 0, 0, math.Inf(1), 0.0
+		for i, ks := range k.Slices {
+			for j, bs := range b.Slices {
+				r := ratio(p.slice(ks), p.slice(bs))
+				if i == j {
+					lo, hi = math.Min(lo, r), math.Max(hi, r)
+				}
+				pairs++
+				if r > limit && p.slice(ks)-p.slice(bs) >= floor {
+					slower++
+				}
 			}
 		}
-		n := len(cmp.SliceRatios)
-		most := slower*4 >= n*3 && n > 0
+		most := pairs > 0 && slower*4 >= pairs*3
 		enough := min(b.Requests, k.Requests) >= p.min
 		pass := p.ratio <= limit || p.cand-p.base < floor || !most || !enough
-		note := fmt.Sprintf("%s %s ms vs %s %s ms; slower beyond the budget in %d of %d slices (ratios %s–%s)", k.Version, num(p.cand), b.Version, num(p.base), slower, n, num(lo), num(hi))
+		share := 0
+		if pairs > 0 {
+			share = slower * 100 / pairs
+		}
+		note := fmt.Sprintf("%s %s ms vs %s %s ms; slower beyond the budget in %d%% of %d slice pairs (same-round ratios %s–%s)", k.Version, num(p.cand), b.Version, num(p.base), share, pairs, num(lo), num(hi))
 		switch {
 		case !enough:
 			note += fmt.Sprintf("; not judged: fewer than %d requests per version, so this %s is little more than the slowest request (run longer)", p.min, p.name)
 		case p.ratio > limit && p.cand-p.base < floor:
 			note += fmt.Sprintf("; within the %s ms noise floor (minDifference)", num(floor))
 		case p.ratio > limit && !most:
-			note += "; slower in too few slices to be the version rather than machine noise"
+			note += "; slower in too few slice pairs (under 75%) to be the version rather than machine noise"
 		}
 		add(Check{Name: p.name + " " + k.Version + "/" + b.Version, Observed: p.ratio, Limit: limit, Unit: "×", Pass: pass, Note: note})
 	}

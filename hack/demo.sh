@@ -144,9 +144,9 @@ push_main() { # pushes the demo clone's commit as a person would: rebased on mes
   return 1
 }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local n=$(( $1 * 5 )) what=$2; shift 2
-  for _ in $(seq 1 $n); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  echo "timed out after $1 s waiting for: $what"; return 1
+  local secs=$1 what=$2; shift 2
+  for _ in $(seq 1 $(( secs * 5 ))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "timed out after $secs s waiting for: $what"; return 1
 }
 wait_for 60 "the first status commit" git --git-dir "$GIT_DIR_BARE" cat-file -e main:status/README.md
 echo "meshcd synced the repo and committed its status; status/README.md on main now reads:"
