@@ -23,7 +23,7 @@ type target struct {
 // clusterFlags are the flags every command that talks to clusters shares.
 type clusterFlags struct {
 	kubeconfig, context, cluster, design, revision, config string
-	all                                                    bool
+	all, allowExec                                         bool
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command, withAll bool) {
@@ -33,6 +33,7 @@ func (f *clusterFlags) register(cmd *cobra.Command, withAll bool) {
 	cmd.Flags().StringVar(&f.cluster, "cluster", "", "only this fleet cluster")
 	cmd.Flags().StringVar(&f.design, "design", "", "only this design")
 	cmd.Flags().StringVar(&f.revision, "revision", "local", "the revision recorded in the inventory")
+	cmd.Flags().BoolVar(&f.allowExec, "allow-exec", false, "let the kubeconfig's exec and auth-provider credential plugins run (EKS, GKE, AKS logins); refused without it, since a kubeconfig can name any program")
 	if withAll {
 		cmd.Flags().BoolVar(&f.all, "all", false, "every cluster each design targets")
 	}
@@ -100,7 +101,7 @@ func openTargets(cmd *cobra.Command, args []string, f *clusterFlags) ([]target, 
 				if f.context != "" {
 					ctxName = f.context
 				}
-				creds := fleet.Credentials{Kubeconfig: f.kubeconfigPath(), Context: ctxName}
+				creds := fleet.Credentials{Kubeconfig: f.kubeconfigPath(), Context: ctxName, AllowExec: f.allowExec}
 				if daemonClusters != nil {
 					var ok bool
 					if creds, ok = daemonClusters[sc.Name]; !ok {
