@@ -138,7 +138,7 @@ daemon=$!
 pids+=("$daemon")
 push_main() { # pushes the demo clone's commit as a person would: rebased on meshcd's status commits
   for _ in 1 2 3 4 5; do
-    git -C "$work/fleet" pull --quiet --rebase origin main && git -C "$work/fleet" push --quiet origin HEAD:main && return 0
+    git -C "$work/fleet" pull --quiet --rebase origin main && git -C "$work/fleet" push --quiet origin HEAD:main 2>/dev/null && return 0
     sleep 1
   done
   return 1
