@@ -13,6 +13,7 @@ export MESHCD_TESTBIN := $(TESTBIN)
 # changed pin rebuilds.
 KUBE_VERSION := $(shell grep -oE 'k8s.io/kubernetes v[0-9.]+' hack/testbin/kube-apiserver/go.mod | cut -d' ' -f2)
 ETCD_VERSION := $(shell grep -oE 'etcd/server/v3 v[0-9.]+' hack/testbin/etcd/go.mod | cut -d' ' -f2)
+GITEA_VERSION := $(shell sed -n 's/^version=//p' hack/testbin/gitea/build.sh)
 STATICCHECK_VERSION := v0.8.2
 HELM_VERSION := $(shell go list -m -f '{{.Version}}' helm.sh/helm/v3)
 export MESHCD_HELM := $(TOOLS)/helm-$(HELM_VERSION)
@@ -27,14 +28,20 @@ all: build
 build: ## the meshcd binary in bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/meshcd ./cmd/meshcd
 
-testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) ## real etcd and kube-apiserver for tests
+testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) $(TESTBIN)/gitea-$(GITEA_VERSION) ## real etcd, kube-apiserver and Gitea for tests
 	ln -sfn kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/kube-apiserver
 	ln -sfn etcd-$(ETCD_VERSION) $(TESTBIN)/etcd
+	ln -sfn gitea-$(GITEA_VERSION) $(TESTBIN)/gitea
 
 $(TESTBIN)/kube-apiserver-$(KUBE_VERSION):
 	@mkdir -p $(TESTBIN)
 	@echo "building kube-apiserver $(KUBE_VERSION) (the first build takes several minutes)"
 	cd hack/testbin/kube-apiserver && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
+
+$(TESTBIN)/gitea-$(GITEA_VERSION):
+	@mkdir -p $(TESTBIN)
+	@echo "building gitea $(GITEA_VERSION), the Git host of the pull-request tests (about 6 minutes the first time)"
+	hack/testbin/gitea/build.sh $@
 
 $(TESTBIN)/etcd-$(ETCD_VERSION):
 	@mkdir -p $(TESTBIN)
