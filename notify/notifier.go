@@ -59,6 +59,12 @@ func (n *Notifier) Comment(t Target, body string) {
 	n.submit(t.Repo+" comment "+itoa(t.PR), func(ctx context.Context) error { return n.c.UpsertComment(ctx, t, body) })
 }
 
+// CommentIfAny is Comment for a pull request that may never have had a meshcd comment: it edits
+// the comment if there is one and adds none.
+func (n *Notifier) CommentIfAny(t Target, body string) {
+	n.submit(t.Repo+" comment "+itoa(t.PR), func(ctx context.Context) error { return n.c.EditComment(ctx, t, body) })
+}
+
 // job is one pending piece of feedback; gen tells a replaced one from its replacement.
 type job struct {
 	fn  func(context.Context) error

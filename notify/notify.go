@@ -175,12 +175,23 @@ func (c *Client) SetStatus(ctx context.Context, t Target, s Status) error {
 // UpsertComment makes the pull request's meshcd comment say body: it edits the comment that
 // starts with Marker, or adds one when there is none.
 func (c *Client) UpsertComment(ctx context.Context, t Target, body string) error {
+	return c.writeComment(ctx, t, body, true)
+}
+
+// EditComment makes the pull request's meshcd comment say body if it has one, and adds none.
+func (c *Client) EditComment(ctx context.Context, t Target, body string) error {
+	return c.writeComment(ctx, t, body, false)
+}
+
+func (c *Client) writeComment(ctx context.Context, t Target, body string, create bool) error {
 	body = Marker + "\n" + body
 	id, err := c.findComment(ctx, t)
 	if err != nil {
 		return err
 	}
 	switch {
+	case id == 0 && !create:
+		return nil
 	case c.provider == GitLab && id != 0:
 		return c.do(ctx, http.MethodPut, fmt.Sprintf("/projects/%s/merge_requests/%d/notes/%d", url.PathEscape(t.Repo), t.PR, id), map[string]string{"body": body}, nil)
 	case c.provider == GitLab:
@@ -190,6 +201,24 @@ func (c *Client) UpsertComment(ctx context.Context, t Target, body string) error
 	default:
 		return c.do(ctx, http.MethodPost, fmt.Sprintf("%s/issues/%d/comments", c.repoPath(t), t.PR), map[string]string{"body": body}, nil)
 	}
+}
+
+// PullRequestOpen asks the host whether the target's pull request is open. GitHub and Gitea
+// keep a closed or merged pull request's head ref, so its presence alone does not tell.
+func (c *Client) PullRequestOpen(ctx context.Context, t Target) (bool, error) {
+	var pr struct {
+		State string `json:"state"`
+	}
+	if c.provider == GitLab {
+		if err := c.do(ctx, http.MethodGet, fmt.Sprintf("/projects/%s/merge_requests/%d", url.PathEscape(t.Repo), t.PR), nil, &pr); err != nil {
+			return false, err
+		}
+		return pr.State == "opened", nil
+	}
+	if err := c.do(ctx, http.MethodGet, fmt.Sprintf("%s/pulls/%d", c.repoPath(t), t.PR), nil, &pr); err != nil {
+		return false, err
+	}
+	return pr.State == "open", nil
 }
 
 // findComment returns the id of the pull request's meshcd comment, or 0.

@@ -130,6 +130,58 @@ func TestProviderContracts(t *testing.T) {
 	}
 }
 
+// TestPullRequestStateAndClosingEdit: whether a pull request is open is read from each
+// provider's documented endpoint and state word, and the edit made when one closes changes
+// meshcd's comment but adds none to a pull request that never had one.
+func TestPullRequestStateAndClosingEdit(t *testing.T) {
+	for _, tc := range []struct {
+		provider        Provider
+		api, path, open string
+	}{
+		{Gitea, "/api/v1", "/api/v1/repos/team/fleet/pulls/7", "open"},
+		{GitHub, "", "/repos/team/fleet/pulls/7", "open"},
+		{GitLab, "/api/v4", "/api/v4/projects/team%2Ffleet/merge_requests/7", "opened"},
+	} {
+		t.Run(string(tc.provider), func(t *testing.T) {
+			state := tc.open
+			h := &host{}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.EscapedPath() == tc.path {
+					json.NewEncoder(w).Encode(map[string]string{"state": state})
+					return
+				}
+				h.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			c, err := NewClient(tc.provider, srv.URL+tc.api, "s3cret", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := Target{Repo: "team/fleet", PR: 7}
+			for _, s := range []string{tc.open, "closed", "merged"} {
+				state = s
+				open, err := c.PullRequestOpen(t.Context(), target)
+				if err != nil || open != (s == tc.open) {
+					t.Errorf("state %q: open %v, %v", s, open, err)
+				}
+			}
+			if err := c.EditComment(t.Context(), target, "closed"); err != nil {
+				t.Fatal(err)
+			}
+			if len(h.comments) != 0 {
+				t.Fatalf("closing added a comment: %v", h.comments)
+			}
+			h.comments = []map[string]any{{"id": 100, "body": Marker + "\npreview"}}
+			if err := c.EditComment(t.Context(), target, "closed"); err != nil {
+				t.Fatal(err)
+			}
+			if len(h.comments) != 1 || h.comments[0]["body"] != Marker+"\nclosed" {
+				t.Errorf("comments after closing: %v", h.comments)
+			}
+		})
+	}
+}
+
 // TestNotifierRetriesAndNeverLeaksTheToken: a host answering 500 gets the same feedback again
 // with backoff until it lands, newer content replaces what waited, and a host refusing the
 // token (401) is not retried; no error names the token.

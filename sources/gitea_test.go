@@ -116,16 +116,23 @@ func TestGiteaWebhooks(t *testing.T) {
 	})
 	before = len(good.events)
 	must(t, repo.ClosePR(ctx, n))
-	eventually("pull_request closed event", func() bool {
+	eventually("pull_request closed event, saying closed", func() bool {
 		good.mu.Lock()
 		defer good.mu.Unlock()
 		for _, ev := range good.events[before:] {
-			if ev.Ref == pr {
+			if ev.Ref == pr && ev.Closed {
 				return true
 			}
 		}
 		return false
 	})
+	good.mu.Lock()
+	for _, ev := range good.events[:before] {
+		if ev.Closed {
+			t.Errorf("an event before the pull request closed says closed: %+v", ev)
+		}
+	}
+	good.mu.Unlock()
 	eventually("deliveries to the forged hooks", func() bool {
 		forged.mu.Lock()
 		defer forged.mu.Unlock()

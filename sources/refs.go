@@ -93,15 +93,28 @@ type RefEvent struct {
 }
 
 // RefTracker turns successive sets of refs (from Matching) into events: a ref that appears
-// is opened, one that moves is updated, one that disappears is closed.
+// is opened, one that moves is updated, one that disappears is closed. A host that keeps a
+// closed pull request's head ref (GitHub, Gitea) says so by webhook or API instead: Close
+// records that, and the ref stays closed until it moves again (a reopened pull request that
+// gets a push) or Reopen is called.
 type RefTracker struct {
-	known map[string]string
+	known  map[string]string
+	closed map[string]string // ref -> the revision it had when closed ("" if never seen)
 }
 
 // Observe compares the current refs with the last ones and returns the events, by ref name.
 func (t *RefTracker) Observe(current map[string]string) []RefEvent {
 	var out []RefEvent
+	open := map[string]string{}
 	for _, ref := range slices.Sorted(maps.Keys(current)) {
+		if at, closed := t.closed[ref]; closed {
+			if at == "" || at == current[ref] {
+				t.closed[ref] = current[ref]
+				continue
+			}
+			delete(t.closed, ref)
+		}
+		open[ref] = current[ref]
 		prev, seen := t.known[ref]
 		switch {
 		case !seen:
@@ -111,10 +124,40 @@ func (t *RefTracker) Observe(current map[string]string) []RefEvent {
 		}
 	}
 	for _, ref := range slices.Sorted(maps.Keys(t.known)) {
-		if _, still := current[ref]; !still {
-			out = append(out, RefEvent{ref, RefClosed, t.known[ref]})
+		if _, still := open[ref]; !still {
+			if _, closed := t.closed[ref]; !closed {
+				out = append(out, RefEvent{ref, RefClosed, t.known[ref]})
+			}
 		}
 	}
-	t.known = maps.Clone(current)
+	for ref := range t.closed {
+		if _, still := current[ref]; !still && t.closed[ref] != "" {
+			delete(t.closed, ref) // gone from the host: nothing left to remember
+		}
+	}
+	t.known = open
 	return out
+}
+
+// Close records that the host closed ref although the ref remains. It returns the closed
+// event when the ref was open, and false when it was not (the ref is still remembered as
+// closed, so a later Observe does not open it).
+func (t *RefTracker) Close(ref string) (RefEvent, bool) {
+	if t.closed == nil {
+		t.closed = map[string]string{}
+	}
+	at, open := t.known[ref]
+	delete(t.known, ref)
+	if _, already := t.closed[ref]; !already || open {
+		t.closed[ref] = at
+	}
+	if !open {
+		return RefEvent{}, false
+	}
+	return RefEvent{ref, RefClosed, at}, true
+}
+
+// Reopen forgets that ref was closed, so the next Observe that lists it opens it.
+func (t *RefTracker) Reopen(ref string) {
+	delete(t.closed, ref)
 }

@@ -113,3 +113,43 @@ func FuzzResolveRef(f *testing.F) {
 		}
 	})
 }
+
+// A host that keeps a closed pull request's head ref: once closed, the ref is not previewed
+// again on the next poll (nor after a restart, when the close comes first), and a push to the
+// reopened pull request opens it anew.
+func TestRefTrackerClosedRefThatStays(t *testing.T) {
+	var tr RefTracker
+	pr := "refs/pull/1/head"
+	if got := tr.Observe(map[string]string{pr: "a"}); len(got) != 1 || got[0].Kind != RefOpened {
+		t.Fatalf("first sight: %+v", got)
+	}
+	ev, ok := tr.Close(pr)
+	if !ok || ev != (RefEvent{pr, RefClosed, "a"}) {
+		t.Fatalf("close: %+v %v", ev, ok)
+	}
+	if got := tr.Observe(map[string]string{pr: "a"}); len(got) != 0 {
+		t.Errorf("the closed ref came back: %+v", got)
+	}
+	if _, ok := tr.Close(pr); ok {
+		t.Error("closing twice gave a second event")
+	}
+	if got := tr.Observe(map[string]string{pr: "b"}); len(got) != 1 || got[0] != (RefEvent{pr, RefOpened, "b"}) {
+		t.Errorf("a push after reopening: %+v", got)
+	}
+	if got := tr.Observe(map[string]string{}); len(got) != 1 || got[0].Kind != RefClosed {
+		t.Errorf("the ref deleted: %+v", got)
+	}
+
+	// Told closed before any poll saw it (a fresh daemon), then reopened by the host.
+	var fresh RefTracker
+	if _, ok := fresh.Close(pr); ok {
+		t.Error("closing an unseen ref gave an event")
+	}
+	if got := fresh.Observe(map[string]string{pr: "a"}); len(got) != 0 {
+		t.Errorf("a ref closed before it was seen opened: %+v", got)
+	}
+	fresh.Reopen(pr)
+	if got := fresh.Observe(map[string]string{pr: "a"}); len(got) != 1 || got[0].Kind != RefOpened {
+		t.Errorf("reopened: %+v", got)
+	}
+}

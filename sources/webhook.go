@@ -39,6 +39,11 @@ type Event struct {
 	RepoURLs []string
 	// Ref is the full ref name pushed (refs/heads/main) or a PR's head ref (refs/pull/7/head).
 	Ref string
+	// Closed says the pull request was closed or merged. Its head ref usually stays on the
+	// host, so a poll alone cannot tell.
+	Closed bool
+	// Reopened says a closed pull request was opened again.
+	Reopened bool
 }
 
 // WebhookOptions configures a webhook endpoint.
@@ -198,12 +203,14 @@ type payload struct {
 		GitHTTPURL string `json:"git_http_url"`
 		GitSSHURL  string `json:"git_ssh_url"`
 	} `json:"project"`
-	Number      int `json:"number"`
+	Number      int    `json:"number"`
+	Action      string `json:"action"`
 	PullRequest *struct {
 		Number int `json:"number"`
 	} `json:"pull_request"`
 	ObjectAttributes *struct {
-		IID int `json:"iid"`
+		IID    int    `json:"iid"`
+		Action string `json:"action"`
 	} `json:"object_attributes"`
 	// Bitbucket Server
 	Changes []struct {
@@ -233,12 +240,13 @@ func parseEvent(p Provider, header http.Header, body []byte) (Event, bool, error
 		}
 	}
 	switch {
-	case pl.PullRequest != nil && p == GitHub:
+	case pl.PullRequest != nil && (p == GitHub || p == Gitea):
 		ev.Ref = fmt.Sprintf("refs/pull/%d/head", pl.PullRequest.Number)
-	case pl.PullRequest != nil && p == Gitea:
-		ev.Ref = fmt.Sprintf("refs/pull/%d/head", pl.PullRequest.Number)
+		ev.Closed, ev.Reopened = pl.Action == "closed", pl.Action == "reopened"
 	case pl.ObjectAttributes != nil && pl.ObjectAttributes.IID > 0 && p == GitLab:
 		ev.Ref = fmt.Sprintf("refs/merge-requests/%d/head", pl.ObjectAttributes.IID)
+		ev.Closed = pl.ObjectAttributes.Action == "close" || pl.ObjectAttributes.Action == "merge"
+		ev.Reopened = pl.ObjectAttributes.Action == "reopen"
 	case len(pl.Changes) > 0:
 		ev.Ref = pl.Changes[0].RefID
 	default:

@@ -64,31 +64,42 @@ func TestWebhookEvents(t *testing.T) {
 			func(b string) map[string]string {
 				return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)}
 			},
-			Event{GitHub, []string{"https://github.com/acme/fleet.git", "https://github.com/acme/fleet"}, "refs/heads/main"}},
+			Event{GitHub, []string{"https://github.com/acme/fleet.git", "https://github.com/acme/fleet"}, "refs/heads/main", false, false}},
 		{GitHub, `{"action":"synchronize","number":7,"pull_request":{"number":7},"repository":{"clone_url":"https://github.com/acme/fleet.git"}}`,
 			func(b string) map[string]string {
 				return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)}
 			},
-			Event{GitHub, []string{"https://github.com/acme/fleet.git"}, "refs/pull/7/head"}},
+			Event{GitHub, []string{"https://github.com/acme/fleet.git"}, "refs/pull/7/head", false, false}},
+		{GitHub, `{"action":"closed","number":7,"pull_request":{"number":7,"merged":true},"repository":{"clone_url":"https://github.com/acme/fleet.git"}}`,
+			func(b string) map[string]string {
+				return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, b)}
+			},
+			Event{GitHub, []string{"https://github.com/acme/fleet.git"}, "refs/pull/7/head", true, false}},
+		{GitLab, `{"object_kind":"merge_request","object_attributes":{"iid":13,"action":"merge"},"project":{"git_http_url":"https://gitlab.example.com/acme/fleet.git"}}`,
+			func(string) map[string]string { return map[string]string{"X-Gitlab-Token": secret} },
+			Event{GitLab, []string{"https://gitlab.example.com/acme/fleet.git"}, "refs/merge-requests/13/head", true, false}},
+		{Gitea, `{"action":"reopened","number":3,"pull_request":{"number":3},"repository":{"clone_url":"https://gitea.example.com/acme/fleet.git"}}`,
+			func(b string) map[string]string { return map[string]string{"X-Gitea-Signature": sign(secret, b)} },
+			Event{Gitea, []string{"https://gitea.example.com/acme/fleet.git"}, "refs/pull/3/head", false, true}},
 		{GitLab, `{"object_kind":"push","ref":"refs/heads/main","project":{"git_http_url":"https://gitlab.example.com/acme/fleet.git"}}`,
 			func(string) map[string]string { return map[string]string{"X-Gitlab-Token": secret} },
-			Event{GitLab, []string{"https://gitlab.example.com/acme/fleet.git"}, "refs/heads/main"}},
+			Event{GitLab, []string{"https://gitlab.example.com/acme/fleet.git"}, "refs/heads/main", false, false}},
 		{GitLab, `{"object_kind":"merge_request","object_attributes":{"iid":12},"project":{"git_http_url":"https://gitlab.example.com/acme/fleet.git"}}`,
 			func(string) map[string]string { return map[string]string{"X-Gitlab-Token": secret} },
-			Event{GitLab, []string{"https://gitlab.example.com/acme/fleet.git"}, "refs/merge-requests/12/head"}},
+			Event{GitLab, []string{"https://gitlab.example.com/acme/fleet.git"}, "refs/merge-requests/12/head", false, false}},
 		{Gitea, `{"ref":"refs/heads/main","repository":{"clone_url":"https://gitea.example.com/acme/fleet.git"}}`,
 			func(b string) map[string]string { return map[string]string{"X-Gitea-Signature": sign(secret, b)} },
-			Event{Gitea, []string{"https://gitea.example.com/acme/fleet.git"}, "refs/heads/main"}},
+			Event{Gitea, []string{"https://gitea.example.com/acme/fleet.git"}, "refs/heads/main", false, false}},
 		{BitbucketServer, `{"eventKey":"repo:refs_changed","changes":[{"refId":"refs/heads/main"}],"repository":{"links":{"clone":[{"href":"https://bitbucket.example.com/scm/acme/fleet.git"}]}}}`,
 			func(b string) map[string]string {
 				return map[string]string{"X-Hub-Signature": "sha256=" + sign(secret, b)}
 			},
-			Event{BitbucketServer, []string{"https://bitbucket.example.com/scm/acme/fleet.git"}, "refs/heads/main"}},
+			Event{BitbucketServer, []string{"https://bitbucket.example.com/scm/acme/fleet.git"}, "refs/heads/main", false, false}},
 		{Generic, `{"repo":"https://git.example.com/fleet.git","ref":"refs/heads/main"}`,
 			func(b string) map[string]string {
 				return map[string]string{"X-Signature-256": "sha256=" + sign(secret, b)}
 			},
-			Event{Generic, []string{"https://git.example.com/fleet.git"}, "refs/heads/main"}},
+			Event{Generic, []string{"https://git.example.com/fleet.git"}, "refs/heads/main", false, false}},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.provider)+" "+tc.want.Ref, func(t *testing.T) {

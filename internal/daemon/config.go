@@ -76,6 +76,19 @@ type RepoConfig struct {
 	// PullRequests is a glob of refs previewed as pull requests: refs/pull/*/head on
 	// GitHub and Gitea, refs/merge-requests/*/head on GitLab, refs/heads/feature/* elsewhere.
 	PullRequests string `json:"pullRequests,omitempty"`
+	// Feedback posts each preview to the pull request itself: commit statuses and one comment.
+	Feedback *FeedbackConfig `json:"feedback,omitempty"`
+}
+
+// FeedbackConfig is how meshcd reaches a repo's Git host to post pull-request feedback.
+type FeedbackConfig struct {
+	// Provider is gitea (also Forgejo), github or gitlab.
+	Provider string `json:"provider"`
+	// API is the host's API root; by default it follows from the repo's URL
+	// (https://host/api/v1 for Gitea, https://api.github.com, https://host/api/v4 for GitLab).
+	API string `json:"api,omitempty"`
+	// Token may set commit statuses and comment on pull requests; never logged or written.
+	Token Secret `json:"token"`
 }
 
 // GatesConfig bounds gate runs: where their load may go and how much of it. At most one load
@@ -330,6 +343,19 @@ func (c *Config) check() []string {
 		if r.Schedule != "" {
 			if _, err := schema.CronParser.Parse(r.Schedule); err != nil {
 				p = append(p, fmt.Sprintf("%s.schedule: %q: %v", at, r.Schedule, err))
+			}
+		}
+		if fb := r.Feedback; fb != nil {
+			switch fb.Provider {
+			case "gitea", "github", "gitlab":
+			default:
+				p = append(p, fmt.Sprintf("%s.feedback.provider: %q is not gitea, github or gitlab", at, fb.Provider))
+			}
+			if fb.Token.File == "" && fb.Token.Env == "" {
+				p = append(p, at+".feedback.token: give file or env")
+			}
+			if r.PullRequests == "" {
+				p = append(p, at+".feedback: needs pullRequests, the refs it gives feedback on")
 			}
 		}
 		if r.Password != nil && r.Password.File == "" && r.Password.Env == "" {

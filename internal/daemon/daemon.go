@@ -43,6 +43,9 @@ type Daemon struct {
 	loads   *gates.LoadWorker
 	reg     *prometheus.Registry
 	metrics *metrics
+	// feedback posts each repo's previews to its Git host (nil for a repo without), by index
+	// of cfg.Repos.
+	feedback []*feedback
 	// secretKey keys the digests of Secrets; it is kept in the cache folder.
 	secretKey []byte
 	// readHeaderTimeout closes connections that do not finish their headers (default 10 s).
@@ -92,6 +95,15 @@ func New(cfg *Config, shard Shard, log *slog.Logger) (*Daemon, error) {
 			return nil, err
 		}
 		d.repos = append(d.repos, repo)
+		branch := rc.StatusBranch
+		if branch == "" {
+			branch = rc.Branch
+		}
+		fb, err := newFeedback(rc, branch, d.metrics, log)
+		if err != nil {
+			return nil, fmt.Errorf("repo %s: feedback: %w", sources.Redact(rc.URL), err)
+		}
+		d.feedback = append(d.feedback, fb)
 		p, ok := d.pollers[rc.URL]
 		if !ok {
 			// Each repo's URL policy opens that repo only: one repo allowing plain HTTP
@@ -230,7 +242,7 @@ func (d *Daemon) work(ctx context.Context) {
 		wg.Go(func() { det.Run(ctx) })
 	}
 	for i, rc := range d.cfg.Repos {
-		t.repos = append(t.repos, newRepoController(d, t, rc, d.repos[i]))
+		t.repos = append(t.repos, newRepoController(d, t, rc, d.repos[i], d.feedback[i]))
 	}
 	d.term.Store(t)
 	for _, c := range t.repos {

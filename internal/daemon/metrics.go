@@ -16,6 +16,8 @@ type metrics struct {
 	polls    *prometheus.CounterVec
 	// gatesRunning counts the gate loads running now.
 	gatesRunning prometheus.Gauge
+	// feedbackRateLimit is what a Git host's API said is left of its rate limit.
+	feedbackRateLimit *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,8 +29,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		gates:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_gate_runs_total", Help: "Gate runs by verdict."}, []string{"design", "gate", "cluster", "verdict"}),
 		polls:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcd_git_polls_total", Help: "Git polls by result."}, []string{"result"}),
 		gatesRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcd_gates_running", Help: "Gate loads running now."}),
+		feedbackRateLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshcd_feedback_rate_limit_remaining",
+			Help: "Requests a Git host's API said are left of its rate limit, from its last answer to pull-request feedback."}, []string{"host"}),
 	}
-	reg.MustRegister(m.syncs, m.duration, m.objects, m.actions, m.gates, m.polls, m.gatesRunning)
+	reg.MustRegister(m.syncs, m.duration, m.objects, m.actions, m.gates, m.polls, m.gatesRunning, m.feedbackRateLimit)
 	return m
 }
 

@@ -152,7 +152,14 @@ func (p *previewer) run(ctx context.Context) {
 		c := p.c
 		id := previewID(ev.Ref)
 		jsonPath, mdPath := path.Join("status/pr", id+".json"), path.Join("status/pr", id+".md")
+		if ev.Kind == sources.RefOpened && c.feedback != nil && !c.feedback.open(ctx, ev.Ref) {
+			c.inbox.put(prState{ref: ev.Ref, closed: true}) // closed while meshcd was not looking
+			continue
+		}
 		if ev.Kind == sources.RefClosed {
+			if c.feedback != nil {
+				c.feedback.closed(ev.Ref)
+			}
 			c.poller.Forget(c.cfg.URL, ev.Ref)
 			c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id + " removed", Files: map[string][]byte{jsonPath: nil, mdPath: nil}})
 			continue
@@ -165,7 +172,11 @@ func (p *previewer) run(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id, Files: map[string][]byte{jsonPath: data, mdPath: []byte(previewMarkdown(pv))}})
+		md := previewMarkdown(pv)
+		c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id, Files: map[string][]byte{jsonPath: data, mdPath: []byte(md)}})
+		if c.feedback != nil {
+			c.feedback.finished(pv, md)
+		}
 		c.log.Info("preview", "ref", ev.Ref, "revision", short(pv.Revision))
 	}
 }
@@ -186,6 +197,13 @@ func (p *previewer) preview(ctx context.Context, ref, id string) Preview {
 	if err != nil {
 		pv.Error = err.Error()
 		return pv
+	}
+	if c.feedback != nil {
+		names := make([]string, len(designs))
+		for i := range designs {
+			names[i] = designs[i].Name
+		}
+		c.feedback.started(ref, pv.Revision, names)
 	}
 	r := render.NewRepo(res[0].FS)
 	for i := range designs {

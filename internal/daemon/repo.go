@@ -38,15 +38,17 @@ const (
 // committer writes. Other goroutines (sync queues, gate runs, drift detectors, cron) talk to
 // it through its inbox and never touch its state; HTTP handlers read the copy it publishes.
 type repoController struct {
-	d         *Daemon
-	queues    map[string]*reconciler.Queue
-	cfg       RepoConfig
-	repo      sources.Repo
-	poller    *sources.Poller
-	watcher   *sources.Watcher
-	commits   *sources.Committer
-	worker    *schema.Worker
-	previews  *previewer
+	d        *Daemon
+	queues   map[string]*reconciler.Queue
+	cfg      RepoConfig
+	repo     sources.Repo
+	poller   *sources.Poller
+	watcher  *sources.Watcher
+	commits  *sources.Committer
+	worker   *schema.Worker
+	previews *previewer
+	// feedback posts previews to the pull requests themselves (nil without feedback).
+	feedback  *feedback
 	cron      *cron.Cron
 	log       *slog.Logger
 	inbox     inbox
@@ -117,6 +119,12 @@ type (
 	// recheck syncs a job again whose objects were applied but not yet healthy: an unchanged
 	// bundle costs no request, and the sync reads health anew from the watch cache.
 	recheck struct{ key, revision string }
+	// prState is the host saying a pull request closed (or merged) or reopened, by webhook
+	// or, for one the previewer found closed, by its API.
+	prState struct {
+		ref    string
+		closed bool
+	}
 )
 
 // inbox is a controller's mailbox: put never blocks, and a burst of drift notices counts once.
@@ -149,7 +157,7 @@ func (b *inbox) take() ([]any, bool) {
 	return evs, drifted
 }
 
-func newRepoController(d *Daemon, t *term, rc RepoConfig, repo sources.Repo) *repoController {
+func newRepoController(d *Daemon, t *term, rc RepoConfig, repo sources.Repo, fb *feedback) *repoController {
 	p := d.pollers[rc.URL]
 	opts := sources.DefaultWatchOptions()
 	opts.Interval = rc.interval()
@@ -169,6 +177,7 @@ func newRepoController(d *Daemon, t *term, rc RepoConfig, repo sources.Repo) *re
 		rolled: map[string]string{}, ledger: map[string][]drift.Entry{},
 	}
 	c.worker = d.newWorker()
+	c.feedback = fb
 	c.previews = newPreviewer(c)
 	c.publish()
 	return c
@@ -190,6 +199,9 @@ func (c *repoController) run(ctx context.Context) {
 	defer stopCommits()
 	wg.Go(func() { c.commits.Run(commitCtx) })
 	wg.Go(func() { c.previews.run(ctx) })
+	if c.feedback != nil {
+		wg.Go(func() { c.feedback.n.Run(ctx) })
+	}
 	if c.cfg.Schedule != "" {
 		url := c.cfg.URL
 		if _, err := c.cron.AddFunc(c.cfg.Schedule, func() { c.watcher.Trigger(url) }); err != nil {
@@ -270,6 +282,13 @@ func (c *repoController) handle(ctx context.Context, ev any) {
 	case recheck:
 		if st := c.syncs[ev.key]; st != nil && st.revision == ev.revision && !st.pending {
 			c.enqueue(ev.key, st)
+		}
+	case prState:
+		if !ev.closed {
+			c.prs.Reopen(ev.ref)
+			c.watcher.Trigger(c.cfg.URL)
+		} else if closed, ok := c.prs.Close(ev.ref); ok {
+			c.previews.enqueue(closed)
 		}
 	}
 }

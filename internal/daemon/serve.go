@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -112,9 +113,14 @@ func (d *Daemon) onWebhook(ev sources.Event) {
 	}
 	for _, c := range t.repos {
 		for _, u := range ev.RepoURLs {
-			if sameRepo(u, c.cfg.URL) {
-				c.watcher.Trigger(c.cfg.URL)
+			if !sameRepo(u, c.cfg.URL) {
+				continue
 			}
+			if ok, _ := path.Match(c.cfg.PullRequests, ev.Ref); ok && (ev.Closed || ev.Reopened) && c.d.shard.ID == 0 {
+				c.inbox.put(prState{ref: ev.Ref, closed: ev.Closed})
+			}
+			c.watcher.Trigger(c.cfg.URL)
+			break
 		}
 	}
 }

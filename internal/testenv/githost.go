@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -365,23 +366,11 @@ type CommitStatus struct {
 	TargetURL   string `json:"target_url"`
 }
 
-// Statuses lists the latest status per context of a commit.
+// Statuses lists every status set on a commit, newest first.
 func (r *HostRepo) Statuses(ctx context.Context, sha string) ([]CommitStatus, error) {
 	var out []CommitStatus
-	err := r.host.API(ctx, http.MethodGet, fmt.Sprintf("/repos/%s/commits/%s/statuses", r.Path(), sha), nil, &out)
-	latest := map[string]CommitStatus{}
-	var order []string
-	for _, s := range out { // newest first
-		if _, ok := latest[s.Context]; !ok {
-			latest[s.Context] = s
-			order = append(order, s.Context)
-		}
-	}
-	res := make([]CommitStatus, 0, len(order))
-	for _, c := range order {
-		res = append(res, latest[c])
-	}
-	return res, err
+	err := r.host.API(ctx, http.MethodGet, fmt.Sprintf("/repos/%s/commits/%s/statuses?limit=50", r.Path(), sha), nil, &out)
+	return out, err
 }
 
 // Comment is a pull request comment as the host reports it.
@@ -411,4 +400,19 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// ReadFile returns a file's content at a ref, read through the host's API.
+func (r *HostRepo) ReadFile(ctx context.Context, ref, path string) ([]byte, error) {
+	var out struct {
+		Content  string `json:"content"`
+		Encoding string `json:"encoding"`
+	}
+	if err := r.host.API(ctx, http.MethodGet, fmt.Sprintf("/repos/%s/contents/%s?ref=%s", r.Path(), path, ref), nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Encoding != "base64" {
+		return []byte(out.Content), nil
+	}
+	return base64.StdEncoding.DecodeString(out.Content)
 }
