@@ -31,6 +31,9 @@ go run ./hack/bench/render -n 200 -helm "$PWD/bin/tools/helm-$(go list -m -f '{{
 echo "== sources: Git polling and webhooks against a real Git server"
 go run ./hack/bench/sources -n 100
 
+echo "== Git host: push to applied through a real Gitea, its webhook vs polling"
+go run ./hack/bench/githost
+
 echo "== apply: meshcd reconciler vs a raw client-go SSA loop and kubectl apply --server-side"
 go run ./hack/bench/apply
 

@@ -34,6 +34,31 @@ for _ in $(seq 1 600); do [ -s "$info" ] && break; kill -0 "$devenv" 2>/dev/null
 source "$info"
 export KUBECONFIG
 
+# A real Git host (Gitea, built by make testbin) for the pull request of step 14, started now
+# because it takes a few seconds; it holds a second fleet repo with a payments design.
+mkdir -p "$work/payments/clusters" "$work/payments/designs/payments"
+cp examples/shop/clusters/*.cue "$work/payments/clusters/"
+payments_design() { # payments_design STABLE CANARY [GATE]: the payments design
+  cat > "$1/designs/payments/design.cue" <<CUE
+// The payments team's API, in a repo of its own on a Git host.
+design: payments: {
+	namespace: "payments"
+	targets: matchLabels: env: "prod"
+	services: api: {
+		port: 8080
+		versions: {stable: labels: version: "v1", canary: labels: version: "v2"}
+		routes: [{to: {stable: $2, canary: $3}}]
+	}
+	${4:-}
+}
+CUE
+}
+payments_design "$work/payments" 90 10
+if [ -x bin/testbin/gitea ]; then
+  bin/devenv -gitea -seed "$work/payments" -info "$work/gitea" > "$work/gitea.log" 2>&1 &
+  pids+=($!)
+fi
+
 step "2. The clusters serve the mesh CRDs meshcd renders to"
 for ctx in east west central; do
   printf '%-8s %s CRDs: ' "$ctx" "$(kubectl --context "$ctx" get crd -o name | wc -l)"
@@ -117,6 +142,9 @@ echo "status files, ready to commit beside the design:"
 
 step "10. The daemon: meshcd run keeps the clusters equal to Git on its own"
 addr=127.0.0.1:$(( 20000 + RANDOM % 20000 ))
+if [ -x bin/testbin/gitea ]; then
+  for _ in $(seq 1 300); do [ -s "$work/gitea" ] && break; sleep 0.2; done
+fi
 cat > "$work/meshcd.yaml" <<YAML
 listen: $addr
 cacheDir: $work/cache
@@ -126,6 +154,25 @@ repos:
   interval: 1s
   allowHTTP: true
   pullRequests: refs/pull/*/head
+YAML
+if [ -s "$work/gitea" ]; then
+  source "$work/gitea"
+  export DEMO_GITEA_TOKEN=$GITEA_TOKEN DEMO_GITEA_HOOK=demo-hook-secret
+  cat >> "$work/meshcd.yaml" <<YAML
+- url: $GITEA_CLONE_URL   # the payments repo on Gitea; pushes are announced by its webhook
+  branch: main
+  interval: 1m
+  allowHTTP: true
+  username: $GITEA_USER
+  password: {env: DEMO_GITEA_TOKEN}
+  pullRequests: refs/pull/*/head
+  feedback: {provider: gitea, token: {env: DEMO_GITEA_TOKEN}}
+webhooks: {gitea: {env: DEMO_GITEA_HOOK}}
+YAML
+else
+  echo "(no Gitea in bin/testbin, so step 14 is left out: make testbin builds it)"
+fi
+cat >> "$work/meshcd.yaml" <<YAML
 gates: {allowLoopback: true, previewHosts: ["127.0.0.1"]}
 clusters:
   east: {kubeconfig: $KUBECONFIG, context: east}
@@ -152,6 +199,13 @@ wait_for 60 "the first status commit" git --git-dir "$GIT_DIR_BARE" cat-file -e 
 echo "meshcd synced the repo and committed its status; status/README.md on main now reads:"
 git --git-dir "$GIT_DIR_BARE" show main:status/README.md
 echo "(the daemon's log is in $work/daemon.log; its API: curl http://$addr/api/v1/status)"
+gitea_api() { # gitea_api METHOD PATH [JSON]: Gitea's API as the admin
+  curl -sf -X "$1" -H "Authorization: token $GITEA_TOKEN" -H 'Content-Type: application/json' "$GITEA_URL/api/v1$2" ${3:+-d "$3"}
+}
+if [ -n "${GITEA_URL:-}" ]; then
+  gitea_api POST "/repos/$GITEA_REPO/hooks" "{\"type\":\"gitea\",\"active\":true,\"events\":[\"push\",\"pull_request\"],\"config\":{\"url\":\"http://$addr/hooks/gitea\",\"content_type\":\"json\",\"secret\":\"$DEMO_GITEA_HOOK\"}}" > /dev/null
+  echo "Gitea at $GITEA_URL holds the payments repo ($GITEA_URL/$GITEA_REPO); its webhook now tells meshcd of every push and pull request"
+fi
 
 step "11. A pushed weight change reaches every cluster"
 git -C "$work/fleet" pull --quiet
@@ -181,7 +235,35 @@ wait_for 30 "the preview" git --git-dir "$GIT_DIR_BARE" cat-file -e main:status/
 { git --git-dir "$GIT_DIR_BARE" show main:status/pr/7.md | head -30; } || true
 echo "(nothing was applied: east's canary weight is still $(weight))"
 
-step "14. A canary rolled out by the daemon, each step gated side by side against stable"
+step "14. The same on a real Git host: Gitea shows the preview on the pull request itself"
+if [ -n "${GITEA_URL:-}" ]; then
+  statuses() { # the PR head's commit statuses, one line each
+    gitea_api GET "/repos/$GITEA_REPO/commits/$1/statuses?limit=50" | tr '{' '\n' | grep '"context"' \
+      | sed -E 's/.*"status":"([a-z]+)".*"description":"(([^"\\]|\\.)*)".*"context":"([^"]*)".*/  \4: \1 — \2/' | awk -F': ' '!seen[$1]++'
+  }
+  gitea_clone=$work/payments-clone
+  git clone --quiet "${GITEA_CLONE_URL/http:\/\//http://$GITEA_USER:$GITEA_TOKEN@}" "$gitea_clone"
+  git -C "$gitea_clone" checkout --quiet -b half
+  payments_design "$gitea_clone" 50 50 "gates: latency: {url: \"$SLOW_URL/\", triggers: [\"pr\"], load: {qps: 20, connections: 2, duration: \"6s\"}, thresholds: p99: \"30ms\"}"
+  git -C "$gitea_clone" -c user.name=demo -c user.email=demo@example.invalid commit --quiet -am "payments: half to the canary, gated"
+  git -C "$gitea_clone" push --quiet origin half 2>/dev/null
+  head=$(git -C "$gitea_clone" rev-parse HEAD)
+  pr=$(gitea_api POST "/repos/$GITEA_REPO/pulls" '{"head":"half","base":"main","title":"payments: half to the canary"}' | grep -o '"number":[0-9]*' | head -1 | cut -d: -f2)
+  echo "opened pull request #$pr; its head $head is previewed and its gate (p99 under 30 ms, against a server 50 ms slow) runs"
+  if wait_for 90 "the gate's check on the PR" bash -c "curl -sf -H 'Authorization: token $GITEA_TOKEN' '$GITEA_URL/api/v1/repos/$GITEA_REPO/commits/$head/statuses' | grep -q 'meshcd/gate/payments/latency'"; then
+    echo "the checks on the PR head, as Gitea shows them (the newest of each):"
+    statuses "$head"
+    echo "meshcd's one comment on the PR begins:"
+    gitea_api GET "/repos/$GITEA_REPO/issues/$pr/comments" | grep -o '"body":"[^"]*' | head -1 | sed 's/^"body":"//; s/\\n/\n/g' | sed -n '2,14p'
+  else
+    echo "(no verdict yet; the daemon log ends:)"; tail -5 "$work/daemon.log"
+  fi
+  echo "see it in a browser: $GITEA_URL/$GITEA_REPO/pulls/$pr (user $GITEA_USER, password $GITEA_PASSWORD; DEMO_KEEP=1 keeps it running)"
+else
+  echo "(left out: no Gitea; make testbin builds it)"
+fi
+
+step "15. A canary rolled out by the daemon, each step gated side by side against stable"
 git -C "$work/fleet" checkout --quiet main
 git -C "$work/fleet" pull --quiet origin main
 rollout_gate() { # the design's rollout gate, with the canary at $1
@@ -219,7 +301,7 @@ fi
 echo "the fleet matrix:"
 { git --git-dir "$GIT_DIR_BARE" show main:status/README.md | sed -n '5,8p'; } || true
 
-step "15. SIGTERM stops the daemon cleanly"
+step "16. SIGTERM stops the daemon cleanly"
 kill -TERM "$daemon"; wait "$daemon" || true
 tail -3 "$work/daemon.log"
 

@@ -1,6 +1,7 @@
 // Command devenv starts local test clusters (real etcd + kube-apiserver with the mesh CRDs) and,
 // optionally, a local Git server holding a repo seeded from a folder, prints how to reach them,
-// and keeps them running until interrupted. `make clusters` and `make demo` use it.
+// and keeps them running until interrupted. With -gitea it starts a real Git host instead (Gitea,
+// as built by make testbin) holding the seeded repo. `make clusters` and `make demo` use it.
 package main
 
 import (
@@ -30,7 +31,15 @@ func main() {
 	echo := flag.String("echo", "", "instead of clusters, serve fortio's echo server (?delay=, ?status=) on this loopback address")
 	echoDelay := flag.Duration("echo-delay", 0, "with -echo: answer every request this much later (a slower version of a service)")
 	echoKey := flag.String("echo-key", "ECHO_URL", "with -echo: the name of the URL in the info file")
+	gitea := flag.Bool("gitea", false, "instead of clusters, start a Gitea (admin, token) holding -seed as the repo fleet")
 	flag.Parse()
+	if *gitea {
+		if err := serveGitea(*seed, *info); err != nil {
+			fmt.Fprintln(os.Stderr, "devenv:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *echo != "" {
 		if err := serveEcho(*echo, *info, *echoKey, *echoDelay); err != nil {
 			fmt.Fprintln(os.Stderr, "devenv:", err)
@@ -62,6 +71,41 @@ func serveEcho(addr, info, key string, delay time.Duration) error {
 		time.Sleep(delay)
 		fhttp.EchoHandler(w, r)
 	}))
+}
+
+// serveGitea starts a Gitea on loopback with a repo seeded from a folder, writes how to reach
+// it (web and API root, admin, token, repo) to info, and keeps it until interrupted.
+func serveGitea(seed, info string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	host, err := testenv.StartGitHost(ctx, testenv.GitHostOptions{})
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	repo, err := host.CreateRepo(ctx, "fleet")
+	if err != nil {
+		return err
+	}
+	if seed != "" {
+		files, err := readTree(seed)
+		if err != nil {
+			return err
+		}
+		if _, err := repo.Push(ctx, "main", files, "seed from "+seed); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("gitea on %s (admin %s), repo %s\n", host.URL, host.User, repo.CloneURL())
+	if info != "" {
+		lines := []string{"GITEA_URL=" + host.URL, "GITEA_USER=" + host.User, "GITEA_PASSWORD=" + host.Password, "GITEA_TOKEN=" + host.Token,
+			"GITEA_REPO=" + repo.Path(), "GITEA_CLONE_URL=" + repo.CloneURL()}
+		if err := os.WriteFile(info, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
 }
 
 func run(n int, names, kubeconfig, seed, info string) error {

@@ -290,8 +290,11 @@ func previewMarkdown(p Preview) string {
 	b.WriteString("| design | cluster | changes |\n|---|---|---|\n")
 	for _, t := range p.Targets {
 		cell := fmt.Sprintf("%d objects", len(t.Changes))
-		if len(t.Changes) == 0 {
+		switch len(t.Changes) {
+		case 0:
 			cell = "no change"
+		case 1:
+			cell = "1 object"
 		}
 		if t.Error != "" {
 			cell = "❌ " + strings.Join(strings.Fields(t.Error), " ")

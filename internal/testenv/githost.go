@@ -135,6 +135,11 @@ ENABLED = false
 [service]
 DISABLE_REGISTRATION = true
 
+[queue]
+; in memory: Gitea's default (level) queue polls with a backoff of up to 2 s when idle, which
+; would add that much to every webhook delivery.
+TYPE = channel
+
 [webhook]
 ALLOWED_HOST_LIST = loopback
 DELIVER_TIMEOUT = 5

@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,20 +27,13 @@ import (
 	"fortio.org/fortio/fhttp"
 	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/gates"
+	"github.com/meshcd/meshcd/hack/bench/benchfleet"
 	"github.com/meshcd/meshcd/internal/daemon"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/schema"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 const secret = "bench-webhook-secret"
-
-const fleetCUE = `
-cluster: east: {labels: {env: "prod"}, mesh: "istio"}
-cluster: west: {labels: {env: "prod"}, mesh: "linkerd"}
-cluster: central: {labels: {env: "prod"}, mesh: "gateway-api"}
-`
 
 func main() {
 	schema.ServeWorkerIfRequested() // the daemon's evaluation workers are this binary
@@ -54,32 +46,6 @@ func main() {
 	if err := run(*repos, *pushes, *blocks, *gated); err != nil {
 		fmt.Fprintln(os.Stderr, "bench daemon:", err)
 		os.Exit(1)
-	}
-}
-
-func design(name string, weight int, gateURL string) string {
-	gate := ""
-	if gateURL != "" {
-		gate = fmt.Sprintf(`gates: soak: {url: %q, load: {qps: 50, connections: 2, duration: "10m"}, thresholds: {p99: "5s"}, triggers: ["change"]}`, gateURL)
-	}
-	return fmt.Sprintf(`design: %q: {
-	namespace: %q
-	targets: matchLabels: env: "prod"
-	services: checkout: {
-		port: 8080
-		versions: {stable: labels: version: "v1", canary: labels: version: "v2"}
-		routes: [{to: {stable: %d, canary: %d}}]
-	}
-	manifests: [{yaml: "./raw"}]
-	%s
-}`, name, name, weight, 100-weight, gate)
-}
-
-func files(name string, weight int, gateURL string) map[string][]byte {
-	return map[string][]byte{
-		"clusters/fleet.cue":                 []byte(fleetCUE),
-		"designs/" + name + "/design.cue":    []byte(design(name, weight, gateURL)),
-		"designs/" + name + "/raw/conf.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {k: v}\n"),
 	}
 }
 
@@ -106,7 +72,7 @@ func run(nRepos, nPushes, nBlocks, nGated int) error {
 	defer os.RemoveAll(dir)
 	var repos []*testenv.Repo
 	var cfg strings.Builder
-	addr, err := freeAddr()
+	addr, err := benchfleet.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -117,7 +83,7 @@ func run(nRepos, nPushes, nBlocks, nGated int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.Push(ctx, "main", files(name, 50, ""), "first"); err != nil {
+		if _, err := r.Push(ctx, "main", benchfleet.Files(name, 50, ""), "first"); err != nil {
 			return err
 		}
 		repos = append(repos, r)
@@ -152,7 +118,7 @@ func run(nRepos, nPushes, nBlocks, nGated int) error {
 
 	live := func(name string, weight int) bool {
 		for cluster, c := range clients {
-			if liveWeight(ctx, c, cluster, name) != weight {
+			if benchfleet.LiveWeight(ctx, c, cluster, name) != weight {
 				return false
 			}
 		}
@@ -182,7 +148,7 @@ func run(nRepos, nPushes, nBlocks, nGated int) error {
 			if w == 50 {
 				w = 51
 			}
-			if err := push(ctx, repos[i], files(name, w, ""), fmt.Sprintf("%s push %d", phase, k)); err != nil {
+			if err := benchfleet.Push(ctx, repos[i], benchfleet.Files(name, w, ""), fmt.Sprintf("%s push %d", phase, k)); err != nil {
 				return nil, err
 			}
 			pushed := time.Now()
@@ -210,7 +176,7 @@ func run(nRepos, nPushes, nBlocks, nGated int) error {
 		}
 		for i := range nGated {
 			name := fmt.Sprintf("r%02d", i)
-			if err := push(ctx, repos[i], files(name, w, url), fmt.Sprintf("gates %v", on)); err != nil {
+			if err := benchfleet.Push(ctx, repos[i], benchfleet.Files(name, w, url), fmt.Sprintf("gates %v", on)); err != nil {
 				return err
 			}
 			if err := hook(addr, repos[i].HTTPURL()); err != nil {
@@ -262,19 +228,6 @@ func run(nRepos, nPushes, nBlocks, nGated int) error {
 	return nil
 }
 
-// push pushes like a person does while meshcd commits status to the same branch: a push that
-// lost the race is fetched and tried again.
-func push(ctx context.Context, r *testenv.Repo, files map[string][]byte, msg string) error {
-	var err error
-	for range 20 {
-		if _, err = r.Push(ctx, "main", files, msg); err == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return err
-}
-
 // hook announces a push with a signed generic webhook, as a Git host would.
 func hook(addr, repo string) error {
 	body, _ := json.Marshal(map[string]string{"repo": repo, "ref": "refs/heads/main"})
@@ -315,69 +268,4 @@ func running(addr string) int {
 		n += len(r.GatesRunning)
 	}
 	return n
-}
-
-var (
-	vsGVK    = k8sschema.FromAPIVersionAndKind("networking.istio.io/v1", "VirtualService")
-	routeGVK = k8sschema.FromAPIVersionAndKind("gateway.networking.k8s.io/v1", "HTTPRoute")
-)
-
-// liveWeight is the stable version's weight as the cluster serves it (-1 when absent), read
-// from a watch cache of the routes, so looking costs the apiservers nothing.
-func liveWeight(ctx context.Context, c *fleet.Cluster, cluster, ns string) int {
-	gvk := routeGVK
-	if cluster == "east" {
-		gvk = vsGVK
-	}
-	if _, err := c.Live.Watch(ctx, gvk); err != nil {
-		return -1
-	}
-	var o *unstructured.Unstructured
-	for _, obj := range c.Live.Objects() {
-		if obj.GroupVersionKind() == gvk && obj.GetNamespace() == ns {
-			o = obj
-			break
-		}
-	}
-	if o == nil {
-		return -1
-	}
-	if cluster == "east" {
-		return subsetWeight(o)
-	}
-	rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
-	for _, r := range rules {
-		refs, _ := r.(map[string]any)["backendRefs"].([]any)
-		for _, ref := range refs {
-			if rm := ref.(map[string]any); rm["name"] == "checkout-stable" {
-				w, _ := rm["weight"].(int64)
-				return int(w)
-			}
-		}
-	}
-	return -1
-}
-
-func subsetWeight(o *unstructured.Unstructured) int {
-	http, _, _ := unstructured.NestedSlice(o.Object, "spec", "http")
-	for _, h := range http {
-		routes, _ := h.(map[string]any)["route"].([]any)
-		for _, r := range routes {
-			rm := r.(map[string]any)
-			if dest, _ := rm["destination"].(map[string]any); dest["subset"] == "stable" {
-				w, _ := rm["weight"].(int64)
-				return int(w)
-			}
-		}
-	}
-	return -1
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
