@@ -21,8 +21,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -X github.com/meshcd/meshcd/internal/version.Version=$(VERSION)
 
 N ?= 3
+# Debian's chromium drives the web view's browser tests; installing it needs root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test testbin tools lint bench fuzz demo clusters devenv crds istio-charts clean
+.PHONY: all build test testbin tools chromium lint bench fuzz demo clusters devenv crds istio-charts ui-vendor clean
 all: build
 
 build: ## the meshcd binary in bin/
@@ -48,9 +50,16 @@ $(TESTBIN)/etcd-$(ETCD_VERSION):
 	@echo "building etcd $(ETCD_VERSION)"
 	cd hack/testbin/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
 
-test: testbin tools istio-charts ## the whole test suite, then a check that no test process is left running
+test: testbin tools istio-charts chromium ## the whole test suite, then a check that no test process is left running
 	$(GO) vet ./...
 	hack/test.sh
+
+chromium: ## Debian's chromium for the web view's browser tests, installed when missing
+	@command -v chromium > /dev/null || { echo "installing Debian's chromium for the web view's browser tests"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+ui-vendor: ## refresh the web view's vendored uPlot from npm (pinned, integrity checked); the files are committed
+	hack/ui-vendor.sh
 
 istio-charts: ## Istio's own charts into examples/istio, from the pinned istio.io/istio module (not committed)
 	hack/istio-charts.sh
@@ -74,7 +83,7 @@ $(TOOLS)/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(TOOLS)/sc-$(STATICCHECK_VERSION) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(TOOLS)/sc-$(STATICCHECK_VERSION)/staticcheck $@ && rmdir $(TOOLS)/sc-$(STATICCHECK_VERSION)
 
-bench: testbin build tools ## benchmarks, printed as ratios against a peer measured in the same run
+bench: testbin build tools chromium ## benchmarks, printed as ratios against a peer measured in the same run
 	hack/bench.sh
 
 fuzz: testbin ## every Fuzz target for FUZZTIME each (default 60s): inputs tried, crashes

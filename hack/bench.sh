@@ -49,6 +49,9 @@ go run ./hack/bench/gates -fortio "$PWD/$fortio"
 echo "== gate verdicts on a loaded machine: side by side vs history-based, two identical servers"
 go run ./hack/bench/verdicts
 
+echo "== the web view: the fleet page of 200 designs × 20 clusters in headless Chromium vs the JSON API"
+go run ./hack/bench/view
+
 echo "== the daemon: push to applied on 3 clusters across 20 repos, with 3 gates loading vs none"
 go run ./hack/bench/daemon
 

@@ -38,6 +38,8 @@ type Config struct {
 	Repos    []RepoConfig `json:"repos"`
 	// Clusters are the fleet repo's clusters by name, with their credentials.
 	Clusters map[string]fleet.Credentials `json:"clusters"`
+	// Web is the one switch over the web view (under /) and the status API (/api/v1/).
+	Web WebConfig `json:"web,omitempty"`
 	// Webhooks maps a provider (github, gitlab, gitea, bitbucket-server, generic) to its secret.
 	Webhooks map[string]Secret `json:"webhooks,omitempty"`
 	// PerCluster bounds the designs synced to one cluster at once.
@@ -186,6 +188,14 @@ type SSHConfig struct {
 	InsecureIgnoreHostKey bool `json:"insecureIgnoreHostKey,omitempty"`
 }
 
+// WebConfig switches the web view and the status API: access open (the default: for a
+// network or a proxy with its own sign-in), token (a bearer token, read from a file or the
+// environment), or off (both answer 404).
+type WebConfig struct {
+	Access string  `json:"access,omitempty"`
+	Token  *Secret `json:"token,omitempty"`
+}
+
 // Secret is a value from a file or an environment variable, never written inline.
 type Secret struct {
 	File string `json:"file,omitempty"`
@@ -319,6 +329,18 @@ func join(path, key string) string {
 // check reports every invalid or missing value.
 func (c *Config) check() []string {
 	var p []string
+	switch c.Web.Access {
+	case "", "open", "off":
+		if c.Web.Token != nil {
+			p = append(p, "web.token: only with access: token")
+		}
+	case "token":
+		if c.Web.Token == nil || (c.Web.Token.File == "" && c.Web.Token.Env == "") {
+			p = append(p, "web.token: access token needs a token: give file or env")
+		}
+	default:
+		p = append(p, fmt.Sprintf("web.access: %q is not open, token or off", c.Web.Access))
+	}
 	if len(c.Repos) == 0 {
 		p = append(p, "repos: at least one repo is needed")
 	}

@@ -42,6 +42,7 @@ webhooks:
 repos:
 - url: https://git.example.com/fleet.git
   interval: soon
+  feedback: {provider: bitbucket, token: {}}
 - branch: main
   schedule: "every tuesday"
 - {url: "http://git.internal/fleet.git", branch: main}
@@ -53,6 +54,7 @@ webhooks:
   gitlab: {}
   svn: {file: /x}
 gates: {maxDuration: forever, previewHosts: ["[bad"]}
+web: {access: token}
 `))
 	if !errors.As(err, &cerr) {
 		t.Fatalf("want a ConfigError, got %v", err)
@@ -62,19 +64,23 @@ gates: {maxDuration: forever, previewHosts: ["[bad"]}
 		`gates.maxDuration: "forever" is not a positive duration`,
 		`gates.previewHosts[0]: "[bad" is not a host or glob`,
 		`repos[0].branch: required`,
+		`repos[0].feedback.provider: "bitbucket" is not gitea, github or gitlab`,
+		"repos[0].feedback.token: give file or env",
+		"repos[0].feedback: needs pullRequests, the refs it gives feedback on",
 		`repos[0].interval: "soon" is not a positive duration`,
 		`repos[1].schedule: "every tuesday": expected 5 to 6 fields, found 2: [every tuesday]`,
 		"repos[1].url: required",
 		`repos[2].url: repository "http://git.internal/fleet.git" uses plain http; allow it in the config or use https`,
 		"repos[3].ssh: required for an ssh URL (meshcd uses no SSH agent)",
 		`repos[4].url: repository "ext::sh -c touch% /tmp/pwned" uses a transport helper (ext::, fd::); only https and ssh are allowed`,
+		"web.token: access token needs a token: give file or env",
 		"webhooks.gitlab: give file or env",
 		"webhooks.svn: unknown provider (github, gitlab, gitea, bitbucket-server, generic)",
 	}
 	if diff := cmp.Diff(want, cerr.Problems); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
-	if !strings.Contains(err.Error(), "meshcd.yaml: 12 problems") {
+	if !strings.Contains(err.Error(), "meshcd.yaml: 16 problems") {
 		t.Errorf("the error names the file and the count: %v", err)
 	}
 }

@@ -46,6 +46,8 @@ type Daemon struct {
 	// feedback posts each repo's previews to its Git host (nil for a repo without), by index
 	// of cfg.Repos.
 	feedback []*feedback
+	// changes tells the web view's pages of each change.
+	changes changes
 	// secretKey keys the digests of Secrets; it is kept in the cache folder.
 	secretKey []byte
 	// readHeaderTimeout closes connections that do not finish their headers (default 10 s).

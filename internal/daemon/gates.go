@@ -247,6 +247,12 @@ func (c *repoController) onGate(ev gateDone) {
 		}
 	}
 	c.gates[ev.key] = gateStatus(name, ev.out.result, ev.out.verdict)
+	c.gateChecks[ev.key] = strings.Split(strings.TrimSpace(ev.out.verdict.String()), "\n")
+	for p, data := range ev.out.files {
+		if strings.HasSuffix(p, ".svg") {
+			c.gateCharts[ev.key] = data
+		}
+	}
 	c.markDirty()
 	c.rollout(design, name)
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/meshcd/meshcd/gates"
+	"github.com/meshcd/meshcd/internal/web"
 	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
@@ -105,10 +106,12 @@ type previewer struct {
 	mu      sync.Mutex
 	pending map[string]sources.RefEvent
 	order   []string
+	// latest is each open pull request's latest preview, by id, for the web view.
+	latest map[string]Preview
 }
 
 func newPreviewer(c *repoController) *previewer {
-	return &previewer{c: c, worker: c.d.newWorker(), wake: make(chan struct{}, 1), pending: map[string]sources.RefEvent{}}
+	return &previewer{c: c, worker: c.d.newWorker(), wake: make(chan struct{}, 1), pending: map[string]sources.RefEvent{}, latest: map[string]Preview{}}
 }
 
 func (p *previewer) enqueue(ev sources.RefEvent) {
@@ -122,6 +125,41 @@ func (p *previewer) enqueue(ev sources.RefEvent) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// keep records a pull request's latest preview for the web view (nil: it closed).
+func (p *previewer) keep(id string, pv *Preview) {
+	p.mu.Lock()
+	if pv == nil {
+		delete(p.latest, id)
+	} else {
+		p.latest[id] = *pv
+	}
+	p.mu.Unlock()
+	p.c.d.changes.notify()
+}
+
+// list is the open pull requests' previews, by id, as the web view shows them.
+func (p *previewer) list() []web.Preview {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []web.Preview
+	for _, id := range slices.Sorted(maps.Keys(p.latest)) {
+		pv := p.latest[id]
+		w := web.Preview{ID: id, Ref: pv.Ref, Revision: pv.Revision, Error: pv.Error}
+		for _, t := range pv.Targets {
+			w.Targets = append(w.Targets, web.PreviewTarget{Design: t.Design, Cluster: t.Cluster, Changes: t.Changes, Error: t.Error})
+		}
+		for _, g := range pv.Gates {
+			pg := web.PreviewGate{Design: g.Design, Gate: g.Gate, Pass: g.Pass, Error: g.Error}
+			for _, ch := range g.Checks {
+				pg.Checks = append(pg.Checks, checkText(ch))
+			}
+			w.Gates = append(w.Gates, pg)
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 func (p *previewer) next() (sources.RefEvent, bool) {
@@ -161,6 +199,7 @@ func (p *previewer) run(ctx context.Context) {
 				c.feedback.closed(ev.Ref)
 			}
 			c.poller.Forget(c.cfg.URL, ev.Ref)
+			p.keep(id, nil)
 			c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id + " removed", Files: map[string][]byte{jsonPath: nil, mdPath: nil}})
 			continue
 		}
@@ -173,6 +212,7 @@ func (p *previewer) run(ctx context.Context) {
 			continue
 		}
 		md := previewMarkdown(pv)
+		p.keep(id, &pv)
 		c.commits.Submit(sources.Write{Branch: c.statusBranch(), Message: "preview of " + id, Files: map[string][]byte{jsonPath: data, mdPath: []byte(md)}})
 		if c.feedback != nil {
 			c.feedback.finished(pv, md)

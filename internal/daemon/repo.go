@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshcd/meshcd/drift"
 	"github.com/meshcd/meshcd/gates"
+	"github.com/meshcd/meshcd/internal/web"
 	"github.com/meshcd/meshcd/reconciler"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
@@ -53,6 +54,9 @@ type repoController struct {
 	log       *slog.Logger
 	inbox     inbox
 	published atomic.Pointer[RepoStatus]
+	view      atomic.Pointer[web.Repo]
+	// web and commitPath make a revision's link, when the repo has a web form.
+	web, commitPath string
 
 	// Owned by run's goroutine.
 	seen      string // the content revision last loaded, applied or not
@@ -70,12 +74,21 @@ type repoController struct {
 	rolled    map[string]string      // design/gate -> revision whose rollout step was decided
 	ledger    map[string][]drift.Entry
 	cronIDs   []cron.EntryID
-	prs       sources.RefTracker
-	prsSeeded bool
-	poll      pollState
-	ready     bool
-	submitted [32]byte // hash of the status files last handed to the committer
-	dirty     time.Time
+	// message is the applied revision's commit message ("" when the poll saw only a status
+	// commit on top of it).
+	message string
+	// repoHistory caches gate histories read from the repo, for the view; gateChecks and
+	// gateCharts hold each gate's latest verdict lines and histogram.
+	repoHistory map[string][]byte
+	gateChecks  map[string][]string
+	gateCharts  map[string][]byte
+	viewSum     [32]byte
+	prs         sources.RefTracker
+	prsSeeded   bool
+	poll        pollState
+	ready       bool
+	submitted   [32]byte // hash of the status files last handed to the committer
+	dirty       time.Time
 }
 
 // syncState is one design on one cluster.
@@ -178,6 +191,8 @@ func newRepoController(d *Daemon, t *term, rc RepoConfig, repo sources.Repo, fb 
 	}
 	c.worker = d.newWorker()
 	c.feedback = fb
+	c.web, c.commitPath = webForm(rc)
+	c.repoHistory, c.gateChecks, c.gateCharts = map[string][]byte{}, map[string][]string{}, map[string][]byte{}
 	c.previews = newPreviewer(c)
 	c.publish()
 	return c
@@ -345,6 +360,11 @@ func (c *repoController) apply(ctx context.Context, r sources.Result) {
 		c.loadCommitted(r.FS, p)
 	}
 	c.fleet, c.files, c.invalid = p.Fleet, r.FS, p.Invalid
+	c.repoHistory = map[string][]byte{}
+	c.message = ""
+	if r.Revision == r.Content {
+		c.message = r.Message
+	}
 	designs := map[string]*schema.Design{}
 	for i := range p.Designs {
 		designs[p.Designs[i].Name] = &p.Designs[i]
@@ -694,6 +714,7 @@ func (c *repoController) publish() {
 		}
 	}
 	c.published.Store(s)
+	c.publishView()
 }
 
 // Status returns the controller's published status with its committer's state of now.

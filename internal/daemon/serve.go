@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshcd/meshcd/internal/web"
 	"github.com/meshcd/meshcd/sources"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -29,25 +31,24 @@ func (d *Daemon) serve(ctx context.Context) (*http.Server, error) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		out := struct {
-			Leading bool         `json:"leading"`
-			Repos   []RepoStatus `json:"repos"`
-		}{Repos: []RepoStatus{}}
-		if t := d.term.Load(); t != nil {
-			out.Leading = true
-			for _, c := range t.repos {
-				out.Repos = append(out.Repos, c.Status())
-			}
-		}
-		data, err := json.MarshalIndent(out, "", "  ")
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/v1/status", d.serveStatus)
+	webOpts := web.Options{Access: web.Access(d.cfg.Web.Access), API: api}
+	if d.cfg.Web.Token != nil {
+		token, err := d.cfg.Web.Token.Read()
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+			return nil, errors.New("web.token: " + err.Error())
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(append(data, '\n'))
-	})
+		if len(bytes.TrimSpace(token)) == 0 {
+			return nil, errors.New("web.token: the token is empty")
+		}
+		webOpts.Token = bytes.TrimSpace(token)
+	}
+	view, err := web.NewHandler(d, webOpts)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/", view)
 	for provider, secret := range d.cfg.Webhooks {
 		key, err := secret.Read()
 		if err != nil {
@@ -103,6 +104,27 @@ func (d *Daemon) readiness() (bool, string) {
 		return false, strings.Join(why, "\n") + "\n"
 	}
 	return true, ""
+}
+
+// serveStatus is /api/v1/status: every repo's published status.
+func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	out := struct {
+		Leading bool         `json:"leading"`
+		Repos   []RepoStatus `json:"repos"`
+	}{Repos: []RepoStatus{}}
+	if t := d.term.Load(); t != nil {
+		out.Leading = true
+		for _, c := range t.repos {
+			out.Repos = append(out.Repos, c.Status())
+		}
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(data, '\n'))
 }
 
 // onWebhook polls the repos a valid event names at once (the watcher debounces).

@@ -294,10 +294,23 @@ func (r *HostRepo) authURL() string {
 }
 
 // Push commits files (nil content deletes the file) on top of branch, creating it if
-// needed, and pushes; it returns the new commit.
+// needed, and pushes; it returns the new commit. A push that lost a race with someone else's
+// (meshcd's status commits) is built again on the new tip and retried, as a person would.
 func (r *HostRepo) Push(ctx context.Context, branch string, files map[string][]byte, message string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var err error
+	for range 10 {
+		var sha string
+		if sha, err = r.push(ctx, branch, files, message); err == nil || !strings.Contains(err.Error(), "failed to push") {
+			return sha, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", err
+}
+
+func (r *HostRepo) push(ctx context.Context, branch string, files map[string][]byte, message string) (string, error) {
 	if r.workDir == "" {
 		r.workDir = filepath.Join(r.host.dir, "work-"+r.Name)
 		if _, err := runGit(ctx, "", nil, "init", "--quiet", "--initial-branch=main", r.workDir); err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -409,6 +410,9 @@ func redactArgs(args []string) string {
 	for i, a := range args {
 		if strings.HasPrefix(a, "http.extraHeader=") {
 			a = "http.extraHeader=<redacted>"
+		}
+		if u, err := url.Parse(a); err == nil && u.User != nil {
+			a = u.Redacted()
 		}
 		out[i] = a
 	}
