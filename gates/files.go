@@ -27,6 +27,11 @@ type HistoryLine struct {
 // Dir is the folder of a gate's status files for a design.
 func Dir(design, gate string) string { return path.Join("status", "gates", design, gate) }
 
+// ChartPath is where the SVG chart of the run that ended at end is committed.
+func ChartPath(design, gate, cluster string, end time.Time, revision string) string {
+	return path.Join(Dir(design, gate), "charts", cluster, end.UTC().Format("20060102T150405Z")+"-"+short(revision)+".svg")
+}
+
 // Files are a run's status files, keyed by path in the repo: the latest result and verdict,
 // the history with this run appended to prior (the history file's current content, or nil),
 // a Markdown summary and an SVG chart of this run.
@@ -49,8 +54,8 @@ func Files(r *Result, v Verdict, prior []byte) (map[string][]byte, error) {
 	if len(prior) > 0 && prior[len(prior)-1] != '\n' {
 		history = append(append(bytes.Clone(prior), '\n'), append(line, '\n')...)
 	}
-	chartName := r.EndTime.UTC().Format("20060102T150405Z") + "-" + short(r.Target.Revision) + ".svg"
-	chartPath := path.Join(dir, "charts", r.Target.Cluster, chartName)
+	chartPath := ChartPath(r.Target.Design, r.Target.Gate, r.Target.Cluster, r.EndTime, r.Target.Revision)
+	chartName := path.Base(chartPath)
 	return map[string][]byte{
 		base + ".json":          append(latest, '\n'),
 		base + ".history.jsonl": history,

@@ -75,7 +75,7 @@ func (d *Daemon) Subscribe() (<-chan struct{}, func()) { return d.changes.subscr
 // differs from the last one.
 func (c *repoController) publishView() {
 	r := &web.Repo{URL: c.status().URL, Branch: c.cfg.Branch, Revision: c.applied, Message: c.message, Error: c.loadErr,
-		Web: c.web, CommitPath: c.commitPath, Clusters: map[string]map[string]string{}, Cells: []web.Cell{}}
+		Web: c.web, CommitPath: c.commitPath, Clusters: map[string]map[string]string{}, Cells: []web.Cell{}, Files: c.files}
 	if c.fleet != nil {
 		for _, cl := range c.fleet.Clusters {
 			if c.d.shard.Owns(cl.Name) {
@@ -157,7 +157,7 @@ func (c *repoController) gateViews() []web.GateHistory {
 				c.repoHistory[histPath] = history
 			}
 		}
-		g := web.GateHistory{Design: design, Gate: name, Cluster: cluster, Runs: parseHistory(history),
+		g := web.GateHistory{Design: design, Gate: name, Cluster: cluster, Runs: parseHistory(design, name, cluster, history),
 			Checks: c.gateChecks[key], Chart: c.gateCharts[key]}
 		if dsg := c.designs[design]; dsg != nil {
 			th := dsg.Gates[name].Thresholds
@@ -176,7 +176,7 @@ func (c *repoController) gateViews() []web.GateHistory {
 	return out
 }
 
-func parseHistory(data []byte) []web.Run {
+func parseHistory(design, gate, cluster string, data []byte) []web.Run {
 	var runs []web.Run
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -185,7 +185,8 @@ func parseHistory(data []byte) []web.Run {
 		if json.Unmarshal(sc.Bytes(), &l) != nil {
 			continue
 		}
-		runs = append(runs, web.Run{Time: l.Time, Revision: l.Revision, Pass: l.Pass, P50: l.P50, P90: l.P90, P99: l.P99, ErrorRate: l.ErrorRate})
+		runs = append(runs, web.Run{Time: l.Time, Revision: l.Revision, Pass: l.Pass, P50: l.P50, P90: l.P90, P99: l.P99, ErrorRate: l.ErrorRate,
+			Chart: gates.ChartPath(design, gate, cluster, l.Time, l.Revision)})
 	}
 	return runs
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -208,7 +209,7 @@ clusters:
 
 	// The failing gate turns red on the fleet page.
 	b.until(60*time.Second, "the failing gate red on the fleet page",
-		`document.querySelectorAll('tr[data-design="webcart"] .mark.gate.fail').length > 0 && window.__kept`, "same page")
+		`document.querySelectorAll('tr[data-design="webcart"] td[data-cluster="east"] .mark.gate.fail').length > 0 && window.__kept`, "same page")
 	if got := b.eval(`document.querySelector('tr[data-design="webcart"]').compareDocumentPosition(document.querySelector('tr[data-design="webshop"]')) & Node.DOCUMENT_POSITION_FOLLOWING`); got == "0" {
 		t.Error("webcart (a failing gate) is not listed before webshop")
 	}
@@ -228,6 +229,18 @@ clusters:
 	b.until(90*time.Second, "the next run's point on the chart, live",
 		`Number(document.getElementById('gate-chart').dataset.points) > `+points+` && window.__kept`, "gate page")
 	b.screenshot("gate")
+	// Each committed run links its own histogram, read from the applied revision.
+	b.until(30*time.Second, "a run's committed histogram linked", `document.querySelectorAll('table.runs a[href*="chart.svg?run="]').length > 0`, "true")
+	svgURL := b.eval(`document.querySelector('table.runs a[href*="chart.svg?run="]').href`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, svgURL, nil)
+	req.Header.Set("Authorization", "Bearer view-s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	svg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/svg+xml" || !strings.Contains(string(svg), "<svg") {
+		t.Errorf("a run's histogram %s: %d %s", svgURL, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
 
 	// The design on a cluster: the drift ledger names kubectl.
 	b.open(base + "/repos/0/designs/webshop/clusters/east")

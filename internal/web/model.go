@@ -3,7 +3,10 @@
 // every asset embedded in the binary. Nothing in it changes a cluster or Git.
 package web
 
-import "time"
+import (
+	"io/fs"
+	"time"
+)
 
 // Fleet is what the view shows: a snapshot of every repo the daemon follows.
 type Fleet struct {
@@ -29,6 +32,8 @@ type Repo struct {
 	Gates    []GateHistory                `json:"gates,omitempty"`
 	Previews []Preview                    `json:"previews,omitempty"`
 	Rollouts []Rollout                    `json:"rollouts,omitempty"`
+	// Files are the applied revision's files, where each run's committed chart is read.
+	Files fs.FS `json:"-"`
 }
 
 // Cell is one design on one cluster.
@@ -113,6 +118,8 @@ type Run struct {
 	P90       float64   `json:"p90"`
 	P99       float64   `json:"p99"`
 	ErrorRate float64   `json:"errorRate"`
+	// Chart is where the run's SVG histogram is committed in the repo.
+	Chart string `json:"chart,omitempty"`
 }
 
 // Preview is an open pull request's preview.

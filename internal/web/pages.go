@@ -2,6 +2,7 @@ package web
 
 import (
 	"html/template"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/url"
@@ -297,13 +298,26 @@ func (v *view) cell(f Fleet, r *http.Request) (any, int) {
 	return nil, http.StatusNotFound
 }
 
+// indexedRun is a run in the gate page's table: Committed when its histogram is in the
+// applied revision's files.
+type indexedRun struct {
+	Run
+	Index     int
+	Committed bool
+}
+
+func fileExists(fsys fs.FS, name string) bool {
+	_, err := fs.Stat(fsys, name)
+	return err == nil
+}
+
 type gatePage struct {
 	Nav   string
 	Repo  head
 	Gate  GateHistory
 	Chart chartData
-	// Runs are newest first, for the table.
-	Runs     []Run
+	// Runs are newest first, for the table, each with its index in the history.
+	Runs     []indexedRun
 	Failed   int
 	HasChart bool
 }
@@ -356,8 +370,9 @@ func (v *view) gate(f Fleet, r *http.Request) (any, int) {
 				p.Failed++
 			}
 		}
-		p.Runs = slices.Clone(g.Runs)
-		slices.Reverse(p.Runs)
+		for i := len(g.Runs) - 1; i >= 0; i-- {
+			p.Runs = append(p.Runs, indexedRun{Run: g.Runs[i], Index: i, Committed: g.Runs[i].Chart != "" && repo.Files != nil && fileExists(repo.Files, g.Runs[i].Chart)})
+		}
 		return p, http.StatusOK
 	}
 	return nil, http.StatusNotFound

@@ -178,12 +178,23 @@ func (v *view) chart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, g := range repo.Gates {
-		if g.Design == r.PathValue("design") && g.Gate == r.PathValue("gate") && g.Cluster == r.PathValue("cluster") && len(g.Chart) > 0 {
-			w.Header().Set("Content-Type", "image/svg+xml")
-			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox")
-			w.Write(g.Chart)
-			return
+		if g.Design != r.PathValue("design") || g.Gate != r.PathValue("gate") || g.Cluster != r.PathValue("cluster") {
+			continue
 		}
+		svg := g.Chart // the latest run's, maybe not committed yet
+		if n, err := strconv.Atoi(r.URL.Query().Get("run")); err == nil {
+			svg = nil
+			if n >= 0 && n < len(g.Runs) && g.Runs[n].Chart != "" && repo.Files != nil {
+				svg, _ = fs.ReadFile(repo.Files, g.Runs[n].Chart)
+			}
+		}
+		if len(svg) == 0 {
+			break
+		}
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox")
+		w.Write(svg)
+		return
 	}
 	http.NotFound(w, r)
 }
