@@ -193,6 +193,26 @@ func externalHost(r ingressRoute) string {
 	return ""
 }
 
+// upstreamHost is the Host header a route sends upstream when it sets one: an external
+// backend's host, or the route's rewrite.host (the rules allow only one of them).
+func upstreamHost(r ingressRoute) string {
+	if ext := externalHost(r); ext != "" {
+		return ext
+	}
+	if r.Rewrite != nil {
+		return r.Rewrite.Host
+	}
+	return ""
+}
+
+// rewritePrefix is the prefix that replaces the one the route matched, or "".
+func rewritePrefix(r ingressRoute) string {
+	if r.Rewrite == nil {
+		return ""
+	}
+	return r.Rewrite.Prefix
+}
+
 func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, out *output) error {
 	ns := in.design.Namespace
 	for _, h := range hosts {
@@ -267,7 +287,15 @@ func contourRoute(in *compileInput, prefix string, r ingressRoute) map[string]an
 		if r.Retries.PerTryTimeout != nil {
 			rp["perTryTimeout"] = r.Retries.PerTryTimeout.Text
 		}
+		if len(r.Retries.On) > 0 {
+			rp["retryOn"] = stringsAny(r.Retries.On)
+		}
 		route["retryPolicy"] = rp
+	}
+	if p := rewritePrefix(r); p != "" {
+		// Without a prefix of its own, Contour replaces whatever prefix the include chain
+		// matched: a claim's prefix and the route's together.
+		route["pathRewritePolicy"] = map[string]any{"replacePrefix": []any{map[string]any{"replacement": p}}}
 	}
 	req := map[string]any{}
 	if r.RequestHeaders != nil {
@@ -278,9 +306,9 @@ func contourRoute(in *compileInput, prefix string, r ingressRoute) map[string]an
 			req["remove"] = stringsAny(r.RequestHeaders.Remove)
 		}
 	}
-	if ext := externalHost(r); ext != "" {
+	if host := upstreamHost(r); host != "" {
 		set, _ := req["set"].([]any)
-		req["set"] = append(set, map[string]any{"name": "Host", "value": ext})
+		req["set"] = append(set, map[string]any{"name": "Host", "value": host})
 	}
 	if len(req) > 0 {
 		route["requestHeadersPolicy"] = req
@@ -411,8 +439,15 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 	if r.ResponseHeaders != nil {
 		filters = append(filters, map[string]any{"type": "ResponseHeaderModifier", "responseHeaderModifier": headerModifier(r.ResponseHeaders)})
 	}
-	if ext := externalHost(r); ext != "" {
-		filters = append(filters, map[string]any{"type": "URLRewrite", "urlRewrite": map[string]any{"hostname": ext}})
+	rewrite := map[string]any{}
+	if host := upstreamHost(r); host != "" {
+		rewrite["hostname"] = host
+	}
+	if p := rewritePrefix(r); p != "" {
+		rewrite["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": p}
+	}
+	if len(rewrite) > 0 {
+		filters = append(filters, map[string]any{"type": "URLRewrite", "urlRewrite": rewrite})
 	}
 	if len(filters) > 0 {
 		rule["filters"] = filters
@@ -469,7 +504,7 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		}
 		var routes []any
 		for _, r := range h.routes {
-			routes = append(routes, istioIngressRoute(in, r))
+			routes = append(routes, istioIngressRoutes(in, r)...)
 		}
 		out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{
 			"gateways": []any{gw},
@@ -500,8 +535,24 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 	return nil
 }
 
-func istioIngressRoute(in *compileInput, r ingressRoute) map[string]any {
-	match := map[string]any{"uri": map[string]any{"prefix": r.path}}
+// istioIngressRoutes renders a route for an Istio gateway. Istio's uri rewrite replaces the
+// characters a prefix match matched, so a prefix rewrite of /shop would turn /shop/cart into
+// //cart (rewrite /) or /apicart (rewrite /api): such a route becomes two, the path itself
+// (rewritten to the new prefix) and everything under it (to the new prefix and a slash).
+func istioIngressRoutes(in *compileInput, r ingressRoute) []any {
+	p := rewritePrefix(r)
+	if p == "" || r.path == "/" {
+		return []any{istioIngressRoute(in, r, map[string]any{"prefix": r.path}, p)}
+	}
+	base := strings.TrimSuffix(r.path, "/")
+	return []any{
+		istioIngressRoute(in, r, map[string]any{"exact": base}, p),
+		istioIngressRoute(in, r, map[string]any{"prefix": base + "/"}, strings.TrimSuffix(p, "/")+"/"),
+	}
+}
+
+func istioIngressRoute(in *compileInput, r ingressRoute, uri map[string]any, rewriteURI string) map[string]any {
+	match := map[string]any{"uri": uri}
 	if len(r.Headers) > 0 {
 		hs := map[string]any{}
 		for k, v := range r.Headers {
@@ -528,8 +579,15 @@ func istioIngressRoute(in *compileInput, r ingressRoute) map[string]any {
 		dests = append(dests, map[string]any{"destination": dest, "weight": int64(b.Weight)})
 	}
 	route["route"] = dests
-	if ext := externalHost(r); ext != "" {
-		route["rewrite"] = map[string]any{"authority": ext}
+	rewrite := map[string]any{}
+	if host := upstreamHost(r); host != "" {
+		rewrite["authority"] = host
+	}
+	if rewriteURI != "" {
+		rewrite["uri"] = rewriteURI
+	}
+	if len(rewrite) > 0 {
+		route["rewrite"] = rewrite
 	}
 	if r.Timeout != nil {
 		route["timeout"] = r.Timeout.Text
@@ -538,6 +596,9 @@ func istioIngressRoute(in *compileInput, r ingressRoute) map[string]any {
 		rr := map[string]any{"attempts": int64(r.Retries.Attempts)}
 		if r.Retries.PerTryTimeout != nil {
 			rr["perTryTimeout"] = r.Retries.PerTryTimeout.Text
+		}
+		if len(r.Retries.On) > 0 {
+			rr["retryOn"] = strings.Join(r.Retries.On, ",")
 		}
 		route["retries"] = rr
 	}

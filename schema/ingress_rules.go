@@ -85,6 +85,29 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	if r.Retries != nil {
 		out = append(out, checkRetries(r.Retries, r.Timeout, p.child("retries"))...)
 	}
+	if rw := r.Rewrite; rw != nil {
+		rp := p.child("rewrite")
+		if r.Redirect != nil {
+			add(rp, "a route that redirects sends nothing upstream to rewrite; put the path in redirect.path")
+		}
+		if rw.Prefix != "" && !strings.HasPrefix(rw.Prefix, "/") {
+			add(rp.child("prefix"), "prefix %q must start with /", rw.Prefix)
+		}
+		if rw.Host != "" {
+			out = append(out, checkFQDN(rw.Host, rp.child("host"))...)
+			for _, b := range r.Backends {
+				if b.External != nil {
+					add(rp.child("host"), "a route to the external upstream %s already sends Host: %s; it cannot send another", b.External.Host, b.External.Host)
+					break
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(r.RequestHeaders.set())) {
+				if strings.EqualFold(k, "host") {
+					add(rp.child("host"), "requestHeaders.set also sets %s: say the host once, in rewrite.host", k)
+				}
+			}
+		}
+	}
 	sum := 0
 	for i, b := range r.Backends {
 		bp := p.child("backends", strconv.Itoa(i))
@@ -203,4 +226,12 @@ func underPrefix(p, prefix string) bool {
 		return true
 	}
 	return strings.HasPrefix(p, strings.TrimSuffix(prefix, "/")+"/")
+}
+
+// set is the headers a policy sets (none for no policy).
+func (h *HeaderPolicy) set() map[string]string {
+	if h == nil {
+		return nil
+	}
+	return h.Set
 }

@@ -372,6 +372,7 @@ type IngressRoute struct {
 	Headers         map[string]string `json:"headers,omitempty"`
 	Backends        []IngressBackend  `json:"backends,omitempty"`
 	Redirect        *Redirect         `json:"redirect,omitempty"`
+	Rewrite         *Rewrite          `json:"rewrite,omitempty"`
 	Timeout         *Duration         `json:"timeout,omitempty"`
 	Retries         *Retries          `json:"retries,omitempty"`
 	RequestHeaders  *HeaderPolicy     `json:"requestHeaders,omitempty"`
@@ -396,6 +397,13 @@ type Redirect struct {
 	Host   string `json:"host,omitempty"`
 	Path   string `json:"path,omitempty"`
 	Status int    `json:"status"`
+}
+
+// Rewrite changes a request on its way upstream: Prefix replaces the path prefix the route
+// matched, Host the Host header.
+type Rewrite struct {
+	Prefix string `json:"prefix,omitempty"`
+	Host   string `json:"host,omitempty"`
 }
 
 type HeaderPolicy struct {
