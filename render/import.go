@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
@@ -30,6 +31,11 @@ type importedHost struct {
 type importedRoute struct {
 	Prefix   string
 	Backends []importedBackend
+	// The rest is what an HTTPProxy route may also say, in the design's words (nil: unset).
+	Headers                         map[string]any
+	Timeout                         string
+	Retries, Redirect, Rewrite      map[string]any
+	RequestHeaders, ResponseHeaders map[string]any
 }
 
 type importedBackend struct {
@@ -157,15 +163,30 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: includes become delegations; add them under delegate and import the included proxies into their teams' designs", id))
 	}
 	routes, _, _ := unstructured.NestedSlice(o.Object, "spec", "routes")
-	for _, r := range routes {
+	for i, r := range routes {
 		rm, _ := r.(map[string]any)
-		prefix := "/"
+		where := fmt.Sprintf("%s: route %d", id, i)
+		ir := importedRoute{Prefix: "/"}
 		conds, _ := rm["conditions"].([]any)
 		for _, c := range conds {
-			if p, ok := c.(map[string]any)["prefix"].(string); ok {
-				prefix = p
+			cm, _ := c.(map[string]any)
+			if p, ok := cm["prefix"].(string); ok {
+				ir.Prefix = p
+				continue
 			}
+			hm, _ := cm["header"].(map[string]any)
+			name, _ := hm["name"].(string)
+			if exact, ok := hm["exact"].(string); ok && name != "" && len(hm) == 2 {
+				if ir.Headers == nil {
+					ir.Headers = map[string]any{}
+				}
+				ir.Headers[name] = exact
+				continue
+			}
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: condition %v is not imported (a design matches a path prefix and exact headers)", where, cm))
 		}
+		imp.importRoutePolicies(where, rm, &ir)
+		prefix := ir.Prefix
 		services, _ := rm["services"].([]any)
 		var backends []importedBackend
 		var total int64
@@ -184,9 +205,125 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 			}
 			backends[0].Weight += 100 - 100/int64(len(backends))*int64(len(backends))
 		}
-		h.Routes = append(h.Routes, importedRoute{Prefix: prefix, Backends: backends})
+		ir.Prefix, ir.Backends = prefix, backends
+		h.Routes = append(h.Routes, ir)
 	}
 	return nil
+}
+
+// httpProxyRouteKeys are the fields of an HTTPProxy route the import reads; any other is
+// named in a warning, never dropped without a word.
+var httpProxyRouteKeys = map[string]bool{"conditions": true, "services": true, "timeoutPolicy": true, "retryPolicy": true,
+	"requestHeadersPolicy": true, "responseHeadersPolicy": true, "requestRedirectPolicy": true, "pathRewritePolicy": true}
+
+// retryConditions are the retryOn values a design can say.
+var retryConditions = map[string]bool{"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true, "retriable-4xx": true,
+	"refused-stream": true, "unavailable": true, "cancelled": true, "deadline-exceeded": true}
+
+// importRoutePolicies carries an HTTPProxy route's timeout, retries, header policies, redirect
+// and prefix rewrite into the design's words, and warns about each part it cannot say.
+func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *importedRoute) {
+	warn := func(format string, args ...any) {
+		imp.Warnings = append(imp.Warnings, where+": "+fmt.Sprintf(format, args...))
+	}
+	for _, k := range slices.Sorted(maps.Keys(rm)) {
+		if !httpProxyRouteKeys[k] {
+			warn("%s is not imported: a design cannot say it yet", k)
+		}
+	}
+	if tp, ok := rm["timeoutPolicy"].(map[string]any); ok {
+		if v, ok := tp["response"].(string); ok && v != "infinity" {
+			ir.Timeout = v
+		}
+		for _, k := range slices.Sorted(maps.Keys(tp)) {
+			if k != "response" {
+				warn("timeoutPolicy.%s is not imported (a design sets the response timeout)", k)
+			}
+		}
+	}
+	if rp, ok := rm["retryPolicy"].(map[string]any); ok {
+		retries := map[string]any{"attempts": asInt(rp["count"])}
+		if v, ok := rp["perTryTimeout"].(string); ok {
+			retries["perTryTimeout"] = v
+		}
+		if on, ok := rp["retryOn"].([]any); ok {
+			var kept []any
+			for _, c := range on {
+				if s, _ := c.(string); retryConditions[s] {
+					kept = append(kept, s)
+				} else {
+					warn("retryPolicy.retryOn %v is not imported (a design retries on %s)", c, strings.Join(slices.Sorted(maps.Keys(retryConditions)), ", "))
+				}
+			}
+			if len(kept) > 0 {
+				retries["on"] = kept
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(rp)) {
+			if k != "count" && k != "perTryTimeout" && k != "retryOn" {
+				warn("retryPolicy.%s is not imported", k)
+			}
+		}
+		ir.Retries = retries
+	}
+	headerPolicy := func(field string) map[string]any {
+		hp, ok := rm[field].(map[string]any)
+		if !ok {
+			return nil
+		}
+		out := map[string]any{}
+		if set, ok := hp["set"].([]any); ok {
+			m := map[string]any{}
+			for _, e := range set {
+				em, _ := e.(map[string]any)
+				name, _ := em["name"].(string)
+				value, _ := em["value"].(string)
+				if name != "" {
+					m[name] = value
+				}
+			}
+			out["set"] = m
+		}
+		if rem, ok := hp["remove"].([]any); ok {
+			out["remove"] = rem
+		}
+		for _, k := range slices.Sorted(maps.Keys(hp)) {
+			if k != "set" && k != "remove" {
+				warn("%s.%s is not imported", field, k)
+			}
+		}
+		return out
+	}
+	ir.RequestHeaders, ir.ResponseHeaders = headerPolicy("requestHeadersPolicy"), headerPolicy("responseHeadersPolicy")
+	if rd, ok := rm["requestRedirectPolicy"].(map[string]any); ok {
+		redirect := map[string]any{}
+		for from, to := range map[string]string{"scheme": "scheme", "hostname": "host", "path": "path"} {
+			if v, ok := rd[from].(string); ok {
+				redirect[to] = v
+			}
+		}
+		if code := asInt(rd["statusCode"]); code != 0 {
+			redirect["status"] = code
+		}
+		for _, k := range slices.Sorted(maps.Keys(rd)) {
+			if k != "scheme" && k != "hostname" && k != "path" && k != "statusCode" {
+				warn("requestRedirectPolicy.%s is not imported", k)
+			}
+		}
+		ir.Redirect = redirect
+	}
+	if pr, ok := rm["pathRewritePolicy"].(map[string]any); ok {
+		rp, _ := pr["replacePrefix"].([]any)
+		if len(rp) == 1 {
+			m, _ := rp[0].(map[string]any)
+			replacement, _ := m["replacement"].(string)
+			if p, _ := m["prefix"].(string); (p == "" || p == ir.Prefix) && replacement != "" {
+				ir.Rewrite = map[string]any{"prefix": replacement}
+				return
+			}
+		}
+		warn("pathRewritePolicy %v is not imported (a design replaces the prefix its route matched, once)", pr)
+	}
 }
 
 // asInt reads a number however the YAML decoder typed it.
@@ -245,7 +382,20 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 			for _, b := range r.Backends {
 				bs = append(bs, map[string]any{"service": b.Service, "weight": b.Weight})
 			}
-			rs = append(rs, map[string]any{"prefix": r.Prefix, "backends": bs})
+			route := map[string]any{"prefix": r.Prefix}
+			if len(bs) > 0 {
+				route["backends"] = bs
+			}
+			for k, v := range map[string]map[string]any{"headers": r.Headers, "retries": r.Retries, "redirect": r.Redirect,
+				"rewrite": r.Rewrite, "requestHeaders": r.RequestHeaders, "responseHeaders": r.ResponseHeaders} {
+				if v != nil {
+					route[k] = v
+				}
+			}
+			if r.Timeout != "" {
+				route["timeout"] = r.Timeout
+			}
+			rs = append(rs, route)
 		}
 		vh := map[string]any{"routes": rs}
 		if h.TLS != "" {

@@ -181,3 +181,98 @@ spec:
 		t.Errorf("the delegation is not named: %v", imp.Warnings)
 	}
 }
+
+// TestImportHTTPProxyPolicies: what an HTTPProxy route says besides its backends reaches the
+// design (header matches, timeout, retries, header policies, redirect, prefix rewrite), the
+// design loads and renders back to the same policies for Contour, and every part a design
+// cannot say is named in a warning.
+func TestImportHTTPProxyPolicies(t *testing.T) {
+	src := `apiVersion: projectcontour.io/v1
+kind: HTTPProxy
+metadata: {name: shop, namespace: web}
+spec:
+  virtualhost: {fqdn: shop.example.com}
+  routes:
+  - conditions: [{prefix: /api}, {header: {name: x-canary, exact: "true"}}]
+    services: [{name: api, port: 8080}]
+    timeoutPolicy: {response: 5s, idle: 1m}
+    retryPolicy: {count: 3, perTryTimeout: 1s, retryOn: [5xx, reset, retriable-headers]}
+    requestHeadersPolicy: {set: [{name: x-team, value: shop}], remove: [x-debug]}
+    responseHeadersPolicy: {set: [{name: cache-control, value: no-store}]}
+    pathRewritePolicy: {replacePrefix: [{replacement: /v2}]}
+    loadBalancerPolicy: {strategy: Cookie}
+  - conditions: [{prefix: /old}]
+    requestRedirectPolicy: {scheme: https, hostname: www.example.com, path: /new, statusCode: 308}
+  - conditions: [{prefix: /}, {header: {name: user-agent, contains: bot}}]
+    services: [{name: frontend, port: 80}]`
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(src), &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	imp, err := ImportIngress([]*unstructured.Unstructured{u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := strings.Join(imp.Warnings, "\n")
+	for _, want := range []string{"route 0: loadBalancerPolicy is not imported", "route 0: timeoutPolicy.idle is not imported",
+		"route 0: retryPolicy.retryOn retriable-headers is not imported", "route 2: condition map[header:map[contains:bot name:user-agent]] is not imported"} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("no warning %q in:\n%s", want, warnings)
+		}
+	}
+	design, err := imp.CUE("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for p, data := range map[string][]byte{
+		"clusters/edge.cue":      []byte("cluster: contour: {mesh: \"istio\", ingress: \"contour\"}\n"),
+		"designs/web/design.cue": append(design, []byte("design: web: targets: matchLabels: {}\n")...),
+	} {
+		must(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, p), data, 0o644))
+	}
+	fleet, designs, err := schema.Load(context.Background(), os.DirFS(dir), schema.DefaultLoadOptions())
+	if err != nil {
+		t.Fatalf("the imported design does not load: %v\n%s", err, design)
+	}
+	b, err := Render(context.Background(), &designs[0], &fleet.Clusters[0], Options{Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxy *unstructured.Unstructured
+	for _, o := range b.Objects {
+		if o.GetKind() == "HTTPProxy" {
+			proxy = o
+		}
+	}
+	routes, _, _ := unstructured.NestedSlice(proxy.Object, "spec", "routes")
+	var api, old map[string]any
+	for _, r := range routes {
+		rm := r.(map[string]any)
+		switch fmt.Sprint(rm["conditions"].([]any)[0]) {
+		case "map[prefix:/api]":
+			api = rm
+		case "map[prefix:/old]":
+			old = rm
+		}
+	}
+	if api == nil || old == nil {
+		t.Fatalf("routes rendered back: %v", routes)
+	}
+	for path, want := range map[string]string{
+		"conditions":            "[map[prefix:/api] map[header:map[exact:true name:x-canary]]]",
+		"timeoutPolicy":         "map[response:5s]",
+		"retryPolicy":           "map[count:3 perTryTimeout:1s retryOn:[5xx reset]]",
+		"requestHeadersPolicy":  "map[remove:[x-debug] set:[map[name:x-team value:shop]]]",
+		"responseHeadersPolicy": "map[set:[map[name:cache-control value:no-store]]]",
+		"pathRewritePolicy":     "map[replacePrefix:[map[replacement:/v2]]]",
+	} {
+		if got := fmt.Sprint(api[path]); got != want {
+			t.Errorf("/api %s rendered back as %s, want %s", path, got, want)
+		}
+	}
+	if got := fmt.Sprint(old["requestRedirectPolicy"]); got != "map[hostname:www.example.com path:/new scheme:https statusCode:308]" {
+		t.Errorf("/old redirect rendered back as %s", got)
+	}
+}
