@@ -26,6 +26,7 @@ type ingressHost struct {
 	owned    bool
 	owner    string // namespace of the owning design (claims)
 	tls      *schema.TLSRef
+	cors     *schema.CORS
 	delegate []schema.Delegation
 	routes   []ingressRoute
 }
@@ -34,7 +35,7 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	var out []ingressHost
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
-		h := ingressHost{host: host, owned: true, tls: vh.TLS, delegate: vh.Delegate}
+		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, delegate: vh.Delegate}
 		for _, r := range vh.Routes {
 			h.routes = append(h.routes, ingressRoute{path: r.Prefix, IngressRoute: r})
 		}
@@ -213,12 +214,51 @@ func rewritePrefix(r ingressRoute) string {
 	return r.Rewrite.Prefix
 }
 
+// corsFields are a CORS policy's lists and flag, under each provider's names for the origins;
+// maxAge is added by each provider its own way.
+func corsFields(c *schema.CORS, origins string, origin func(string) any) map[string]any {
+	m := map[string]any{"allowMethods": stringsAny(c.AllowMethods), "allowCredentials": c.AllowCredentials}
+	var os []any
+	for _, o := range c.AllowOrigins {
+		os = append(os, origin(o))
+	}
+	m[origins] = os
+	if len(c.AllowHeaders) > 0 {
+		m["allowHeaders"] = stringsAny(c.AllowHeaders)
+	}
+	if len(c.ExposeHeaders) > 0 {
+		m["exposeHeaders"] = stringsAny(c.ExposeHeaders)
+	}
+	return m
+}
+
+// warnCORSPerRoute says, for providers that set CORS per route, that the claims under a
+// host's delegated prefixes do not get the owner's policy (their answers lack the CORS
+// headers, so browsers refuse them: it fails closed).
+func warnCORSPerRoute(h ingressHost, provider string, out *output) {
+	if h.cors == nil || len(h.delegate) == 0 {
+		return
+	}
+	var prefixes []string
+	for _, d := range h.delegate {
+		prefixes = append(prefixes, d.Prefix)
+	}
+	out.warn("ingress %s: cors: %s sets CORS per route, so the routes claimed under %s do not get it (browsers refuse their cross-origin answers); Contour applies it to the whole host", h.host, provider, strings.Join(prefixes, ", "))
+}
+
 func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, out *output) error {
 	ns := in.design.Namespace
 	for _, h := range hosts {
 		spec := map[string]any{}
 		if h.owned {
 			vh := map[string]any{"fqdn": h.host}
+			if h.cors != nil {
+				cp := corsFields(h.cors, "allowOrigin", func(o string) any { return o })
+				if h.cors.MaxAge != nil {
+					cp["maxAge"] = h.cors.MaxAge.Text
+				}
+				vh["corsPolicy"] = cp
+			}
 			if h.tls != nil {
 				secret := h.tls.Secret
 				if h.tls.Namespace != "" && h.tls.Namespace != ns {
@@ -374,8 +414,18 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 			parent["namespace"] = h.owner
 		}
 		var rules []any
+		warnCORSPerRoute(h, "gateway-api", out)
 		for _, r := range h.routes {
-			rules = append(rules, gatewayRule(in, r))
+			rule := gatewayRule(in, r)
+			if h.cors != nil && r.Redirect == nil {
+				cors := corsFields(h.cors, "allowOrigins", func(o string) any { return o })
+				if h.cors.MaxAge != nil {
+					cors["maxAge"] = int64(h.cors.MaxAge.Seconds())
+				}
+				filters, _ := rule["filters"].([]any)
+				rule["filters"] = append(filters, map[string]any{"type": "CORS", "cors": cors})
+			}
+			rules = append(rules, rule)
 			if r.Retries != nil {
 				out.warn("ingress %s%s: gateway-api (standard channel) has no retries; not rendered", h.host, r.path)
 			}
@@ -498,13 +548,23 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		}))
 	}
 	for _, h := range hosts {
+		warnCORSPerRoute(h, "istio", out)
 		gw := ns + "/" + ingressGateway
 		if !h.owned {
 			gw = h.owner + "/" + ingressGateway
 		}
 		var routes []any
 		for _, r := range h.routes {
-			routes = append(routes, istioIngressRoutes(in, r)...)
+			for _, route := range istioIngressRoutes(in, r) {
+				if h.cors != nil && r.Redirect == nil {
+					cp := corsFields(h.cors, "allowOrigins", func(o string) any { return map[string]any{"exact": o} })
+					if h.cors.MaxAge != nil {
+						cp["maxAge"] = h.cors.MaxAge.Text
+					}
+					route.(map[string]any)["corsPolicy"] = cp
+				}
+				routes = append(routes, route)
+			}
 		}
 		out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{
 			"gateways": []any{gw},

@@ -9,6 +9,9 @@ import (
 	"strings"
 )
 
+// originRE is a browser origin: scheme, host and maybe a port, nothing after it.
+var originRE = regexp.MustCompile(`^https?://(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$`)
+
 var fqdnRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z][-a-z0-9]*[a-z0-9]$`)
 
 func checkFQDN(host string, p fieldPath) []ruleIssue {
@@ -34,6 +37,23 @@ func checkIngress(d *Design) []ruleIssue {
 		out = append(out, checkFQDN(host, hp)...)
 		for i, r := range vh.Routes {
 			out = append(out, checkIngressRoute(d, r, hp.child("routes", strconv.Itoa(i)))...)
+		}
+		if c := vh.CORS; c != nil {
+			cp := hp.child("cors")
+			if len(c.AllowOrigins) == 0 {
+				add(cp.child("allowOrigins"), "name at least one origin (or \"*\")")
+			}
+			if len(c.AllowMethods) == 0 {
+				add(cp.child("allowMethods"), "name at least one method")
+			}
+			for i, o := range c.AllowOrigins {
+				switch {
+				case o == "*" && c.AllowCredentials:
+					add(cp.child("allowOrigins", strconv.Itoa(i)), "browsers refuse credentials with the origin \"*\": name the origins, or set allowCredentials: false")
+				case o != "*" && !originRE.MatchString(o):
+					add(cp.child("allowOrigins", strconv.Itoa(i)), "%q is not an origin (scheme://host[:port], like https://app.example.com)", o)
+				}
+			}
 		}
 		seen := map[string]bool{}
 		for i, del := range vh.Delegate {

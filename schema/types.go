@@ -342,7 +342,18 @@ type Ingress struct {
 type VirtualHost struct {
 	TLS      *TLSRef        `json:"tls,omitempty"`
 	Routes   []IngressRoute `json:"routes"`
+	CORS     *CORS          `json:"cors,omitempty"`
 	Delegate []Delegation   `json:"delegate,omitempty"`
+}
+
+// CORS is how a host answers browsers' cross-origin requests.
+type CORS struct {
+	AllowOrigins     []string  `json:"allowOrigins"`
+	AllowMethods     []string  `json:"allowMethods"`
+	AllowHeaders     []string  `json:"allowHeaders,omitempty"`
+	ExposeHeaders    []string  `json:"exposeHeaders,omitempty"`
+	MaxAge           *Duration `json:"maxAge,omitempty"`
+	AllowCredentials bool      `json:"allowCredentials"`
 }
 
 type TLSRef struct {
