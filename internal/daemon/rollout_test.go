@@ -137,7 +137,8 @@ func TestSideBySideRollout(t *testing.T) {
 	var steps []string
 	for i := len(commits) - 1; i >= 0; i-- {
 		if s := commits[i].Subject; strings.HasPrefix(s, gates.RolloutMarker) {
-			steps = append(steps, strings.TrimLeft(strings.TrimPrefix(s, gates.RolloutMarker), ": "))
+			// Steps of two designs decided together may share a commit ("a; b").
+			steps = append(steps, strings.Split(strings.TrimLeft(strings.TrimPrefix(s, gates.RolloutMarker), ": "), "; ")...)
 		}
 	}
 	var slow, even []string
