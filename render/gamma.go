@@ -2,6 +2,7 @@ package render
 
 import (
 	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 type gammaOptions struct {
 	// annotate returns annotations for a route object (Linkerd's retry and timeout knobs).
 	annotate func(svc schema.Service, r schema.Route) map[string]string
+	// noMirror: the mesh cannot mirror requests (Linkerd reads no RequestMirror filter).
+	noMirror bool
 }
 
 // gammaRoutes renders each route of a service to its own HTTPRoute, GRPCRoute or TCPRoute
@@ -33,6 +36,13 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 			backends = append(backends, map[string]any{"name": name + "-" + v, "port": int64(svc.Port), "weight": int64(r.To[v])})
 		}
 		rule := map[string]any{"backendRefs": backends}
+		if m := r.Mirror; m != nil && svc.Protocol != "tcp" {
+			if opts.noMirror {
+				out.warn("%s.mirror: %s cannot mirror requests; not rendered (version %s gets no copies; what the route's versions get is unchanged)", path, in.cluster.Mesh, m.Version)
+			} else {
+				rule["filters"] = []any{map[string]any{"type": "RequestMirror", "requestMirror": mirrorFilter(name, svc, m)}}
+			}
+		}
 		var kind string
 		switch svc.Protocol {
 		case "tcp":
@@ -71,6 +81,27 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 		out.add(o)
 	}
 	return nil
+}
+
+// mirrorFilter is a RequestMirror filter to the version's own Service: percent when it is a
+// whole number, else a fraction in hundredths of a percent.
+func mirrorFilter(name string, svc schema.Service, m *schema.Mirror) map[string]any {
+	f := map[string]any{"backendRef": map[string]any{"name": name + "-" + m.Version, "port": int64(svc.Port)}}
+	if m.Percent == math.Trunc(m.Percent) {
+		f["percent"] = int64(m.Percent)
+	} else {
+		f["fraction"] = map[string]any{"numerator": int64(math.Round(m.Percent * 100)), "denominator": int64(10000)}
+	}
+	return f
+}
+
+// jsonNumber is a number as a decoded JSON object holds it: int64 when whole, so a bundle
+// compares equal after a round trip through the render worker.
+func jsonNumber(f float64) any {
+	if f == math.Trunc(f) {
+		return int64(f)
+	}
+	return f
 }
 
 func httpMatch(m *schema.Match) map[string]any {
@@ -185,7 +216,7 @@ func compileLinkerd(in *compileInput, out *output) error {
 		if len(svc.Routes) > 0 {
 			out.add(versionServices(ns, name, svc, svcAnn)...)
 		}
-		err := gammaRoutes(in, name, svc, gammaOptions{annotate: linkerdRouteAnnotations}, out)
+		err := gammaRoutes(in, name, svc, gammaOptions{annotate: linkerdRouteAnnotations, noMirror: true}, out)
 		if err != nil {
 			return err
 		}

@@ -63,6 +63,10 @@ func istioRoutes(name, h string, svc schema.Service) []any {
 		if r.Match != nil {
 			route["match"] = []any{istioMatch(r.Match)}
 		}
+		if m := r.Mirror; m != nil {
+			route["mirror"] = map[string]any{"host": h, "subset": m.Version, "port": map[string]any{"number": int64(svc.Port)}}
+			route["mirrorPercentage"] = map[string]any{"value": jsonNumber(m.Percent)}
+		}
 		timeout := r.Timeout
 		if timeout == nil {
 			timeout = svc.Timeout

@@ -69,6 +69,15 @@ func checkDesign(d *Design) []ruleIssue {
 			if r.Match != nil {
 				out = append(out, checkMatch(r.Match, rp.child("match"))...)
 			}
+			if m := r.Mirror; m != nil {
+				mp := rp.child("mirror")
+				if _, ok := svc.Versions[m.Version]; !ok {
+					add(mp.child("version"), "version %q is not declared in services.%s.versions (declared: %s)", m.Version, svcName, strings.Join(slices.Sorted(maps.Keys(svc.Versions)), ", "))
+				}
+				if svc.Protocol == "tcp" {
+					add(mp, "a TCP route cannot be mirrored: meshes copy requests, and a TCP stream has none")
+				}
+			}
 			out = append(out, checkDurationPositive(r.Timeout, rp.child("timeout"))...)
 			timeout := r.Timeout
 			if timeout == nil {

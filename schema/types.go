@@ -99,6 +99,13 @@ type Route struct {
 	Timeout *Duration      `json:"timeout,omitempty"`
 	Retries *Retries       `json:"retries,omitempty"`
 	Fault   *Fault         `json:"fault,omitempty"`
+	Mirror  *Mirror        `json:"mirror,omitempty"`
+}
+
+// Mirror copies Percent of a route's requests to Version and drops its answers.
+type Mirror struct {
+	Version string  `json:"version"`
+	Percent float64 `json:"percent"`
 }
 
 type StringMatch struct {
