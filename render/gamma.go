@@ -179,6 +179,9 @@ func compileGatewayAPI(in *compileInput, out *output) error {
 		if svc.ConnectionPool != nil {
 			out.warn("%s.connectionPool: gateway-api has no connection pool limits; not rendered", path)
 		}
+		if svc.LoadBalancer != nil {
+			out.warn("%s.loadBalancer: gateway-api (standard channel) has no load balancing or session persistence; the mesh's default balancing applies", path)
+		}
 		if svc.MTLS != "" {
 			out.warn("%s.mtls: gateway-api has no mTLS policy; the cluster's mesh decides", path)
 		}
@@ -202,6 +205,9 @@ func compileLinkerd(in *compileInput, out *output) error {
 		path := "services." + name
 		if svc.ConnectionPool != nil {
 			out.warn("%s.connectionPool: linkerd has no connection pool limits; not rendered", path)
+		}
+		if svc.LoadBalancer != nil {
+			out.warn("%s.loadBalancer: linkerd always balances by latency (EWMA) and has no session affinity; not rendered", path)
 		}
 		var svcAnn map[string]string
 		if o := svc.OutlierDetection; o != nil {

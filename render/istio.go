@@ -169,6 +169,9 @@ func istioDestinationRule(name, h string, svc schema.Service) map[string]any {
 			policy["connectionPool"] = pool
 		}
 	}
+	if lb := svc.LoadBalancer; lb != nil {
+		policy["loadBalancer"] = istioLoadBalancer(lb)
+	}
 	if o := svc.OutlierDetection; o != nil {
 		policy["outlierDetection"] = map[string]any{
 			"consecutive5xxErrors": int64(o.Consecutive5xxErrors),
@@ -227,4 +230,26 @@ func istioAuthorization(name string, svc schema.Service) map[string]any {
 		spec["rules"] = []any{map[string]any{"from": from}}
 	}
 	return spec
+}
+
+// istioLoadBalancer is a DestinationRule's loadBalancer: a simple algorithm or a consistent
+// hash.
+func istioLoadBalancer(lb *schema.LoadBalancer) map[string]any {
+	if lb.Hash == nil {
+		return map[string]any{"simple": map[string]string{"round-robin": "ROUND_ROBIN", "least-request": "LEAST_REQUEST", "random": "RANDOM"}[lb.Algorithm]}
+	}
+	hash := map[string]any{}
+	switch h := lb.Hash; {
+	case h.Header != "":
+		hash["httpHeaderName"] = h.Header
+	case h.Cookie != nil:
+		c := map[string]any{"name": h.Cookie.Name}
+		if h.Cookie.TTL != nil {
+			c["ttl"] = h.Cookie.TTL.Text
+		}
+		hash["httpCookie"] = c
+	default:
+		hash["useSourceIp"] = true
+	}
+	return map[string]any{"consistentHash": hash}
 }

@@ -60,6 +60,26 @@ func checkDesign(d *Design) []ruleIssue {
 		if len(svc.Routes) == 0 && len(svc.Versions) > 1 {
 			add(sp.child("routes"), "service has %d versions but no route says how traffic is split between them", len(svc.Versions))
 		}
+		if lb := svc.LoadBalancer; lb != nil {
+			lp := sp.child("loadBalancer")
+			switch {
+			case (lb.Algorithm == "") == (lb.Hash == nil):
+				add(lp, "say exactly one of algorithm or hash")
+			case lb.Hash != nil:
+				n := 0
+				for _, set := range []bool{lb.Hash.Header != "", lb.Hash.Cookie != nil, lb.Hash.SourceIP} {
+					if set {
+						n++
+					}
+				}
+				if n != 1 {
+					add(lp.child("hash"), "hash on exactly one of header, cookie or sourceIP")
+				}
+				if svc.Protocol == "tcp" && (lb.Hash.Header != "" || lb.Hash.Cookie != nil) {
+					add(lp.child("hash"), "a TCP service has no headers or cookies to hash on; use sourceIP")
+				}
+			}
+		}
 		for i, r := range svc.Routes {
 			rp := sp.child("routes", strconv.Itoa(i))
 			out = append(out, checkWeights(r.To, svc.Versions, svcName, rp.child("to"))...)

@@ -84,6 +84,7 @@ type Service struct {
 	Retries          *Retries           `json:"retries,omitempty"`
 	OutlierDetection *OutlierDetection  `json:"outlierDetection,omitempty"`
 	ConnectionPool   *ConnectionPool    `json:"connectionPool,omitempty"`
+	LoadBalancer     *LoadBalancer      `json:"loadBalancer,omitempty"`
 	MTLS             string             `json:"mtls,omitempty"`
 	Authorization    *Authorization     `json:"authorization,omitempty"`
 }
@@ -153,6 +154,25 @@ type OutlierDetection struct {
 	Interval             Duration `json:"interval"`
 	BaseEjectionTime     Duration `json:"baseEjectionTime"`
 	MaxEjectionPercent   float64  `json:"maxEjectionPercent"`
+}
+
+// LoadBalancer is how requests spread over a version's endpoints: an Algorithm, or a Hash for
+// session affinity.
+type LoadBalancer struct {
+	Algorithm string  `json:"algorithm,omitempty"`
+	Hash      *LBHash `json:"hash,omitempty"`
+}
+
+// LBHash keeps a caller on one endpoint by a header, a cookie or its address (one of them).
+type LBHash struct {
+	Header   string    `json:"header,omitempty"`
+	Cookie   *LBCookie `json:"cookie,omitempty"`
+	SourceIP bool      `json:"sourceIP,omitempty"`
+}
+
+type LBCookie struct {
+	Name string    `json:"name"`
+	TTL  *Duration `json:"ttl,omitempty"`
 }
 
 type ConnectionPool struct {
