@@ -106,7 +106,11 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
 			for _, r := range rules {
 				rm := r.(map[string]any)
-				path, _, _ := unstructured.NestedString(rm["matches"].([]any)[0].(map[string]any), "path", "value")
+				matches, _ := rm["matches"].([]any)
+				if len(matches) == 0 {
+					continue // the plain-HTTP listener's redirect to https: no backend
+				}
+				path, _, _ := unstructured.NestedString(matches[0].(map[string]any), "path", "value")
 				var backends []string
 				refs, _ := rm["backendRefs"].([]any)
 				for _, b := range refs {

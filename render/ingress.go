@@ -265,6 +265,9 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 					secret = h.tls.Namespace + "/" + secret
 				}
 				vh["tls"] = map[string]any{"secretName": secret}
+				if v := h.tls.MinVersion; v != "" {
+					vh["tls"].(map[string]any)["minimumProtocolVersion"] = v
+				}
 			}
 			spec["virtualhost"] = vh
 			var includes []any
@@ -401,6 +404,20 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		}
 		l["allowedRoutes"] = map[string]any{"namespaces": allowed}
 		listeners = append(listeners, l)
+		if h.tls != nil {
+			if h.tls.MinVersion != "" {
+				return in.fail("ingress.hosts."+h.host+".tls.minVersion", "gateway-api has no standard minimum TLS version, so clients with older TLS would be let in; remove minVersion for this cluster or use the contour or istio provider")
+			}
+			// Plain HTTP to the host gets a redirect to https, as Contour does on its own.
+			listeners = append(listeners, map[string]any{"name": slug(h.host) + "-http", "hostname": h.host, "port": int64(80), "protocol": "HTTP",
+				"allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "Same"}}})
+			out.add(newObject("gateway.networking.k8s.io/v1", "HTTPRoute", ns, "ingress-"+slug(h.host)+"-https-redirect", map[string]any{
+				"parentRefs": []any{map[string]any{"name": ingressGateway, "sectionName": slug(h.host) + "-http"}},
+				"hostnames":  []any{h.host},
+				"rules": []any{map[string]any{"filters": []any{map[string]any{"type": "RequestRedirect",
+					"requestRedirect": map[string]any{"scheme": "https", "statusCode": int64(301)}}}}},
+			}))
+		}
 	}
 	if len(listeners) > 0 {
 		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, ingressGateway, map[string]any{
@@ -537,7 +554,14 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 				out.warn("ingress %s: istio reads TLS secrets from the ingress gateway's namespace; %s/%s must be available there", h.host, h.tls.Namespace, h.tls.Secret)
 			}
 			server["port"] = map[string]any{"number": int64(443), "name": "https-" + slug(h.host), "protocol": "HTTPS"}
-			server["tls"] = map[string]any{"mode": "SIMPLE", "credentialName": h.tls.Secret}
+			tls := map[string]any{"mode": "SIMPLE", "credentialName": h.tls.Secret}
+			if v := h.tls.MinVersion; v != "" {
+				tls["minProtocolVersion"] = "TLSV" + strings.ReplaceAll(v, ".", "_")
+			}
+			server["tls"] = tls
+			// Plain HTTP to the host gets a redirect to https, as Contour does on its own.
+			servers = append(servers, map[string]any{"hosts": bind, "port": map[string]any{"number": int64(80), "name": "http-" + slug(h.host), "protocol": "HTTP"},
+				"tls": map[string]any{"httpsRedirect": true}})
 		}
 		servers = append(servers, server)
 	}

@@ -313,3 +313,39 @@ func TestSecretDigestIsKeyed(t *testing.T) {
 		t.Errorf("ConfigMap digest %s depends on the Secret key", d)
 	}
 }
+
+// TestMinimumTLSVersion: a host's tls.minVersion reaches Contour and Istio; Gateway API has no
+// standard field for it, and rendering there without it would let older clients in, so it is
+// an error naming the field. Plain HTTP to a TLS host is redirected to https everywhere.
+func TestMinimumTLSVersion(t *testing.T) {
+	fleet, designs, files := loadExample(t, "edge")
+	var d *schema.Design
+	for i := range designs {
+		if designs[i].Name == "platform" {
+			d = &designs[i]
+		}
+	}
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.TLS.MinVersion = "1.3"
+	d.Ingress.Hosts["www.example.com"] = vh
+	for provider, want := range map[string]string{"contour": "minimumProtocolVersion: \"1.3\"", "istio": "minProtocolVersion: TLSV1_3"} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		if text := bundleText(b, nil); !strings.Contains(text, want) {
+			t.Errorf("%s: no %s in:\n%s", provider, want, text)
+		}
+		if provider == "istio" && !strings.Contains(bundleText(b, nil), "httpsRedirect: true") {
+			t.Error("istio: plain HTTP is not redirected to https")
+		}
+	}
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress = "gateway-api"
+	_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err == nil || !strings.Contains(err.Error(), "ingress.hosts.www.example.com.tls.minVersion") {
+		t.Errorf("gateway-api with minVersion: %v, want an error naming the field", err)
+	}
+}

@@ -384,8 +384,9 @@ type CORS struct {
 }
 
 type TLSRef struct {
-	Secret    string `json:"secret"`
-	Namespace string `json:"namespace,omitempty"`
+	Secret     string `json:"secret"`
+	Namespace  string `json:"namespace,omitempty"`
+	MinVersion string `json:"minVersion,omitempty"`
 }
 
 type Delegation struct {
