@@ -335,6 +335,9 @@ func contourRoute(in *compileInput, prefix string, r ingressRoute) map[string]an
 		}
 		route["retryPolicy"] = rp
 	}
+	if r.WebSockets {
+		route["enableWebsockets"] = true // Envoy under Gateway API and Istio upgrades by default
+	}
 	if p := rewritePrefix(r); p != "" {
 		// Without a prefix of its own, Contour replaces whatever prefix the include chain
 		// matched: a claim's prefix and the route's together.

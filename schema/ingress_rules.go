@@ -105,6 +105,9 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	if r.Retries != nil {
 		out = append(out, checkRetries(r.Retries, r.Timeout, p.child("retries"))...)
 	}
+	if r.WebSockets && r.Redirect != nil {
+		add(p.child("websockets"), "a route that redirects serves no WebSocket")
+	}
 	if rw := r.Rewrite; rw != nil {
 		rp := p.child("rewrite")
 		if r.Redirect != nil {

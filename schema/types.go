@@ -416,6 +416,7 @@ type IngressRoute struct {
 	Retries         *Retries          `json:"retries,omitempty"`
 	RequestHeaders  *HeaderPolicy     `json:"requestHeaders,omitempty"`
 	ResponseHeaders *HeaderPolicy     `json:"responseHeaders,omitempty"`
+	WebSockets      bool              `json:"websockets,omitempty"`
 }
 
 type IngressBackend struct {
