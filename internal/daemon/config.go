@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"reflect"
@@ -194,6 +195,9 @@ type SSHConfig struct {
 type WebConfig struct {
 	Access string  `json:"access,omitempty"`
 	Token  *Secret `json:"token,omitempty"`
+	// PublicURL is where people reach the view (https://meshcd.example.com): pull-request
+	// feedback links to it.
+	PublicURL string `json:"publicURL,omitempty"`
 }
 
 // Secret is a value from a file or an environment variable, never written inline.
@@ -340,6 +344,11 @@ func (c *Config) check() []string {
 		}
 	default:
 		p = append(p, fmt.Sprintf("web.access: %q is not open, token or off", c.Web.Access))
+	}
+	if u := c.Web.PublicURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			p = append(p, fmt.Sprintf("web.publicURL: %q is not an http(s) URL", u))
+		}
 	}
 	if len(c.Repos) == 0 {
 		p = append(p, "repos: at least one repo is needed")

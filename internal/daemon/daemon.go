@@ -101,7 +101,7 @@ func New(cfg *Config, shard Shard, log *slog.Logger) (*Daemon, error) {
 		if branch == "" {
 			branch = rc.Branch
 		}
-		fb, err := newFeedback(rc, branch, d.metrics, log)
+		fb, err := newFeedback(rc, branch, cfg.Web.PublicURL, d.metrics, log)
 		if err != nil {
 			return nil, fmt.Errorf("repo %s: feedback: %w", sources.Redact(rc.URL), err)
 		}

@@ -25,10 +25,13 @@ type feedback struct {
 	repo     string // owner/name on the host
 	web      string // the repository's web page, for links
 	branch   string // where status/pr/<id>.md is committed
+	// public is the daemon's own address as reviewers reach it (web.publicURL), when set:
+	// links then open the pull request in meshcd's web view.
+	public string
 }
 
 // newFeedback builds a repo's feedback from its config; nil when the repo has none.
-func newFeedback(rc RepoConfig, statusBranch string, m *metrics, log *slog.Logger) (*feedback, error) {
+func newFeedback(rc RepoConfig, statusBranch, publicURL string, m *metrics, log *slog.Logger) (*feedback, error) {
 	fc := rc.Feedback
 	if fc == nil {
 		return nil, nil
@@ -56,7 +59,7 @@ func newFeedback(rc RepoConfig, statusBranch string, m *metrics, log *slog.Logge
 	if i := strings.Index(web, "@"); i >= 0 && strings.Contains(web[:i], "://") {
 		web = web[:strings.Index(web, "://")+3] + web[i+1:] // no credentials in links
 	}
-	return &feedback{c: c, n: notify.NewNotifier(c, log.With("feedback", p)), provider: p, repo: repo, web: web, branch: statusBranch}, nil
+	return &feedback{c: c, n: notify.NewNotifier(c, log.With("feedback", p)), provider: p, repo: repo, web: web, branch: statusBranch, public: strings.TrimSuffix(publicURL, "/")}, nil
 }
 
 // repoHost is the host of a repo URL, for metric labels.
@@ -71,9 +74,13 @@ func repoHost(u string) string {
 	return rest
 }
 
-// previewLink is where a reviewer reads the whole preview: status/pr/<id>.md in the repo's web
-// view on the status branch.
+// previewLink is where a reviewer reads the whole preview: the pull request in meshcd's web
+// view when the daemon has a public URL, else status/pr/<id>.md in the repo's web view on the
+// status branch.
 func (f *feedback) previewLink(id string) string {
+	if f.public != "" {
+		return f.public + "/pulls#pr-" + id
+	}
 	p := "status/pr/" + id + ".md"
 	switch f.provider {
 	case notify.GitHub:

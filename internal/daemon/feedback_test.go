@@ -74,7 +74,8 @@ func TestPullRequestFeedbackOnGitea(t *testing.T) {
 		fmt.Fprintf(&clusters, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
 	}
 	config := filepath.Join(dir, "meshcd.yaml")
-	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
+	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %[1]s
+web: {publicURL: "http://%[1]s"}
 cacheDir: %s
 gates: {allowLoopback: true, previewHosts: ["127.0.0.1"]}
 webhooks: {gitea: {file: %s}}
@@ -132,6 +133,10 @@ clusters:
 		return has(head, "meshcd/shop", "success", "east:") && has(head, "meshcd/shop", "pending", "previewing")
 	})
 	within(t, 30*time.Second, "the failing PR gate's status", func() bool { return has(head, "meshcd/gate/shop/latency", "failure", "p99") })
+	// The checks link to the pull request in meshcd's own web view (web.publicURL).
+	if all, err := repo.Statuses(ctx, head); err != nil || all[0].TargetURL != fmt.Sprintf("http://%s/pulls#pr-%d", addr, pr) {
+		t.Errorf("a check's link: %v %+v", err, all)
+	}
 	comments := func() []testenv.Comment {
 		all, _ := repo.Comments(ctx, pr)
 		var mine []testenv.Comment
