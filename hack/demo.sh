@@ -199,6 +199,7 @@ wait_for 60 "the first status commit" git --git-dir "$GIT_DIR_BARE" cat-file -e 
 echo "meshcd synced the repo and committed its status; status/README.md on main now reads:"
 git --git-dir "$GIT_DIR_BARE" show main:status/README.md
 echo "(the daemon's log is in $work/daemon.log; its API: curl http://$addr/api/v1/status)"
+echo "the fleet in a browser, live: http://$addr/ (pull requests: http://$addr/pulls, rollouts: http://$addr/rollouts)"
 gitea_api() { # gitea_api METHOD PATH [JSON]: Gitea's API as the admin
   curl -sf -X "$1" -H "Authorization: token $GITEA_TOKEN" -H 'Content-Type: application/json' "$GITEA_URL/api/v1$2" ${3:+-d "$3"}
 }
