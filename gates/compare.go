@@ -76,8 +76,7 @@ func runCompare(ctx context.Context, g schema.Gate, t Target) (*Result, error) {
 		slice = c.Slice.Duration
 	}
 	var rounds int
-	var perSlice schema.LoadProfile
-	perSlice = g.Load
+	perSlice := g.Load
 	perSlice.Warmup = nil
 	switch {
 	case g.Load.Duration != nil && g.Load.Duration.Duration > 0:
