@@ -310,7 +310,11 @@ func contourRoute(in *compileInput, prefix string, r ingressRoute) map[string]an
 	}
 	route := map[string]any{"conditions": conds}
 	if r.Redirect != nil {
-		route["requestRedirectPolicy"] = redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any { return p })
+		rd := redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any { return p })
+		if r.Redirect.Prefix != "" {
+			rd["prefix"] = r.Redirect.Prefix
+		}
+		route["requestRedirectPolicy"] = rd
 		return route
 	}
 	var services []any
@@ -495,6 +499,9 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 		rd := redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any {
 			return map[string]any{"type": "ReplaceFullPath", "replaceFullPath": p}
 		})
+		if r.Redirect.Prefix != "" {
+			rd["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": r.Redirect.Prefix}
+		}
 		rule["filters"] = []any{map[string]any{"type": "RequestRedirect", "requestRedirect": rd}}
 		return rule
 	}
@@ -582,6 +589,9 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		}
 		var routes []any
 		for _, r := range h.routes {
+			if r.Redirect != nil && r.Redirect.Prefix != "" {
+				return in.fail("ingress "+h.host+r.path+": redirect.prefix", "istio replaces the whole path on a redirect, so the matched prefix cannot be swapped; use redirect.path, or the contour or gateway-api provider")
+			}
 			for _, route := range istioIngressRoutes(in, r) {
 				if h.cors != nil && r.Redirect == nil {
 					cp := corsFields(h.cors, "allowOrigins", func(o string) any { return map[string]any{"exact": o} })
@@ -726,6 +736,9 @@ func redirect(r *schema.Redirect, statusKey, hostKey, pathKey string, path func(
 	}
 	if r.Host != "" {
 		rd[hostKey] = r.Host
+	}
+	if r.Port != 0 {
+		rd["port"] = int64(r.Port)
 	}
 	if r.Path != "" {
 		rd[pathKey] = path(r.Path)

@@ -349,3 +349,41 @@ func TestMinimumTLSVersion(t *testing.T) {
 		t.Errorf("gateway-api with minVersion: %v, want an error naming the field", err)
 	}
 }
+
+// TestRedirectPrefixAndPort: a redirect that swaps the matched prefix and sets a port reaches
+// Contour and Gateway API; Istio replaces the whole path on a redirect, so there it is an
+// error naming the route rather than a redirect somewhere else.
+func TestRedirectPrefixAndPort(t *testing.T) {
+	fleet, designs, files := loadExample(t, "edge")
+	var d *schema.Design
+	for i := range designs {
+		if designs[i].Name == "platform" {
+			d = &designs[i]
+		}
+	}
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.Routes = append([]schema.IngressRoute{{Prefix: "/old-shop", Redirect: &schema.Redirect{Prefix: "/shop", Port: 8443, Status: 308}}}, vh.Routes...)
+	d.Ingress.Hosts["www.example.com"] = vh
+	for provider, want := range map[string][]string{
+		"contour":     {"prefix: /shop", "port: 8443", "statusCode: 308"},
+		"gateway-api": {"replacePrefixMatch: /shop", "type: ReplacePrefixMatch", "port: 8443"},
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		text := bundleText(b, nil)
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: no %q in:\n%s", provider, w, text)
+			}
+		}
+	}
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress = "istio"
+	if _, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)}); err == nil || !strings.Contains(err.Error(), "www.example.com/old-shop: redirect.prefix") {
+		t.Errorf("istio with a prefix redirect: %v, want an error naming the route", err)
+	}
+}

@@ -105,6 +105,16 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	if r.Retries != nil {
 		out = append(out, checkRetries(r.Retries, r.Timeout, p.child("retries"))...)
 	}
+	if rd := r.Redirect; rd != nil {
+		if rd.Path != "" && rd.Prefix != "" {
+			add(p.child("redirect"), "say path (the whole path) or prefix (the matched prefix), not both")
+		}
+		for _, f := range [][2]string{{"path", rd.Path}, {"prefix", rd.Prefix}} {
+			if f[1] != "" && !strings.HasPrefix(f[1], "/") {
+				add(p.child("redirect", f[0]), "%s %q must start with /", f[0], f[1])
+			}
+		}
+	}
 	if r.WebSockets && r.Redirect != nil {
 		add(p.child("websockets"), "a route that redirects serves no WebSocket")
 	}

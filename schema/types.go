@@ -435,7 +435,9 @@ type External struct {
 type Redirect struct {
 	Scheme string `json:"scheme,omitempty"`
 	Host   string `json:"host,omitempty"`
+	Port   int    `json:"port,omitempty"`
 	Path   string `json:"path,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
 	Status int    `json:"status"`
 }
 
