@@ -42,7 +42,7 @@ $(TESTBIN)/kube-apiserver-$(KUBE_VERSION):
 
 $(TESTBIN)/gitea-$(GITEA_VERSION):
 	@mkdir -p $(TESTBIN)
-	@echo "building gitea $(GITEA_VERSION), the Git host of the pull-request tests (about 6 minutes the first time)"
+	@echo "building gitea $(GITEA_VERSION), the Git host of the pull-request tests (4-6 minutes the first time)"
 	hack/testbin/gitea/build.sh $@
 
 $(TESTBIN)/etcd-$(ETCD_VERSION):
