@@ -318,13 +318,7 @@ func TestSecretDigestIsKeyed(t *testing.T) {
 // standard field for it, and rendering there without it would let older clients in, so it is
 // an error naming the field. Plain HTTP to a TLS host is redirected to https everywhere.
 func TestMinimumTLSVersion(t *testing.T) {
-	fleet, designs, files := loadExample(t, "edge")
-	var d *schema.Design
-	for i := range designs {
-		if designs[i].Name == "platform" {
-			d = &designs[i]
-		}
-	}
+	fleet, d, files := edgeDesign(t, "platform")
 	vh := d.Ingress.Hosts["www.example.com"]
 	vh.TLS.MinVersion = "1.3"
 	d.Ingress.Hosts["www.example.com"] = vh
@@ -354,13 +348,7 @@ func TestMinimumTLSVersion(t *testing.T) {
 // Contour and Gateway API; Istio replaces the whole path on a redirect, so there it is an
 // error naming the route rather than a redirect somewhere else.
 func TestRedirectPrefixAndPort(t *testing.T) {
-	fleet, designs, files := loadExample(t, "edge")
-	var d *schema.Design
-	for i := range designs {
-		if designs[i].Name == "platform" {
-			d = &designs[i]
-		}
-	}
+	fleet, d, files := edgeDesign(t, "platform")
 	vh := d.Ingress.Hosts["www.example.com"]
 	vh.Routes = append([]schema.IngressRoute{{Prefix: "/old-shop", Redirect: &schema.Redirect{Prefix: "/shop", Port: 8443, Status: 308}}}, vh.Routes...)
 	d.Ingress.Hosts["www.example.com"] = vh
@@ -386,4 +374,17 @@ func TestRedirectPrefixAndPort(t *testing.T) {
 	if _, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)}); err == nil || !strings.Contains(err.Error(), "www.example.com/old-shop: redirect.prefix") {
 		t.Errorf("istio with a prefix redirect: %v, want an error naming the route", err)
 	}
+}
+
+// edgeDesign is one design of examples/edge, with its fleet and files.
+func edgeDesign(t *testing.T, name string) (*schema.Fleet, *schema.Design, fs.FS) {
+	t.Helper()
+	fleet, designs, files := loadExample(t, "edge")
+	for i := range designs {
+		if designs[i].Name == name {
+			return fleet, &designs[i], files
+		}
+	}
+	t.Fatalf("examples/edge has no design %s", name)
+	return nil, nil, nil
 }

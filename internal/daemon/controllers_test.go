@@ -177,6 +177,29 @@ func newFleet(t *testing.T, ctx context.Context, specs []repoSpec, creds map[str
 	return f
 }
 
+// clustersYAML is the daemon config's clusters section: each of env's clusters by its
+// kubeconfig context.
+func clustersYAML(env *testenv.Env) string {
+	var b strings.Builder
+	for _, c := range env.Clusters {
+		fmt.Fprintf(&b, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
+	}
+	return b.String()
+}
+
+// connectAll is a fixture with a client for each of env's clusters, closed when the test ends.
+func connectAll(t *testing.T, env *testenv.Env) fleetFixture {
+	t.Helper()
+	f := fleetFixture{env: env, clients: map[string]*fleet.Cluster{}}
+	for _, c := range env.Clusters {
+		fc, err := fleet.Connect(schema.Cluster{Name: c.Name}, c.Config(), fleet.DefaultClientOptions())
+		must(t, err)
+		t.Cleanup(fc.Close)
+		f.clients[c.Name] = fc
+	}
+	return f
+}
+
 func (f fleetFixture) weight(t *testing.T, cluster, ns string) int {
 	t.Helper()
 	c := f.clients[cluster]

@@ -55,10 +55,7 @@ func newFeedback(rc RepoConfig, statusBranch, publicURL string, m *metrics, log 
 	if err != nil {
 		return nil, err
 	}
-	web := strings.TrimSuffix(rc.URL, ".git")
-	if i := strings.Index(web, "@"); i >= 0 && strings.Contains(web[:i], "://") {
-		web = web[:strings.Index(web, "://")+3] + web[i+1:] // no credentials in links
-	}
+	web, _ := webForm(rc) // the repo's page, without credentials
 	return &feedback{c: c, n: notify.NewNotifier(c, log.With("feedback", p)), provider: p, repo: repo, web: web, branch: statusBranch, public: strings.TrimSuffix(publicURL, "/")}, nil
 }
 

@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/notify"
-	"github.com/meshcd/meshcd/schema"
 )
 
 // TestPullRequestFeedbackOnGitea runs the daemon against a real Gitea, with webhooks and
@@ -69,10 +67,6 @@ func TestPullRequestFeedbackOnGitea(t *testing.T) {
 	must(t, os.WriteFile(token, []byte(host.Token), 0o600))
 	must(t, os.WriteFile(secret, []byte("hook-secret"), 0o600))
 	addr := freeAddr(t)
-	var clusters strings.Builder
-	for _, c := range env.Clusters {
-		fmt.Fprintf(&clusters, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
-	}
 	config := filepath.Join(dir, "meshcd.yaml")
 	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %[1]s
 web: {publicURL: "http://%[1]s"}
@@ -89,14 +83,8 @@ repos:
   password: {file: %s}
   feedback: {provider: gitea, api: %s/api/v1, token: {file: %s}}
 clusters:
-%s`, addr, filepath.Join(dir, "cache"), secret, repo.CloneURL(), host.User, token, front.URL, token, clusters.String())), 0o644))
-	f := fleetFixture{env: env, clients: map[string]*fleet.Cluster{}}
-	for _, c := range env.Clusters {
-		fc, err := fleet.Connect(schema.Cluster{Name: c.Name}, c.Config(), fleet.DefaultClientOptions())
-		must(t, err)
-		t.Cleanup(fc.Close)
-		f.clients[c.Name] = fc
-	}
+%s`, addr, filepath.Join(dir, "cache"), secret, repo.CloneURL(), host.User, token, front.URL, token, clustersYAML(env))), 0o644))
+	f := connectAll(t, env)
 	d := startDaemon(t, config, addr)
 	defer func() {
 		if t.Failed() {

@@ -16,9 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"github.com/meshcd/meshcd/fleet"
 	"github.com/meshcd/meshcd/internal/testenv"
-	"github.com/meshcd/meshcd/schema"
 )
 
 // browser is a real headless Chromium (Debian's package, which make test installs when it is
@@ -134,10 +132,6 @@ func TestWebViewInABrowser(t *testing.T) {
 	tokenFile := filepath.Join(dir, "view-token")
 	must(t, os.WriteFile(tokenFile, []byte("view-s3cret\n"), 0o600))
 	addr := freeAddr(t)
-	var clusters strings.Builder
-	for _, c := range env.Clusters {
-		fmt.Fprintf(&clusters, "  %s: {kubeconfig: %q, context: %s}\n", c.Name, c.KubeconfigPath, c.Name)
-	}
 	config := filepath.Join(dir, "meshcd.yaml")
 	must(t, os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
 cacheDir: %s
@@ -150,14 +144,8 @@ repos:
   pullRequests: refs/pull/*/head
 gates: {allowLoopback: true, previewHosts: ["127.0.0.1"]}
 clusters:
-%s`, addr, filepath.Join(dir, "cache"), tokenFile, repo.HTTPURL(), clusters.String())), 0o644))
-	f := fleetFixture{env: env, clients: map[string]*fleet.Cluster{}}
-	for _, c := range env.Clusters {
-		fc, err := fleet.Connect(schema.Cluster{Name: c.Name}, c.Config(), fleet.DefaultClientOptions())
-		must(t, err)
-		t.Cleanup(fc.Close)
-		f.clients[c.Name] = fc
-	}
+%s`, addr, filepath.Join(dir, "cache"), tokenFile, repo.HTTPURL(), clustersYAML(env))), 0o644))
+	f := connectAll(t, env)
 	d := startDaemon(t, config, addr)
 	defer func() {
 		if t.Failed() {

@@ -1,0 +1,178 @@
+package render
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+func gatewayClassName(c *schema.Cluster) string {
+	if s, ok := c.Values["gatewayClassName"].(string); ok && s != "" {
+		return s
+	}
+	return "meshcd"
+}
+
+func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingressHost, out *output) error {
+	ns := in.design.Namespace
+	var listeners []any
+	for _, h := range hosts {
+		if !h.owned {
+			continue
+		}
+		l := map[string]any{"name": slug(h.host), "hostname": h.host, "port": int64(80), "protocol": "HTTP"}
+		if h.tls != nil {
+			ref := map[string]any{"kind": "Secret", "group": "", "name": h.tls.Secret}
+			if h.tls.Namespace != "" && h.tls.Namespace != ns {
+				ref["namespace"] = h.tls.Namespace
+			}
+			l["port"], l["protocol"] = int64(443), "HTTPS"
+			l["tls"] = map[string]any{"mode": "Terminate", "certificateRefs": []any{ref}}
+		}
+		allowed := map[string]any{"from": "Same"}
+		if len(h.delegate) > 0 {
+			nss := []string{ns}
+			for _, d := range h.delegate {
+				nss = append(nss, d.Namespace)
+			}
+			allowed = map[string]any{"from": "Selector", "selector": map[string]any{"matchExpressions": []any{map[string]any{
+				"key": "kubernetes.io/metadata.name", "operator": "In", "values": stringsAny(nss),
+			}}}}
+		}
+		l["allowedRoutes"] = map[string]any{"namespaces": allowed}
+		listeners = append(listeners, l)
+		if h.tls != nil {
+			if h.tls.MinVersion != "" {
+				return in.fail("ingress.hosts."+h.host+".tls.minVersion", "gateway-api has no standard minimum TLS version, so clients with older TLS would be let in; remove minVersion for this cluster or use the contour or istio provider")
+			}
+			// Plain HTTP to the host gets a redirect to https, as Contour does on its own.
+			listeners = append(listeners, map[string]any{"name": slug(h.host) + "-http", "hostname": h.host, "port": int64(80), "protocol": "HTTP",
+				"allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "Same"}}})
+			out.add(newObject("gateway.networking.k8s.io/v1", "HTTPRoute", ns, "ingress-"+slug(h.host)+"-https-redirect", map[string]any{
+				"parentRefs": []any{map[string]any{"name": ingressGateway, "sectionName": slug(h.host) + "-http"}},
+				"hostnames":  []any{h.host},
+				"rules": []any{map[string]any{"filters": []any{map[string]any{"type": "RequestRedirect",
+					"requestRedirect": map[string]any{"scheme": "https", "statusCode": int64(301)}}}}},
+			}))
+		}
+	}
+	if len(listeners) > 0 {
+		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, ingressGateway, map[string]any{
+			"gatewayClassName": gatewayClassName(in.cluster),
+			"listeners":        listeners,
+		}))
+	}
+	for _, h := range hosts {
+		parent := map[string]any{"name": ingressGateway, "sectionName": slug(h.host)}
+		if !h.owned {
+			parent["namespace"] = h.owner
+		}
+		var rules []any
+		warnCORSPerRoute(h, "gateway-api", out)
+		for _, r := range h.routes {
+			rule := gatewayRule(in, r)
+			if h.cors != nil && r.Redirect == nil {
+				cors := corsFields(h.cors, "allowOrigins", func(o string) any { return o })
+				if h.cors.MaxAge != nil {
+					cors["maxAge"] = int64(h.cors.MaxAge.Seconds())
+				}
+				filters, _ := rule["filters"].([]any)
+				rule["filters"] = append(filters, map[string]any{"type": "CORS", "cors": cors})
+			}
+			rules = append(rules, rule)
+			if r.Retries != nil {
+				out.warn("ingress %s%s: gateway-api (standard channel) has no retries; not rendered", h.host, r.path)
+			}
+		}
+		out.add(newObject("gateway.networking.k8s.io/v1", "HTTPRoute", ns, "ingress-"+slug(h.host), map[string]any{
+			"parentRefs": []any{parent},
+			"hostnames":  []any{h.host},
+			"rules":      rules,
+		}))
+	}
+	externals := externalUpstreams(hosts)
+	for _, host := range slices.Sorted(maps.Keys(externals)) {
+		if !externals[host].TLS {
+			continue
+		}
+		out.add(newObject("gateway.networking.k8s.io/v1", "BackendTLSPolicy", ns, "ext-"+slug(host), map[string]any{
+			"targetRefs": []any{map[string]any{"group": "", "kind": "Service", "name": "ext-" + slug(host)}},
+			"validation": map[string]any{"hostname": host, "wellKnownCACertificates": "System"},
+		}))
+	}
+	// A Gateway elsewhere may use this namespace's delegated TLS secrets.
+	for _, t := range ing.TLSDelegations {
+		var from []any
+		for _, to := range t.To {
+			from = append(from, map[string]any{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": to})
+		}
+		out.add(newObject("gateway.networking.k8s.io/v1beta1", "ReferenceGrant", ns, "tls-"+t.Secret, map[string]any{
+			"from": from,
+			"to":   []any{map[string]any{"group": "", "kind": "Secret", "name": t.Secret}},
+		}))
+	}
+	return nil
+}
+
+func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
+	match := map[string]any{"path": map[string]any{"type": "PathPrefix", "value": r.path}}
+	if len(r.Headers) > 0 {
+		var hs []any
+		for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
+			hs = append(hs, map[string]any{"name": k, "type": "Exact", "value": r.Headers[k]})
+		}
+		match["headers"] = hs
+	}
+	rule := map[string]any{"matches": []any{match}}
+	var filters []any
+	if r.Redirect != nil {
+		rd := redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any {
+			return map[string]any{"type": "ReplaceFullPath", "replaceFullPath": p}
+		})
+		if r.Redirect.Prefix != "" {
+			rd["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": r.Redirect.Prefix}
+		}
+		rule["filters"] = []any{map[string]any{"type": "RequestRedirect", "requestRedirect": rd}}
+		return rule
+	}
+	var backends []any
+	for _, b := range r.Backends {
+		backends = append(backends, map[string]any{"name": backendService(b), "port": backendPort(in, b), "weight": int64(b.Weight)})
+	}
+	rule["backendRefs"] = backends
+	if r.RequestHeaders != nil {
+		filters = append(filters, map[string]any{"type": "RequestHeaderModifier", "requestHeaderModifier": headerModifier(r.RequestHeaders)})
+	}
+	if r.ResponseHeaders != nil {
+		filters = append(filters, map[string]any{"type": "ResponseHeaderModifier", "responseHeaderModifier": headerModifier(r.ResponseHeaders)})
+	}
+	rewrite := map[string]any{}
+	if host := upstreamHost(r); host != "" {
+		rewrite["hostname"] = host
+	}
+	if p := rewritePrefix(r); p != "" {
+		rewrite["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": p}
+	}
+	if len(rewrite) > 0 {
+		filters = append(filters, map[string]any{"type": "URLRewrite", "urlRewrite": rewrite})
+	}
+	if len(filters) > 0 {
+		rule["filters"] = filters
+	}
+	if r.Timeout != nil {
+		rule["timeouts"] = map[string]any{"request": r.Timeout.Text}
+	}
+	return rule
+}
+
+func headerModifier(h *schema.HeaderPolicy) map[string]any {
+	m := map[string]any{}
+	if set := headerSets(h); len(set) > 0 {
+		m["set"] = set
+	}
+	if len(h.Remove) > 0 {
+		m["remove"] = stringsAny(h.Remove)
+	}
+	return m
+}

@@ -1,0 +1,190 @@
+package render
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) error {
+	ns := in.design.Namespace
+	var servers []any
+	for _, h := range hosts {
+		if !h.owned {
+			continue
+		}
+		// Only VirtualServices of the host's own and delegated namespaces may bind to it.
+		bind := []any{ns + "/" + h.host}
+		for _, d := range h.delegate {
+			bind = append(bind, d.Namespace+"/"+h.host)
+		}
+		server := map[string]any{"hosts": bind, "port": map[string]any{"number": int64(80), "name": "http-" + slug(h.host), "protocol": "HTTP"}}
+		if h.tls != nil {
+			if h.tls.Namespace != "" && h.tls.Namespace != ns {
+				out.warn("ingress %s: istio reads TLS secrets from the ingress gateway's namespace; %s/%s must be available there", h.host, h.tls.Namespace, h.tls.Secret)
+			}
+			server["port"] = map[string]any{"number": int64(443), "name": "https-" + slug(h.host), "protocol": "HTTPS"}
+			tls := map[string]any{"mode": "SIMPLE", "credentialName": h.tls.Secret}
+			if v := h.tls.MinVersion; v != "" {
+				tls["minProtocolVersion"] = "TLSV" + strings.ReplaceAll(v, ".", "_")
+			}
+			server["tls"] = tls
+			// Plain HTTP to the host gets a redirect to https, as Contour does on its own.
+			servers = append(servers, map[string]any{"hosts": bind, "port": map[string]any{"number": int64(80), "name": "http-" + slug(h.host), "protocol": "HTTP"},
+				"tls": map[string]any{"httpsRedirect": true}})
+		}
+		servers = append(servers, server)
+	}
+	if len(servers) > 0 {
+		out.add(newObject("networking.istio.io/v1", "Gateway", ns, ingressGateway, map[string]any{
+			"selector": map[string]any{"istio": "ingressgateway"},
+			"servers":  servers,
+		}))
+	}
+	for _, h := range hosts {
+		warnCORSPerRoute(h, "istio", out)
+		gw := ns + "/" + ingressGateway
+		if !h.owned {
+			gw = h.owner + "/" + ingressGateway
+		}
+		var routes []any
+		for _, r := range h.routes {
+			if r.Redirect != nil && r.Redirect.Prefix != "" {
+				return in.fail("ingress "+h.host+r.path+": redirect.prefix", "istio replaces the whole path on a redirect, so the matched prefix cannot be swapped; use redirect.path, or the contour or gateway-api provider")
+			}
+			for _, route := range istioIngressRoutes(in, r) {
+				if h.cors != nil && r.Redirect == nil {
+					cp := corsFields(h.cors, "allowOrigins", func(o string) any { return map[string]any{"exact": o} })
+					if h.cors.MaxAge != nil {
+						cp["maxAge"] = h.cors.MaxAge.Text
+					}
+					route.(map[string]any)["corsPolicy"] = cp
+				}
+				routes = append(routes, route)
+			}
+		}
+		out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{
+			"gateways": []any{gw},
+			"hosts":    []any{h.host},
+			"http":     routes,
+		}))
+	}
+	externals := externalUpstreams(hosts)
+	for _, host := range slices.Sorted(maps.Keys(externals)) {
+		e := externals[host]
+		protocol := "HTTP"
+		if e.TLS {
+			protocol = "TLS"
+		}
+		out.add(newObject("networking.istio.io/v1", "ServiceEntry", ns, "ext-"+slug(host), map[string]any{
+			"hosts":      []any{host},
+			"location":   "MESH_EXTERNAL",
+			"resolution": "DNS",
+			"ports":      []any{map[string]any{"number": int64(e.Port), "name": strings.ToLower(protocol), "protocol": protocol}},
+		}))
+		if e.TLS {
+			out.add(newObject("networking.istio.io/v1", "DestinationRule", ns, "ext-"+slug(host), map[string]any{
+				"host":          host,
+				"trafficPolicy": map[string]any{"tls": map[string]any{"mode": "SIMPLE", "sni": host}},
+			}))
+		}
+	}
+	return nil
+}
+
+// istioIngressRoutes renders a route for an Istio gateway. Istio's uri rewrite replaces the
+// characters a prefix match matched, so a prefix rewrite of /shop would turn /shop/cart into
+// //cart (rewrite /) or /apicart (rewrite /api): such a route becomes two, the path itself
+// (rewritten to the new prefix) and everything under it (to the new prefix and a slash).
+func istioIngressRoutes(in *compileInput, r ingressRoute) []any {
+	p := rewritePrefix(r)
+	if p == "" || r.path == "/" {
+		return []any{istioIngressRoute(in, r, map[string]any{"prefix": r.path}, p)}
+	}
+	base := strings.TrimSuffix(r.path, "/")
+	return []any{
+		istioIngressRoute(in, r, map[string]any{"exact": base}, p),
+		istioIngressRoute(in, r, map[string]any{"prefix": base + "/"}, strings.TrimSuffix(p, "/")+"/"),
+	}
+}
+
+func istioIngressRoute(in *compileInput, r ingressRoute, uri map[string]any, rewriteURI string) map[string]any {
+	match := map[string]any{"uri": uri}
+	if len(r.Headers) > 0 {
+		hs := map[string]any{}
+		for k, v := range r.Headers {
+			hs[strings.ToLower(k)] = map[string]any{"exact": v}
+		}
+		match["headers"] = hs
+	}
+	route := map[string]any{"match": []any{match}}
+	if r.Redirect != nil {
+		route["redirect"] = redirect(r.Redirect, "redirectCode", "authority", "uri", func(p string) any { return p })
+		return route
+	}
+	var dests []any
+	for _, b := range r.Backends {
+		dest := map[string]any{"port": map[string]any{"number": backendPort(in, b)}}
+		if b.External != nil {
+			dest["host"] = b.External.Host
+		} else {
+			dest["host"] = host(b.Service, in.design.Namespace)
+			if b.Version != "" {
+				dest["subset"] = b.Version
+			}
+		}
+		dests = append(dests, map[string]any{"destination": dest, "weight": int64(b.Weight)})
+	}
+	route["route"] = dests
+	rewrite := map[string]any{}
+	if host := upstreamHost(r); host != "" {
+		rewrite["authority"] = host
+	}
+	if rewriteURI != "" {
+		rewrite["uri"] = rewriteURI
+	}
+	if len(rewrite) > 0 {
+		route["rewrite"] = rewrite
+	}
+	if r.Timeout != nil {
+		route["timeout"] = r.Timeout.Text
+	}
+	if r.Retries != nil {
+		rr := map[string]any{"attempts": int64(r.Retries.Attempts)}
+		if r.Retries.PerTryTimeout != nil {
+			rr["perTryTimeout"] = r.Retries.PerTryTimeout.Text
+		}
+		if len(r.Retries.On) > 0 {
+			rr["retryOn"] = strings.Join(r.Retries.On, ",")
+		}
+		route["retries"] = rr
+	}
+	headers := map[string]any{}
+	if r.RequestHeaders != nil {
+		headers["request"] = istioHeaderOps(r.RequestHeaders)
+	}
+	if r.ResponseHeaders != nil {
+		headers["response"] = istioHeaderOps(r.ResponseHeaders)
+	}
+	if len(headers) > 0 {
+		route["headers"] = headers
+	}
+	return route
+}
+
+func istioHeaderOps(h *schema.HeaderPolicy) map[string]any {
+	m := map[string]any{}
+	if len(h.Set) > 0 {
+		set := map[string]any{}
+		for k, v := range h.Set {
+			set[k] = v
+		}
+		m["set"] = set
+	}
+	if len(h.Remove) > 0 {
+		m["remove"] = stringsAny(h.Remove)
+	}
+	return m
+}
