@@ -14,6 +14,11 @@ export MESHCD_TESTBIN := $(TESTBIN)
 KUBE_VERSION := $(shell grep -oE 'k8s.io/kubernetes v[0-9.]+' hack/testbin/kube-apiserver/go.mod | cut -d' ' -f2)
 ETCD_VERSION := $(shell grep -oE 'etcd/server/v3 v[0-9.]+' hack/testbin/etcd/go.mod | cut -d' ' -f2)
 GITEA_VERSION := $(shell sed -n 's/^version=//p' hack/testbin/gitea/build.sh)
+# Contour at the version whose CRDs the test clusters install (hack/crds.sh); istioctl from the
+# istio.io/istio module whose charts examples/istio ships (hack/istio-charts.sh).
+CONTOUR_VERSION := $(shell sed -n 's/^CONTOUR=github.com\/projectcontour\/contour@//p' hack/crds.sh)
+ISTIO_MODULE_VERSION := $(shell sed -n 's/^version=//p' hack/istio-charts.sh)
+ISTIOCTL_VERSION := $(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))
 STATICCHECK_VERSION := v0.8.2
 HELM_VERSION := $(shell go list -m -f '{{.Version}}' helm.sh/helm/v3)
 export MESHCD_HELM := $(TOOLS)/helm-$(HELM_VERSION)
@@ -30,10 +35,24 @@ all: build
 build: ## the meshcd binary in bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/meshcd ./cmd/meshcd
 
-testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) $(TESTBIN)/gitea-$(GITEA_VERSION) ## real etcd, kube-apiserver and Gitea for tests
+testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) $(TESTBIN)/gitea-$(GITEA_VERSION) $(TESTBIN)/contour-$(CONTOUR_VERSION) $(TESTBIN)/istioctl-$(ISTIOCTL_VERSION) ## real etcd, kube-apiserver, Gitea, Contour and istioctl for tests
 	ln -sfn kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/kube-apiserver
 	ln -sfn etcd-$(ETCD_VERSION) $(TESTBIN)/etcd
 	ln -sfn gitea-$(GITEA_VERSION) $(TESTBIN)/gitea
+	ln -sfn contour-$(CONTOUR_VERSION) $(TESTBIN)/contour
+	ln -sfn istioctl-$(ISTIOCTL_VERSION) $(TESTBIN)/istioctl
+
+$(TESTBIN)/contour-$(CONTOUR_VERSION):
+	@mkdir -p $(TESTBIN)
+	@echo "building contour $(CONTOUR_VERSION), the ingress controller the edge tests run (5-13 minutes the first time)"
+	rm -rf $@.d && GOBIN=$@.d $(GO) install -trimpath -ldflags '-s -w' github.com/projectcontour/contour/cmd/contour@$(CONTOUR_VERSION)
+	mv $@.d/contour $@ && rmdir $@.d
+
+$(TESTBIN)/istioctl-$(ISTIOCTL_VERSION):
+	@mkdir -p $(TESTBIN)
+	@echo "building istioctl ($(ISTIO_MODULE_VERSION)), whose analyzers check every Istio render (5-11 minutes the first time)"
+	rm -rf $@.d && GOBIN=$@.d $(GO) install -trimpath -ldflags '-s -w' istio.io/istio/istioctl/cmd/istioctl@$(ISTIO_MODULE_VERSION)
+	mv $@.d/istioctl $@ && rmdir $@.d
 
 $(TESTBIN)/kube-apiserver-$(KUBE_VERSION):
 	@mkdir -p $(TESTBIN)

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -16,6 +17,9 @@ const ingressGateway = "ingress"
 // what it sends where.
 type ingressRoute struct {
 	path string
+	// src is where the design says it, for errors: ingress.hosts.<host>.routes[i] or
+	// ingress.claims[i].routes[j].
+	src string
 	schema.IngressRoute
 }
 
@@ -36,15 +40,15 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
 		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, delegate: vh.Delegate}
-		for _, r := range vh.Routes {
-			h.routes = append(h.routes, ingressRoute{path: r.Prefix, IngressRoute: r})
+		for i, r := range vh.Routes {
+			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), IngressRoute: r})
 		}
 		out = append(out, h)
 	}
-	for _, c := range in.Claims {
+	for ci, c := range in.Claims {
 		h := ingressHost{host: c.Host, owner: c.Owner}
-		for _, r := range c.Routes {
-			h.routes = append(h.routes, ingressRoute{path: joinPrefix(c.Prefix, r.Prefix), IngressRoute: r})
+		for i, r := range c.Routes {
+			h.routes = append(h.routes, ingressRoute{path: joinPrefix(c.Prefix, r.Prefix), src: fmt.Sprintf("ingress.claims[%d].routes[%d]", ci, i), IngressRoute: r})
 		}
 		out = append(out, h)
 	}

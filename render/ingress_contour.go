@@ -11,6 +11,15 @@ import (
 // (with its includes for delegated prefixes) and a child proxy per claim.
 func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, out *output) error {
 	ns := in.design.Namespace
+	if !in.cluster.Contour.ExternalNameServices {
+		for _, h := range hosts {
+			for _, r := range h.routes {
+				if host := externalHost(r); host != "" {
+					return in.fail(r.src+".backends", "the upstream %s outside the cluster needs Contour's enableExternalNameService, which is off unless the cluster says contour: {externalNameServices: true}; without it Contour marks the HTTPProxy invalid", host)
+				}
+			}
+		}
+	}
 	for _, h := range hosts {
 		spec := map[string]any{}
 		if h.owned {

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -44,7 +45,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		listeners = append(listeners, l)
 		if h.tls != nil {
 			if h.tls.MinVersion != "" {
-				return in.fail("ingress.hosts."+h.host+".tls.minVersion", "gateway-api has no standard minimum TLS version, so clients with older TLS would be let in; remove minVersion for this cluster or use the contour or istio provider")
+				return in.fail(fmt.Sprintf("ingress.hosts.%q.tls.minVersion", h.host), "gateway-api has no standard minimum TLS version, so clients with older TLS would be let in; remove minVersion for this cluster or use the contour or istio provider")
 			}
 			// Plain HTTP to the host gets a redirect to https, as Contour does on its own.
 			listeners = append(listeners, map[string]any{"name": slug(h.host) + "-http", "hostname": h.host, "port": int64(80), "protocol": "HTTP",
@@ -96,7 +97,11 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		if !externals[host].TLS {
 			continue
 		}
-		out.add(newObject("gateway.networking.k8s.io/v1", "BackendTLSPolicy", ns, "ext-"+slug(host), map[string]any{
+		version, err := backendTLSPolicyVersion(in, hosts, host)
+		if err != nil {
+			return err
+		}
+		out.add(newObject(version, "BackendTLSPolicy", ns, "ext-"+slug(host), map[string]any{
 			"targetRefs": []any{map[string]any{"group": "", "kind": "Service", "name": "ext-" + slug(host)}},
 			"validation": map[string]any{"hostname": host, "wellKnownCACertificates": "System"},
 		}))
@@ -175,4 +180,26 @@ func headerModifier(h *schema.HeaderPolicy) map[string]any {
 		m["remove"] = stringsAny(h.Remove)
 	}
 	return m
+}
+
+// backendTLSPolicyVersion picks the BackendTLSPolicy version the cluster's Gateway API reads:
+// v1 from v1.4 (standard), v1alpha3 in v1.2 and v1.3's experimental channel. Where there is
+// none, upstream TLS cannot be said, and sending plain HTTP to a TLS port instead is refused.
+func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream string) (string, error) {
+	g := in.cluster.GatewayAPI
+	switch m := g.Minor(); {
+	case m >= 4:
+		return "gateway.networking.k8s.io/v1", nil
+	case m >= 2 && g.Experimental():
+		return "gateway.networking.k8s.io/v1alpha3", nil
+	}
+	src := "ingress"
+	for _, h := range hosts {
+		for _, r := range h.routes {
+			if externalHost(r) == upstream {
+				src = r.src + ".backends"
+			}
+		}
+	}
+	return "", in.fail(src, "upstream TLS to %s needs a BackendTLSPolicy, which %s does not have (v1.4 standard, or v1.2 and v1.3 experimental, do); without it the gateway would send plain HTTP to port 443", upstream, in.cluster.GatewayAPI)
 }

@@ -339,7 +339,7 @@ func TestMinimumTLSVersion(t *testing.T) {
 	c := d.TargetClusters(fleet)[0]
 	c.Ingress = "gateway-api"
 	_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
-	if err == nil || !strings.Contains(err.Error(), "ingress.hosts.www.example.com.tls.minVersion") {
+	if err == nil || !strings.Contains(err.Error(), `ingress.hosts."www.example.com".tls.minVersion`) {
 		t.Errorf("gateway-api with minVersion: %v, want an error naming the field", err)
 	}
 }

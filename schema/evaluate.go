@@ -287,7 +287,7 @@ func loadDesign(designSchema cue.Value, name string, files []compiled, verr *Val
 		addCUEErrors(verr, err, files[0].file.path, user, nil)
 		return d, nil, false
 	}
-	d.Name, d.Dir, d.Value = name, "designs/"+name, v
+	d.Name, d.Dir, d.Value, d.user = name, "designs/"+name, v, user
 	issues := checkDesign(&d)
 	for _, ri := range issues {
 		verr.Issues = append(verr.Issues, locate(user, files[0].file.path, ri.path, nil, ri.msg))

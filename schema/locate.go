@@ -172,3 +172,26 @@ func article(typ string) string {
 	}
 	return "a " + typ
 }
+
+// Locate places a problem found after loading (a render error, say) at the file, line and
+// column where the design wrote path, a CUE path such as ingress.hosts."a.example".routes[0];
+// as near as it can get when only a prefix of the path was written by the user.
+func (d *Design) Locate(path, msg string) Issue {
+	fallback := d.Dir
+	if len(d.Files) > 0 {
+		fallback = d.Files[0]
+	}
+	p := cue.ParsePath(path)
+	if p.Err() != nil || len(d.user) == 0 {
+		return Issue{File: fallback, Path: path, Message: msg}
+	}
+	var labels []string
+	for _, sel := range p.Selectors() {
+		if sel.Type() == cue.IndexLabel {
+			labels = append(labels, strconv.Itoa(sel.Index()))
+		} else {
+			labels = append(labels, sel.Unquoted())
+		}
+	}
+	return locate(d.user, fallback, labels, nil, msg)
+}

@@ -31,9 +31,47 @@ type Cluster struct {
 	Mesh              Mesh              `json:"mesh"`
 	Ingress           string            `json:"ingress,omitempty"`
 	KubernetesVersion string            `json:"kubernetesVersion,omitempty"`
+	GatewayAPI        GatewayAPI        `json:"gatewayAPI"`
+	Contour           ContourConfig     `json:"contour"`
 	Values            map[string]any    `json:"values"`
 	// File is where the cluster is defined, relative to the repo root.
 	File string `json:"-"`
+}
+
+// GatewayAPI is the Gateway API release and channel a cluster serves and its controllers read.
+type GatewayAPI struct {
+	Version string `json:"version,omitempty"`
+	Channel string `json:"channel,omitempty"`
+}
+
+// DefaultGatewayAPIMinor is the Gateway API release (v1.6) meshcd assumes when a cluster does
+// not say: the one whose CRDs it is tested with.
+const DefaultGatewayAPIMinor = 6
+
+// Minor is the release's minor version (6 for v1.6).
+func (g GatewayAPI) Minor() int {
+	var minor int
+	if _, err := fmt.Sscanf(g.Version, "v1.%d", &minor); err != nil {
+		return DefaultGatewayAPIMinor
+	}
+	return minor
+}
+
+// Experimental reports whether the cluster serves the experimental channel's kinds and fields.
+func (g GatewayAPI) Experimental() bool { return g.Channel == "experimental" }
+
+// String names the release and channel, as a cluster declares them.
+func (g GatewayAPI) String() string {
+	ch := g.Channel
+	if ch == "" {
+		ch = "standard"
+	}
+	return fmt.Sprintf("Gateway API v1.%d (%s channel)", g.Minor(), ch)
+}
+
+// ContourConfig is what a cluster's Contour is configured to accept.
+type ContourConfig struct {
+	ExternalNameServices bool `json:"externalNameServices,omitempty"`
 }
 
 // Design is one design from designs/<name>/: the services, policies, manifests and gates one
@@ -59,6 +97,9 @@ type Design struct {
 	Files []string `json:"-"`
 	// Value is the validated design with the schema's defaults applied, for the renderer.
 	Value cue.Value `json:"-"`
+
+	// user are the design's files' own values, to find where a path was written.
+	user []userValue
 }
 
 // Selector picks clusters by label, like a Kubernetes label selector. An empty selector

@@ -20,6 +20,7 @@ func newApplyCommand() *cobra.Command {
 		prune, wait, force bool
 		dryRun             string
 		output             string
+		timeout            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "apply [DIR]",
@@ -50,6 +51,7 @@ func newApplyCommand() *cobra.Command {
 				opts := reconciler.DefaultSyncOptions()
 				opts.Policy = reconciler.PolicyFor(t.Design.Sync)
 				opts.Prune, opts.DryRun, opts.Wait = prune, dryRun == "server", wait
+				opts.HealthTimeout = timeout
 				if force {
 					opts.Policy.TakeOwnership = true
 				}
@@ -76,9 +78,18 @@ func newApplyCommand() *cobra.Command {
 			}
 			failed := 0
 			for i, res := range results {
-				if res.Error != "" {
+				switch {
+				case res.Error != "":
 					failed++
 					fmt.Fprintf(cmd.ErrOrStderr(), "design %s on cluster %s: %s\n", targets[i].Design.Name, res.Cluster, res.Error)
+				case wait && dryRun != "server" && res.Health.Status != "Current":
+					// Applied, but not serving: a controller rejected an object, or did not
+					// get to it within --timeout.
+					failed++
+					fmt.Fprintf(cmd.ErrOrStderr(), "design %s on cluster %s: %s after waiting:\n", targets[i].Design.Name, res.Cluster, res.Health.Status)
+					for _, o := range res.Health.NotReady {
+						fmt.Fprintf(cmd.ErrOrStderr(), "  %s %s: %s\n", o.Object, o.Status, o.Message)
+					}
 				}
 			}
 			if failed > 0 {
@@ -90,7 +101,8 @@ func newApplyCommand() *cobra.Command {
 	f.register(cmd, true)
 	cmd.Flags().BoolVar(&prune, "prune", false, "delete objects that left a design (when its sync.prune allows)")
 	cmd.Flags().BoolVar(&force, "force-conflicts", false, "take over fields another manager set (as kubectl apply --server-side --force-conflicts); a design's sync.takeOwnership does the same")
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every object is Current (kstatus)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every object is Current: routes and proxies once their controller accepted them, the rest by kstatus; exit 1 if not")
+	cmd.Flags().DurationVar(&timeout, "timeout", reconciler.DefaultSyncOptions().HealthTimeout, "how long --wait waits (a controller's rejection that stands for 5s ends it sooner)")
 	cmd.Flags().StringVar(&dryRun, "dry-run", "none", "none or server: send every write as a server-side dry run")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd

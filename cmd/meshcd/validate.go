@@ -114,7 +114,7 @@ func renderIssues(ctx context.Context, w io.Writer, files fs.FS, fleet *schema.F
 		for _, c := range targets {
 			b, err := render.Render(ctx, d, &c, render.Options{Repo: repo, Worker: renderWorker()})
 			if err != nil {
-				issues = append(issues, renderIssue(d.Dir, c.Name, err))
+				issues = append(issues, renderIssue(d, c.Name, err))
 				continue
 			}
 			for _, warning := range b.Warnings {
@@ -126,17 +126,16 @@ func renderIssues(ctx context.Context, w io.Writer, files fs.FS, fleet *schema.F
 	collisions := render.Collisions(bundles)
 	for _, key := range slices.Sorted(maps.Keys(collisions)) {
 		design, cluster, _ := strings.Cut(key, "/")
-		issues = append(issues, renderIssue(dirs[design], cluster, collisions[key]))
+		issues = append(issues, schema.Issue{File: dirs[design], Message: "cluster " + cluster + ": " + collisions[key].Error()})
 	}
 	return issues
 }
 
-// renderIssue places a render failure on the design's folder, naming the cluster.
-func renderIssue(dir, cluster string, err error) schema.Issue {
+// renderIssue places a render failure where the design says what failed, naming the cluster.
+func renderIssue(d *schema.Design, cluster string, err error) schema.Issue {
 	var rerr *render.Error
-	if errors.As(err, &rerr) {
-		is := schema.Issue{File: dir, Path: rerr.Path, Message: "cluster " + cluster + ": " + rerr.Message}
-		return is
+	if errors.As(err, &rerr) && rerr.Path != "" {
+		return d.Locate(rerr.Path, "cluster "+cluster+": "+rerr.Message)
 	}
-	return schema.Issue{File: dir, Message: "cluster " + cluster + ": " + err.Error()}
+	return schema.Issue{File: d.Dir, Message: "cluster " + cluster + ": " + err.Error()}
 }

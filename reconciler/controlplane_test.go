@@ -1,0 +1,167 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshcd/meshcd/fleet"
+	"github.com/meshcd/meshcd/internal/testenv"
+	"github.com/meshcd/meshcd/render"
+	"github.com/meshcd/meshcd/schema"
+)
+
+// TestContourServesTheEdgeExample applies examples/edge, as rendered for its Contour cluster,
+// to a real apiserver with the real Contour controller watching it: every HTTPProxy is valid
+// (meshcd's health says Current only once Contour has said so), and the Envoy routes and
+// clusters Contour computes, read over xDS, hold what the design says.
+func TestContourServesTheEdgeExample(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	tenv, err := testenv.Start(ctx, testenv.Options{Names: []string{"edge-contour"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tenv.Stop()
+	tc := tenv.Clusters[0]
+	// The certificates are the operator's, never the repo's.
+	must(t, tc.CreateTLSSecret(ctx, "edge", "www-tls", "www.example.com"))
+	must(t, tc.CreateTLSSecret(ctx, "edge", "wildcard-tls", "*.example.com"))
+	contour, err := tc.StartContour(ctx, testenv.ContourOptions{ExternalNameServices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer contour.Close()
+
+	fsys := os.DirFS("../examples/edge")
+	fl, designs, err := schema.Load(ctx, fsys, schema.DefaultLoadOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edge schema.Cluster
+	for _, fc := range fl.Clusters {
+		if fc.Name == "edge-contour" {
+			edge = fc
+		}
+	}
+	c, err := fleet.Connect(edge, tc.Config(), fleet.DefaultClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Live.Stop()
+	// The three designs include one another (the platform's root includes the teams'
+	// proxies), so all are applied before any is judged: the daemon and `meshcd apply` sync them
+	// side by side too.
+	r := New()
+	var bundles []*render.Bundle
+	for i := range designs {
+		d := &designs[i]
+		b, err := render.Render(ctx, d, &edge, render.Options{Revision: "r1", Repo: render.NewRepo(fsys)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := r.Sync(ctx, c, b, options(d)); err != nil || res.Error != "" {
+			t.Fatalf("%s: %v %s", d.Name, err, res.Error)
+		}
+		bundles = append(bundles, b)
+	}
+	for _, b := range bundles {
+		var h Health
+		within(t, 30*time.Second, func() bool {
+			h = Compute(c, b)
+			return h.Status == "Current"
+		}, func() string { return fmt.Sprintf("design %s: %+v\n%s", b.Design, h, contour.Log()) })
+	}
+	routes, err := contour.Routes(ctx)
+	must(t, err)
+	clusters, err := contour.Clusters(ctx)
+	must(t, err)
+
+	// What Envoy is told, route by route, against the design.
+	shop := envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/shop/")
+	wantJSON(t, "shop's weights", shop, "route.weighted_clusters.clusters",
+		`[{"name":"shop/checkout-canary/8080/da39a3ee5e","weight":20},{"name":"shop/checkout-stable/8080/da39a3ee5e","weight":80}]`)
+	wantJSON(t, "shop's rewrite", shop, "route.prefix_rewrite", `"/"`)
+	wantJSON(t, "shop's timeout", shop, "route.timeout", `"5s"`)
+	wantJSON(t, "shop's retries", shop, "route.retry_policy", `{"num_retries":2,"per_try_timeout":"2s","retry_on":"5xx,reset"}`)
+	wantJSON(t, "shop's header", shop, "request_headers_to_add", `[{"append_action":"OVERWRITE_IF_EXISTS_OR_ADD","header":{"key":"X-Team","value":"shop"}}]`)
+	legacy := envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/legacy")
+	wantJSON(t, "legacy's upstream", legacy, "route.cluster", `"edge/ext-legacy-api-example-net/443/a3780dcbb8"`)
+	wantJSON(t, "legacy's Host", legacy, "route.host_rewrite_literal", `"legacy-api.example.net"`)
+	wantJSON(t, "legacy's timeout", legacy, "route.timeout", `"10s"`)
+	var upstream map[string]any
+	for _, cl := range clusters {
+		if cl["name"] == "edge/ext-legacy-api-example-net/443/a3780dcbb8" {
+			upstream = cl
+		}
+	}
+	wantJSON(t, "legacy's upstream TLS", upstream, "transport_socket.name", `"envoy.transport_sockets.tls"`)
+	wantJSON(t, "legacy's SNI", upstream, "transport_socket.typed_config.sni", `"legacy-api.example.net"`)
+	front := envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/")
+	wantJSON(t, "front page", front, "route.cluster", `"edge/frontend/8080/da39a3ee5e"`)
+	wantJSON(t, "front page's HSTS", front, "response_headers_to_add", `[{"append_action":"OVERWRITE_IF_EXISTS_OR_ADD","header":{"key":"Strict-Transport-Security","value":"max-age=31536000"}}]`)
+	wantJSON(t, "search delegated", envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/search/"), "route.cluster", `"search/query/8080/da39a3ee5e"`)
+	// The search team's own host, on the platform's delegated wildcard certificate.
+	wantJSON(t, "search-as-you-type", envoyRoute(t, routes, "https/search.example.com", "search.example.com", "/live"), "route.upgrade_configs", `[{"upgrade_type":"websocket"}]`)
+	// Plain HTTP on a TLS host only redirects.
+	wantJSON(t, "plain HTTP", envoyRoute(t, routes, "ingress_http", "www.example.com", "/shop/"), "redirect", `{"https_redirect":true}`)
+}
+
+// envoyRoute finds the route with this prefix in a virtual host of a route configuration.
+func envoyRoute(t *testing.T, configs []map[string]any, config, vhost, prefix string) map[string]any {
+	t.Helper()
+	for _, rc := range configs {
+		if rc["name"] != config {
+			continue
+		}
+		vhs, _ := rc["virtual_hosts"].([]any)
+		for _, v := range vhs {
+			vh, _ := v.(map[string]any)
+			if vh["name"] != vhost {
+				continue
+			}
+			rs, _ := vh["routes"].([]any)
+			for _, r := range rs {
+				route, _ := r.(map[string]any)
+				if m, _ := route["match"].(map[string]any); m["prefix"] == prefix {
+					return route
+				}
+			}
+		}
+	}
+	t.Fatalf("Envoy has no route %s on %s in %s", prefix, vhost, config)
+	return nil
+}
+
+// wantJSON compares the field at a dotted path with the JSON the design means.
+func wantJSON(t *testing.T, what string, obj map[string]any, path, want string) {
+	t.Helper()
+	var v any = obj
+	for _, k := range strings.Split(path, ".") {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	got, _ := json.Marshal(v)
+	var w any
+	must(t, json.Unmarshal([]byte(want), &w))
+	wantNorm, _ := json.Marshal(w)
+	if string(got) != string(wantNorm) {
+		t.Errorf("%s: Envoy has %s at %s, want %s", what, got, path, wantNorm)
+	}
+}
+
+// within polls cond every 100 ms until it holds, failing with what() after d.
+func within(t *testing.T, d time.Duration, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
