@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 	wantJSON(t, "shop's timeout", shop, "route.timeout", `"5s"`)
 	wantJSON(t, "shop's retries", shop, "route.retry_policy", `{"num_retries":2,"per_try_timeout":"2s","retry_on":"5xx,reset"}`)
 	wantJSON(t, "shop's header", shop, "request_headers_to_add", `[{"append_action":"OVERWRITE_IF_EXISTS_OR_ADD","header":{"key":"X-Team","value":"shop"}}]`)
-	legacy := envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/legacy")
+	legacy := envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/legacy/")
 	wantJSON(t, "legacy's upstream", legacy, "route.cluster", `"edge/ext-legacy-api-example-net/443/a3780dcbb8"`)
 	wantJSON(t, "legacy's Host", legacy, "route.host_rewrite_literal", `"legacy-api.example.net"`)
 	wantJSON(t, "legacy's timeout", legacy, "route.timeout", `"10s"`)
@@ -104,9 +105,28 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 	front := envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/")
 	wantJSON(t, "front page", front, "route.cluster", `"edge/frontend/8080/da39a3ee5e"`)
 	wantJSON(t, "front page's HSTS", front, "response_headers_to_add", `[{"append_action":"OVERWRITE_IF_EXISTS_OR_ADD","header":{"key":"Strict-Transport-Security","value":"max-age=31536000"}}]`)
-	wantJSON(t, "search delegated", envoyRoute(t, routes, "https/www.example.com", "www.example.com", "/search/"), "route.cluster", `"search/query/8080/da39a3ee5e"`)
 	// The search team's own host, on the platform's delegated wildcard certificate.
-	wantJSON(t, "search-as-you-type", envoyRoute(t, routes, "https/search.example.com", "search.example.com", "/live"), "route.upgrade_configs", `[{"upgrade_type":"websocket"}]`)
+	wantJSON(t, "search-as-you-type", envoyRoute(t, routes, "https/search.example.com", "search.example.com", "/live/"), "route.upgrade_configs", `[{"upgrade_type":"websocket"}]`)
+	// One meaning per prefix: a path and everything under it, never a longer word, as Envoy
+	// would match each request against the routes in Contour's order.
+	for _, c := range []struct{ host, path, want string }{
+		{"www.example.com", "/shop", "shop/checkout-canary,shop/checkout-stable /"},
+		{"www.example.com", "/shop/cart", "shop/checkout-canary,shop/checkout-stable /cart"},
+		{"www.example.com", "/shopping", "edge/frontend /shopping"},
+		{"www.example.com", "/search", "search/query /search"},
+		{"www.example.com", "/search/q", "search/query /search/q"},
+		{"www.example.com", "/searching", "edge/frontend /searching"},
+		{"www.example.com", "/legacy", "edge/ext-legacy-api-example-net /legacy"},
+		{"www.example.com", "/legacy/v1", "edge/ext-legacy-api-example-net /legacy/v1"},
+		{"www.example.com", "/legacyx", "edge/frontend /legacyx"},
+		{"www.example.com", "/", "edge/frontend /"},
+		{"search.example.com", "/live", "search/query /live"},
+		{"search.example.com", "/lively", "search/query /lively"},
+	} {
+		if got := envoyReaches(t, routes, "https/"+c.host, c.host, c.path); got != c.want {
+			t.Errorf("%s%s reaches %q, want %q", c.host, c.path, got, c.want)
+		}
+	}
 	// Plain HTTP on a TLS host only redirects.
 	wantJSON(t, "plain HTTP", envoyRoute(t, routes, "ingress_http", "www.example.com", "/shop/"), "redirect", `{"https_redirect":true}`)
 }
@@ -135,6 +155,63 @@ func envoyRoute(t *testing.T, configs []map[string]any, config, vhost, prefix st
 	}
 	t.Fatalf("Envoy has no route %s on %s in %s", prefix, vhost, config)
 	return nil
+}
+
+// envoyReaches matches a request path against a virtual host's routes as Envoy does (the first
+// route that matches, prefixes as strings, regexes whole) and says which Services it reaches
+// and with what path.
+func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path string) string {
+	t.Helper()
+	for _, rc := range configs {
+		if rc["name"] != config {
+			continue
+		}
+		vhs, _ := rc["virtual_hosts"].([]any)
+		for _, v := range vhs {
+			vh, _ := v.(map[string]any)
+			if vh["name"] != vhost {
+				continue
+			}
+			rs, _ := vh["routes"].([]any)
+			for _, r := range rs {
+				route, _ := r.(map[string]any)
+				m, _ := route["match"].(map[string]any)
+				prefix, isPrefix := m["prefix"].(string)
+				exact, isExact := m["path"].(string)
+				re, _ := m["safe_regex"].(map[string]any)
+				switch {
+				case isPrefix && strings.HasPrefix(path, prefix):
+				case isExact && path == exact:
+				case re != nil && regexp.MustCompile("^(?:"+re["regex"].(string)+")$").MatchString(path):
+				default:
+					continue
+				}
+				action, _ := route["route"].(map[string]any)
+				if action == nil {
+					return "no upstream"
+				}
+				upstream := path
+				if rw, ok := action["prefix_rewrite"].(string); ok && isPrefix {
+					upstream = rw + strings.TrimPrefix(path, prefix)
+				}
+				var names []string
+				if c, ok := action["cluster"].(string); ok {
+					names = append(names, c)
+				}
+				if wc, ok := action["weighted_clusters"].(map[string]any); ok {
+					for _, c := range wc["clusters"].([]any) {
+						names = append(names, c.(map[string]any)["name"].(string))
+					}
+				}
+				for i, n := range names {
+					parts := strings.Split(n, "/") // namespace/service/port/hash
+					names[i] = parts[0] + "/" + parts[1]
+				}
+				return strings.Join(names, ",") + " " + upstream
+			}
+		}
+	}
+	return "no route"
 }
 
 // wantJSON compares the field at a dotted path with the JSON the design means.

@@ -126,9 +126,14 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 			routes, _, _ := unstructured.NestedSlice(o.Object, "spec", "routes")
 			for _, r := range routes {
 				rm := r.(map[string]any)
+				// A design's prefix is rendered as the path itself (exact) and everything under
+				// it (a prefix ending in /), both meaning the Ingress's element-wise Prefix.
 				prefix := "/"
 				for _, c := range rm["conditions"].([]any) {
-					if p, ok := c.(map[string]any)["prefix"].(string); ok {
+					cm := c.(map[string]any)
+					if p, ok := cm["prefix"].(string); ok && p != "/" {
+						prefix = strings.TrimSuffix(p, "/")
+					} else if p, ok := cm["exact"].(string); ok {
 						prefix = p
 					}
 				}
@@ -257,7 +262,7 @@ spec:
 		switch fmt.Sprint(rm["conditions"].([]any)[0]) {
 		case "map[prefix:/api]":
 			api = rm
-		case "map[prefix:/old]":
+		case "map[exact:/old]":
 			old = rm
 		}
 	}

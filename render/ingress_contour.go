@@ -2,7 +2,9 @@ package render
 
 import (
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/meshcd/meshcd/schema"
 )
@@ -55,12 +57,12 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 		}
 		var routes []any
 		for _, r := range h.routes {
-			// An included proxy's conditions are relative to the prefix it was included under.
-			p := r.path
-			if !h.owned {
-				p = r.Prefix
+			for _, cond := range contourPaths(h, r) {
+				routes = append(routes, contourRoute(in, cond, r))
 			}
-			routes = append(routes, contourRoute(in, p, r))
+		}
+		if h.owned {
+			routes = append(routes, contourGuards(in, h, out)...)
 		}
 		spec["routes"] = routes
 		out.add(newObject("projectcontour.io/v1", "HTTPProxy", ns, slug(h.host), spec))
@@ -75,8 +77,81 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 	return nil
 }
 
-func contourRoute(in *compileInput, prefix string, r ingressRoute) map[string]any {
-	conds := []any{map[string]any{"prefix": prefix}}
+// contourPaths are the path conditions that give a route's prefix its one meaning on every
+// provider: the path itself and everything under it, never a longer word (/shop matches /shop
+// and /shop/cart, not /shopping). Contour matches a prefix as a string, so a root proxy's route
+// becomes an exact and a slash-ended prefix condition. An included proxy's conditions are
+// appended to the include's prefix, which only a regex can end exactly; Envoy matches it whole.
+// Contour's prefix rewrite needs a prefix condition (which it widens to the string prefix), so
+// a rewritten route keeps one; contourGuards keeps longer words away from it.
+func contourPaths(h ingressHost, r ingressRoute) []map[string]any {
+	p := r.path
+	if !h.owned {
+		p = r.Prefix // relative to the prefix the owner included this proxy under
+	}
+	switch {
+	case rewritePrefix(r) != "":
+		return []map[string]any{{"prefix": p}}
+	case !h.owned && p == "/":
+		// The include's prefix itself, or anything under it; Contour wants a regex to start
+		// with a slash.
+		return []map[string]any{{"regex": "/?|/.*"}}
+	case !h.owned:
+		return []map[string]any{{"regex": regexp.QuoteMeta(strings.TrimSuffix(p, "/")) + "(/.*)?"}}
+	case p == "/":
+		return []map[string]any{{"prefix": "/"}}
+	}
+	base := strings.TrimSuffix(p, "/")
+	return []map[string]any{{"exact": base}, {"prefix": base + "/"}}
+}
+
+// contourGuards are a root proxy's routes for the longer words a string prefix would take:
+// /shopping, under a delegated or rewritten /shop, goes where the host's other routes send it
+// (its / route, or a 404 without one). Contour puts regex routes before prefix routes, so a
+// guard wins over the /shop prefix. Where the host has a route of its own under such a word
+// (/shopping/...), a guard would take that too: then there is none, and a warning says so.
+func contourGuards(in *compileInput, h ingressHost, out *output) []any {
+	var words []string
+	for _, d := range h.delegate {
+		words = append(words, d.Prefix)
+	}
+	var fallback *ingressRoute
+	for i, r := range h.routes {
+		if rewritePrefix(r) != "" {
+			words = append(words, r.path)
+		}
+		if r.path == "/" && len(r.Headers) == 0 {
+			fallback = &h.routes[i]
+		}
+	}
+	var guards []any
+	for _, w := range words {
+		base := strings.TrimSuffix(w, "/")
+		if base == "" {
+			continue
+		}
+		clash := ""
+		for _, r := range h.routes {
+			if strings.HasPrefix(r.path, base) && len(r.path) > len(base) && r.path[len(base)] != '/' {
+				clash = r.path
+			}
+		}
+		if clash != "" {
+			out.warn("ingress %s%s: contour matches it as a string, and the host's own %s keeps meshcd from guarding the longer words: paths such as %sx reach %s", h.host, base, clash, base, base)
+			continue
+		}
+		cond := map[string]any{"regex": regexp.QuoteMeta(base) + "[^/].*"}
+		if fallback != nil {
+			guards = append(guards, contourRoute(in, cond, *fallback))
+		} else {
+			guards = append(guards, map[string]any{"conditions": []any{cond}, "directResponsePolicy": map[string]any{"statusCode": int64(404)}})
+		}
+	}
+	return guards
+}
+
+func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[string]any {
+	conds := []any{path}
 	for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
 		conds = append(conds, map[string]any{"header": map[string]any{"name": k, "exact": r.Headers[k]}})
 	}

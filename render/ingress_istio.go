@@ -102,26 +102,37 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 // (rewritten to the new prefix) and everything under it (to the new prefix and a slash).
 func istioIngressRoutes(in *compileInput, r ingressRoute) []any {
 	p := rewritePrefix(r)
-	if p == "" || r.path == "/" {
-		return []any{istioIngressRoute(in, r, map[string]any{"prefix": r.path}, p)}
+	if r.path == "/" {
+		return []any{istioIngressRoute(in, r, p, map[string]any{"prefix": r.path})}
 	}
+	// Istio matches a prefix as a string: /shop would also take /shopping. The path itself and
+	// everything under a slash give it the meaning it has on every provider.
 	base := strings.TrimSuffix(r.path, "/")
+	exact, under := map[string]any{"exact": base}, map[string]any{"prefix": base + "/"}
+	if p == "" {
+		return []any{istioIngressRoute(in, r, "", exact, under)}
+	}
 	return []any{
-		istioIngressRoute(in, r, map[string]any{"exact": base}, p),
-		istioIngressRoute(in, r, map[string]any{"prefix": base + "/"}, strings.TrimSuffix(p, "/")+"/"),
+		istioIngressRoute(in, r, p, exact),
+		istioIngressRoute(in, r, strings.TrimSuffix(p, "/")+"/", under),
 	}
 }
 
-func istioIngressRoute(in *compileInput, r ingressRoute, uri map[string]any, rewriteURI string) map[string]any {
-	match := map[string]any{"uri": uri}
-	if len(r.Headers) > 0 {
-		hs := map[string]any{}
-		for k, v := range r.Headers {
-			hs[strings.ToLower(k)] = map[string]any{"exact": v}
+// istioIngressRoute renders one HTTP route matching any of the uris.
+func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris ...map[string]any) map[string]any {
+	var matches []any
+	for _, uri := range uris {
+		match := map[string]any{"uri": uri}
+		if len(r.Headers) > 0 {
+			hs := map[string]any{}
+			for k, v := range r.Headers {
+				hs[strings.ToLower(k)] = map[string]any{"exact": v}
+			}
+			match["headers"] = hs
 		}
-		match["headers"] = hs
+		matches = append(matches, match)
 	}
-	route := map[string]any{"match": []any{match}}
+	route := map[string]any{"match": matches}
 	if r.Redirect != nil {
 		route["redirect"] = redirect(r.Redirect, "redirectCode", "authority", "uri", func(p string) any { return p })
 		return route
