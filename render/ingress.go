@@ -9,8 +9,8 @@ import (
 	"github.com/meshcd/meshcd/schema"
 )
 
-// ingressGateway is the name of the Gateway a design that owns hosts renders (gateway-api and
-// istio providers); claims in other namespaces attach to it.
+// ingressGateway is the name of the Istio Gateway a design that owns hosts renders; claims in
+// other namespaces attach to it by namespace/name. Gateway API Gateways are named by gatewayName.
 const ingressGateway = "ingress"
 
 // ingressRoute is one route as a provider renders it: its full path prefix on the host and

@@ -8,6 +8,11 @@ import (
 	"github.com/meshcd/meshcd/schema"
 )
 
+// gatewayName names the Gateway that the design owning hosts in namespace ns renders: unique in
+// the cluster, so a controller given one Gateway by name (Contour's gatewayRef) reads the one
+// meant, and a route's parentRef cannot be mistaken for another namespace's.
+func gatewayName(ns string) string { return "ingress-" + ns }
+
 func gatewayClassName(c *schema.Cluster) string {
 	if s, ok := c.Values["gatewayClassName"].(string); ok && s != "" {
 		return s
@@ -51,7 +56,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 			listeners = append(listeners, map[string]any{"name": slug(h.host) + "-http", "hostname": h.host, "port": int64(80), "protocol": "HTTP",
 				"allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "Same"}}})
 			out.add(newObject("gateway.networking.k8s.io/v1", "HTTPRoute", ns, "ingress-"+slug(h.host)+"-https-redirect", map[string]any{
-				"parentRefs": []any{map[string]any{"name": ingressGateway, "sectionName": slug(h.host) + "-http"}},
+				"parentRefs": []any{map[string]any{"name": gatewayName(ns), "namespace": ns, "sectionName": slug(h.host) + "-http"}},
 				"hostnames":  []any{h.host},
 				"rules": []any{map[string]any{"filters": []any{map[string]any{"type": "RequestRedirect",
 					"requestRedirect": map[string]any{"scheme": "https", "statusCode": int64(301)}}}}},
@@ -59,16 +64,19 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		}
 	}
 	if len(listeners) > 0 {
-		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, ingressGateway, map[string]any{
+		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, gatewayName(ns), map[string]any{
 			"gatewayClassName": gatewayClassName(in.cluster),
 			"listeners":        listeners,
 		}))
 	}
 	for _, h := range hosts {
-		parent := map[string]any{"name": ingressGateway, "sectionName": slug(h.host)}
+		// Always namespaced: a route that leaves the namespace out names a Gateway in its own
+		// namespace, which a controller reports as NoMatchingParent on every other.
+		owner := ns
 		if !h.owned {
-			parent["namespace"] = h.owner
+			owner = h.owner
 		}
+		parent := map[string]any{"name": gatewayName(owner), "namespace": owner, "sectionName": slug(h.host)}
 		var rules []any
 		warnCORSPerRoute(h, "gateway-api", out)
 		for _, r := range h.routes {

@@ -126,7 +126,12 @@ func renderIssues(ctx context.Context, w io.Writer, files fs.FS, fleet *schema.F
 	collisions := render.Collisions(bundles)
 	for _, key := range slices.Sorted(maps.Keys(collisions)) {
 		design, cluster, _ := strings.Cut(key, "/")
-		issues = append(issues, schema.Issue{File: dirs[design], Message: "cluster " + cluster + ": " + collisions[key].Error()})
+		msg := collisions[key].Error()
+		var rerr *render.Error
+		if errors.As(collisions[key], &rerr) {
+			msg = rerr.Message
+		}
+		issues = append(issues, schema.Issue{File: dirs[design], Message: "cluster " + cluster + ": " + msg})
 	}
 	return issues
 }
