@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -14,6 +15,8 @@ import (
 	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/render"
 	"github.com/meshcd/meshcd/schema"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // TestContourServesTheEdgeExample applies examples/edge, as rendered for its Contour cluster,
@@ -134,6 +137,12 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 // envoyRoute finds the route with this prefix in a virtual host of a route configuration.
 func envoyRoute(t *testing.T, configs []map[string]any, config, vhost, prefix string) map[string]any {
 	t.Helper()
+	return envoyRouteBy(t, configs, config, vhost, "prefix", prefix)
+}
+
+// envoyRouteBy finds the route whose match has this field and value.
+func envoyRouteBy(t *testing.T, configs []map[string]any, config, vhost, field, prefix string) map[string]any {
+	t.Helper()
 	for _, rc := range configs {
 		if rc["name"] != config {
 			continue
@@ -147,13 +156,13 @@ func envoyRoute(t *testing.T, configs []map[string]any, config, vhost, prefix st
 			rs, _ := vh["routes"].([]any)
 			for _, r := range rs {
 				route, _ := r.(map[string]any)
-				if m, _ := route["match"].(map[string]any); m["prefix"] == prefix {
+				if m, _ := route["match"].(map[string]any); m[field] == prefix {
 					return route
 				}
 			}
 		}
 	}
-	t.Fatalf("Envoy has no route %s on %s in %s", prefix, vhost, config)
+	t.Fatalf("Envoy has no route %s %s on %s in %s", field, prefix, vhost, config)
 	return nil
 }
 
@@ -178,9 +187,11 @@ func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path st
 				m, _ := route["match"].(map[string]any)
 				prefix, isPrefix := m["prefix"].(string)
 				exact, isExact := m["path"].(string)
+				segment, isSegment := m["path_separated_prefix"].(string)
 				re, _ := m["safe_regex"].(map[string]any)
 				switch {
 				case isPrefix && strings.HasPrefix(path, prefix):
+				case isSegment && (path == segment || strings.HasPrefix(path, segment+"/")):
 				case isExact && path == exact:
 				case re != nil && regexp.MustCompile("^(?:"+re["regex"].(string)+")$").MatchString(path):
 				default:
@@ -193,6 +204,10 @@ func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path st
 				upstream := path
 				if rw, ok := action["prefix_rewrite"].(string); ok && isPrefix {
 					upstream = rw + strings.TrimPrefix(path, prefix)
+				}
+				if rr, ok := action["regex_rewrite"].(map[string]any); ok {
+					pattern := rr["pattern"].(map[string]any)["regex"].(string)
+					upstream = regexp.MustCompile(pattern).ReplaceAllString(path, rr["substitution"].(string))
 				}
 				var names []string
 				if c, ok := action["cluster"].(string); ok {
@@ -240,5 +255,133 @@ func within(t *testing.T, d time.Duration, cond func() bool, what func() string)
 			t.Fatalf("not within %s: %s", d, what())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestContourGatewayAPIServesTheEdgeExample: the same example rendered for its gateway-api
+// cluster, with the real Contour as the Gateway API controller of each owner's Gateway.
+//   - Declared as that Contour is (Gateway API v1.3, experimental channel, no system roots for
+//     upstream TLS), the legacy route is refused at its line: Contour would send it plain HTTP.
+//   - Declared wrongly (system roots), meshcd applies the BackendTLSPolicy and its health says
+//     Contour refused it, rather than Current.
+//   - Every Gateway is Programmed and every ingress route Accepted with its references
+//     resolved, and Envoy routes each path as the design says, one meaning per prefix.
+func TestContourGatewayAPIServesTheEdgeExample(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	tenv, err := testenv.Start(ctx, testenv.Options{Names: []string{"edge-gateway"}, SkipCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tenv.Stop()
+	tc := tenv.Clusters[0]
+	must(t, testenv.InstallCRDsWithGatewayAPI(ctx, tc.Config(), "v1.3.0", "experimental"))
+	must(t, tc.CreateTLSSecret(ctx, "edge", "www-tls", "www.example.com"))
+	must(t, tc.CreateTLSSecret(ctx, "edge", "wildcard-tls", "*.example.com"))
+
+	fsys := os.DirFS("../examples/edge")
+	fl, designs, err := schema.Load(ctx, fsys, schema.DefaultLoadOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edge schema.Cluster
+	for _, fc := range fl.Clusters {
+		if fc.Name == "edge-gateway" {
+			edge = fc
+		}
+	}
+	no := false
+	edge.GatewayAPI = schema.GatewayAPI{Version: "v1.3", Channel: "experimental", WellKnownCACertificates: &no}
+	for i := range designs {
+		if designs[i].Name != "platform" {
+			continue
+		}
+		_, err := render.Render(ctx, &designs[i], &edge, render.Options{Revision: "r1", Repo: render.NewRepo(fsys)})
+		var rerr *render.Error
+		if !errors.As(err, &rerr) || rerr.Path != `ingress.hosts."www.example.com".routes[0].backends` || !strings.Contains(rerr.Message, "plain HTTP") {
+			t.Fatalf("upstream TLS on a controller without system roots: %v, want refused at the legacy route", err)
+		}
+	}
+	edge.GatewayAPI.WellKnownCACertificates = nil
+
+	c, err := fleet.Connect(edge, tc.Config(), fleet.DefaultClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Live.Stop()
+	// The GatewayClass is the operator's, as is the controller behind it.
+	class := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+		"metadata": map[string]any{"name": "meshcd"},
+		"spec":     map[string]any{"controllerName": "projectcontour.io/gateway-controller"},
+	}}
+	m, err := c.Live.Mapping(class.GroupVersionKind())
+	must(t, err)
+	_, err = c.Resource(m, "").Create(ctx, class, metav1.CreateOptions{})
+	must(t, err)
+	var contours []*testenv.Contour
+	for _, gw := range []string{"edge/ingress-edge", "search/ingress-search"} {
+		ct, err := tc.StartContour(ctx, testenv.ContourOptions{ExternalNameServices: true, Gateway: gw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ct.Close()
+		contours = append(contours, ct)
+	}
+
+	r := New()
+	var bundles []*render.Bundle
+	for i := range designs {
+		d := &designs[i]
+		b, err := render.Render(ctx, d, &edge, render.Options{Revision: "r1", Repo: render.NewRepo(fsys)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := r.Sync(ctx, c, b, options(d)); err != nil || res.Error != "" {
+			t.Fatalf("%s: %v %s", d.Name, err, res.Error)
+		}
+		bundles = append(bundles, b)
+	}
+	// The ingress objects; the mesh's own routes wait for Linkerd, which this cluster lacks,
+	// and say so.
+	refused := "gateway.networking.k8s.io/BackendTLSPolicy edge/ext-legacy-api-example-net"
+	for _, b := range bundles {
+		var bad []ObjectStatus
+		within(t, 30*time.Second, func() bool {
+			bad = nil
+			for _, o := range Compute(c, b).NotReady {
+				switch {
+				case o.Object == refused && o.Status == "Failed" && strings.Contains(o.Message, "WellKnownCACertificates is unsupported"):
+				case strings.Contains(o.Object, "/ingress-") || strings.Contains(o.Object, "BackendTLSPolicy"):
+					bad = append(bad, o)
+				case o.Status != "InProgress" || !strings.Contains(o.Message, "no controller"):
+					bad = append(bad, o)
+				}
+			}
+			return len(bad) == 0
+		}, func() string { return fmt.Sprintf("design %s: %+v\n%s", b.Design, bad, contours[0].Log()) })
+	}
+	if h := Compute(c, bundles[0]); h.Status != "Failed" {
+		t.Errorf("platform's health with its upstream TLS refused: %+v, want Failed", h)
+	}
+
+	routes, err := contours[0].Routes(ctx)
+	must(t, err)
+	wantJSON(t, "plain HTTP", envoyRoute(t, routes, "http-80", "www.example.com", "/"), "redirect", `{"scheme_redirect":"https"}`)
+	shop := envoyRouteBy(t, routes, "https-443/www.example.com", "www.example.com", "path_separated_prefix", "/shop")
+	wantJSON(t, "shop's timeout", shop, "route.timeout", `"5s"`)
+	wantJSON(t, "shop's header", shop, "request_headers_to_add", `[{"append_action":"OVERWRITE_IF_EXISTS_OR_ADD","header":{"key":"X-Team","value":"shop"}}]`)
+	for _, c := range []struct{ path, want string }{
+		{"/shop", "shop/checkout-canary,shop/checkout-stable /"},
+		{"/shop/cart", "shop/checkout-canary,shop/checkout-stable /cart"},
+		{"/shopping", "edge/frontend /shopping"},
+		{"/search", "search/query /search"},
+		{"/searching", "edge/frontend /searching"},
+		{"/legacy/v1", "edge/ext-legacy-api-example-net /legacy/v1"},
+		{"/legacyx", "edge/frontend /legacyx"},
+	} {
+		if got := envoyReaches(t, routes, "https-443/www.example.com", "www.example.com", c.path); got != c.want {
+			t.Errorf("www.example.com%s reaches %q, want %q", c.path, got, c.want)
+		}
 	}
 }

@@ -26,6 +26,8 @@ func verdict(obj *unstructured.Unstructured) (st status.Status, msg string, ok b
 		st, msg = routeVerdict(obj)
 	case group == "gateway.networking.k8s.io" && kind == "Gateway":
 		st, msg = gatewayVerdict(obj)
+	case group == "gateway.networking.k8s.io" && strings.HasSuffix(kind, "Policy"):
+		st, msg = policyVerdict(obj)
 	case strings.HasSuffix(group, ".istio.io"):
 		return istioVerdict(obj)
 	default:
@@ -114,6 +116,30 @@ func parentVerdict(obj *unstructured.Unstructured, conds []any) (status.Status, 
 	}
 	if resolved != nil && resolved["status"] != "True" {
 		return status.FailedStatus, conditionText("references not resolved", resolved)
+	}
+	return status.CurrentStatus, ""
+}
+
+// policyVerdict reads a Gateway API policy's status.ancestors: each Gateway whose controller
+// applies the policy says whether it accepted it. A controller that refuses one keeps routing
+// (Contour sends plain HTTP where a BackendTLSPolicy it refused asked for TLS), so a refusal is
+// Failed; a policy no controller has reported on is InProgress.
+func policyVerdict(obj *unstructured.Unstructured) (status.Status, string) {
+	ancestors, _, _ := unstructured.NestedSlice(obj.Object, "status", "ancestors")
+	if len(ancestors) == 0 {
+		return status.InProgressStatus, "no controller has reported on it yet"
+	}
+	for _, a := range ancestors {
+		am, _ := a.(map[string]any)
+		conds, _ := am["conditions"].([]any)
+		ref, _ := am["ancestorRef"].(map[string]any)
+		accepted := findCondition(conds, "Accepted")
+		switch {
+		case accepted == nil || stale(obj, accepted):
+			return status.InProgressStatus, parentName(obj, ref) + ": its controller has not read this generation yet"
+		case accepted["status"] != "True":
+			return status.FailedStatus, parentName(obj, ref) + ": " + conditionText("not accepted", accepted)
+		}
 	}
 	return status.CurrentStatus, ""
 }

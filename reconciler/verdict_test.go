@@ -111,6 +111,20 @@ kind: Gateway
 metadata: {name: ingress, namespace: edge, generation: 1}
 status:
   conditions: [{type: Programmed, status: "False", reason: Pending, observedGeneration: 1}]`, "InProgress", "not programmed yet"},
+		{"backend TLS policy refused", `
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: BackendTLSPolicy
+metadata: {name: ext-legacy, namespace: edge, generation: 1}
+status:
+  ancestors:
+  - ancestorRef: {group: gateway.networking.k8s.io, kind: Gateway, name: ingress-edge, namespace: edge}
+    controllerName: projectcontour.io/gateway-controller
+    conditions:
+    - {type: Accepted, status: "False", observedGeneration: 1, reason: Invalid, message: BackendTLSPolicy.Spec.Validation.WellKnownCACertificates is unsupported.}`, "Failed", "WellKnownCACertificates is unsupported"},
+		{"backend TLS policy nobody reported on", `
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: ext-legacy, namespace: edge, generation: 1}`, "InProgress", "no controller"},
 		{"istio object with a validation error", `
 apiVersion: networking.istio.io/v1
 kind: VirtualService

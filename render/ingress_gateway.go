@@ -78,10 +78,18 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		}
 		parent := map[string]any{"name": gatewayName(owner), "namespace": owner, "sectionName": slug(h.host)}
 		var rules []any
-		warnCORSPerRoute(h, "gateway-api", out)
+		// The CORS filter is standard from Gateway API v1.5. Earlier it is experimental, and
+		// controllers that do not implement it (Contour 1.33) reject the whole route; without
+		// CORS headers browsers refuse cross-origin answers, so leaving it out fails closed.
+		cors := h.cors != nil && in.cluster.GatewayAPI.Minor() >= 5
+		if h.cors != nil && !cors {
+			out.warn("ingress %s: cors: the CORS filter is standard from Gateway API v1.5 and this cluster has %s; not rendered, so browsers refuse cross-origin answers", h.host, in.cluster.GatewayAPI)
+		} else {
+			warnCORSPerRoute(h, "gateway-api", out)
+		}
 		for _, r := range h.routes {
 			rule := gatewayRule(in, r)
-			if h.cors != nil && r.Redirect == nil {
+			if cors && r.Redirect == nil {
 				cors := corsFields(h.cors, "allowOrigins", func(o string) any { return o })
 				if h.cors.MaxAge != nil {
 					cors["maxAge"] = int64(h.cors.MaxAge.Seconds())
@@ -195,12 +203,6 @@ func headerModifier(h *schema.HeaderPolicy) map[string]any {
 // none, upstream TLS cannot be said, and sending plain HTTP to a TLS port instead is refused.
 func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream string) (string, error) {
 	g := in.cluster.GatewayAPI
-	switch m := g.Minor(); {
-	case m >= 4:
-		return "gateway.networking.k8s.io/v1", nil
-	case m >= 2 && g.Experimental():
-		return "gateway.networking.k8s.io/v1alpha3", nil
-	}
 	src := "ingress"
 	for _, h := range hosts {
 		for _, r := range h.routes {
@@ -208,6 +210,15 @@ func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream str
 				src = r.src + ".backends"
 			}
 		}
+	}
+	if !g.SystemRoots() {
+		return "", in.fail(src, "upstream TLS to %s is verified against the system's roots, and the cluster says its Gateway API controller cannot do that (gatewayAPI: wellKnownCACertificates: false); it would send plain HTTP to port 443 instead", upstream)
+	}
+	switch m := g.Minor(); {
+	case m >= 4:
+		return "gateway.networking.k8s.io/v1", nil
+	case m >= 2 && g.Experimental():
+		return "gateway.networking.k8s.io/v1alpha3", nil
 	}
 	return "", in.fail(src, "upstream TLS to %s needs a BackendTLSPolicy, which %s does not have (v1.4 standard, or v1.2 and v1.3 experimental, do); without it the gateway would send plain HTTP to port 443", upstream, in.cluster.GatewayAPI)
 }

@@ -42,6 +42,13 @@ type Cluster struct {
 type GatewayAPI struct {
 	Version string `json:"version,omitempty"`
 	Channel string `json:"channel,omitempty"`
+	// WellKnownCACertificates is nil when the cluster does not say (then true).
+	WellKnownCACertificates *bool `json:"wellKnownCACertificates,omitempty"`
+}
+
+// SystemRoots reports whether the controller verifies upstream TLS against the system's roots.
+func (g GatewayAPI) SystemRoots() bool {
+	return g.WellKnownCACertificates == nil || *g.WellKnownCACertificates
 }
 
 // DefaultGatewayAPIMinor is the Gateway API release (v1.6) meshcd assumes when a cluster does

@@ -5,10 +5,15 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +73,50 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	return applyCRDs(ctx, cfg, crds)
+}
+
+// InstallCRDsWithGatewayAPI is InstallCRDs with another Gateway API release and channel than the
+// pinned one (e.g. v1.3.0 experimental, which the pinned Contour reads), taken from the
+// sigs.k8s.io/gateway-api module at that version. Use it on a cluster started with SkipCRDs.
+func InstallCRDsWithGatewayAPI(ctx context.Context, cfg *rest.Config, version, channel string) error {
+	all, err := CRDs()
+	if err != nil {
+		return err
+	}
+	var crds []*unstructured.Unstructured
+	for _, crd := range all {
+		if g, _, _ := unstructured.NestedString(crd.Object, "spec", "group"); !strings.HasSuffix(g, "gateway.networking.k8s.io") {
+			crds = append(crds, crd)
+		}
+	}
+	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/gateway-api@"+version).Output()
+	if err != nil {
+		return fmt.Errorf("downloading sigs.k8s.io/gateway-api@%s: %w", version, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(mod.Dir, "config", "crd", channel, "gateway.networking.k8s.io_*.yaml"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no Gateway API %s %s CRDs in %s", version, channel, mod.Dir)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		crds = append(crds, obj)
+	}
+	return applyCRDs(ctx, cfg, crds)
+}
+
+func applyCRDs(ctx context.Context, cfg *rest.Config, crds []*unstructured.Unstructured) error {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
