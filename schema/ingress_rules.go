@@ -9,6 +9,33 @@ import (
 	"strings"
 )
 
+// pathRE is what Gateway API's HTTPRoute schema allows in a path (RFC 3986's path characters),
+// which every provider can match: no query, fragment, space or unescaped percent.
+var pathRE = regexp.MustCompile(`^/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$`)
+
+// checkPrefix refuses a path prefix that does not start with / or has characters a provider
+// refuses.
+func checkPrefix(prefix string, p fieldPath) []ruleIssue {
+	switch {
+	case !strings.HasPrefix(prefix, "/"):
+		return []ruleIssue{{p, fmt.Sprintf("prefix %q must start with /", prefix)}}
+	case !pathRE.MatchString(prefix):
+		return []ruleIssue{{p, fmt.Sprintf("prefix %q has characters a path cannot match (a query, fragment, space or bare %%); Gateway API refuses it and Contour and Istio would never match it", prefix)}}
+	case strings.Contains(prefix, "//"):
+		return []ruleIssue{{p, fmt.Sprintf("prefix %q has an empty segment (//), which clients' paths are normalised out of", prefix)}}
+	}
+	return nil
+}
+
+// routeKey identifies what a route matches: its path and its header conditions.
+func routeKey(path string, headers map[string]string) string {
+	k := path
+	for _, h := range slices.Sorted(maps.Keys(headers)) {
+		k += "\x00" + strings.ToLower(h) + "=" + headers[h]
+	}
+	return k
+}
+
 // originRE is a browser origin: scheme, host and maybe a port, nothing after it.
 var originRE = regexp.MustCompile(`^https?://(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$`)
 
@@ -35,8 +62,20 @@ func checkIngress(d *Design) []ruleIssue {
 		vh := in.Hosts[host]
 		hp := fieldPath{"ingress", "hosts", host}
 		out = append(out, checkFQDN(host, hp)...)
+		routeAt := map[string]int{}
 		for i, r := range vh.Routes {
-			out = append(out, checkIngressRoute(d, r, hp.child("routes", strconv.Itoa(i)))...)
+			rp := hp.child("routes", strconv.Itoa(i))
+			out = append(out, checkIngressRoute(d, r, rp)...)
+			if j, dup := routeAt[routeKey(r.Prefix, r.Headers)]; dup {
+				add(rp.child("prefix"), "routes[%d] already matches %s with the same headers; providers keep different ones of the two", j, r.Prefix)
+			} else {
+				routeAt[routeKey(r.Prefix, r.Headers)] = i
+			}
+			for j, del := range vh.Delegate {
+				if underPrefix(r.Prefix, del.Prefix) {
+					add(rp.child("prefix"), "%s is delegated to namespace %s (delegate[%d]): this route and that team's would compete for it, and each provider picks differently; route it there or delegate a narrower prefix", r.Prefix, del.Namespace, j)
+				}
+			}
 		}
 		if c := vh.CORS; c != nil {
 			cp := hp.child("cors")
@@ -58,9 +97,7 @@ func checkIngress(d *Design) []ruleIssue {
 		seen := map[string]bool{}
 		for i, del := range vh.Delegate {
 			dp := hp.child("delegate", strconv.Itoa(i))
-			if !strings.HasPrefix(del.Prefix, "/") {
-				add(dp.child("prefix"), "prefix %q must start with /", del.Prefix)
-			}
+			out = append(out, checkPrefix(del.Prefix, dp.child("prefix"))...)
 			if seen[del.Prefix] {
 				add(dp.child("prefix"), "prefix %q is delegated twice", del.Prefix)
 			}
@@ -73,11 +110,16 @@ func checkIngress(d *Design) []ruleIssue {
 	for i, c := range in.Claims {
 		cp := fieldPath{"ingress", "claims", strconv.Itoa(i)}
 		out = append(out, checkFQDN(c.Host, cp.child("host"))...)
-		if !strings.HasPrefix(c.Prefix, "/") {
-			add(cp.child("prefix"), "prefix %q must start with /", c.Prefix)
-		}
+		out = append(out, checkPrefix(c.Prefix, cp.child("prefix"))...)
+		routeAt := map[string]int{}
 		for j, r := range c.Routes {
-			out = append(out, checkIngressRoute(d, r, cp.child("routes", strconv.Itoa(j)))...)
+			rp := cp.child("routes", strconv.Itoa(j))
+			out = append(out, checkIngressRoute(d, r, rp)...)
+			if k, dup := routeAt[routeKey(r.Prefix, r.Headers)]; dup {
+				add(rp.child("prefix"), "routes[%d] already matches %s with the same headers; providers keep different ones of the two", k, r.Prefix)
+			} else {
+				routeAt[routeKey(r.Prefix, r.Headers)] = j
+			}
 		}
 	}
 	for i, t := range in.TLSDelegations {
@@ -93,8 +135,29 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	add := func(p fieldPath, format string, args ...any) {
 		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
 	}
-	if !strings.HasPrefix(r.Prefix, "/") {
-		add(p.child("prefix"), "prefix %q must start with /", r.Prefix)
+	out = append(out, checkPrefix(r.Prefix, p.child("prefix"))...)
+	if r.Timeout != nil && r.Timeout.Seconds() == 0 {
+		add(p.child("timeout"), "a timeout of 0s means no timeout to Istio and Gateway API but is refused or the default elsewhere; leave timeout out for the provider's default, or give a positive duration")
+	}
+	for _, hp := range []struct {
+		name string
+		h    *HeaderPolicy
+	}{{"requestHeaders", r.RequestHeaders}, {"responseHeaders", r.ResponseHeaders}} {
+		seen := map[string]string{}
+		for _, k := range slices.Sorted(maps.Keys(hp.h.set())) {
+			if prev, ok := seen[strings.ToLower(k)]; ok {
+				add(p.child(hp.name, "set", k), "header names are case-insensitive: %s and %s are one header set twice", prev, k)
+			}
+			seen[strings.ToLower(k)] = k
+			if hp.name == "requestHeaders" && strings.EqualFold(k, "host") {
+				for _, b := range r.Backends {
+					if b.External != nil {
+						add(p.child(hp.name, "set", k), "a route to the external upstream %s already sends Host: %s; it cannot send another", b.External.Host, b.External.Host)
+						break
+					}
+				}
+			}
+		}
 	}
 	switch {
 	case r.Redirect != nil && len(r.Backends) > 0:
@@ -226,6 +289,12 @@ func checkIngressAcross(designs []Design) []designIssue {
 			}
 		}
 		for _, host := range slices.Sorted(maps.Keys(d.Ingress.Hosts)) {
+			for k, del := range d.Ingress.Hosts[host].Delegate {
+				if !claimedUnder(designs, host, del) {
+					out = append(out, designIssue{i, ruleIssue{fieldPath{"ingress", "hosts", host, "delegate", strconv.Itoa(k), "namespace"},
+						fmt.Sprintf("no design in namespace %s claims %s on %s: Contour marks the whole host invalid for an include it cannot find, and Gateway API routes nothing there", del.Namespace, del.Prefix, host)}})
+				}
+			}
 			tls := d.Ingress.Hosts[host].TLS
 			if tls == nil || tls.Namespace == "" || tls.Namespace == d.Namespace {
 				continue
@@ -237,6 +306,22 @@ func checkIngressAcross(designs []Design) []designIssue {
 		}
 	}
 	return out
+}
+
+// claimedUnder reports whether a design in the delegated namespace claims the prefix, or a
+// path under it, on the host.
+func claimedUnder(designs []Design, host string, del Delegation) bool {
+	for _, d := range designs {
+		if d.Namespace != del.Namespace || d.Ingress == nil {
+			continue
+		}
+		for _, c := range d.Ingress.Claims {
+			if c.Host == host && underPrefix(c.Prefix, del.Prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func tlsDelegated(designs []Design, ns, secret, to string) bool {
