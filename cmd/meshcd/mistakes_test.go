@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/meshcd/meshcd/internal/testenv"
+)
+
+// edgeMistakes are realistic edits of examples/edge, each a mistake someone makes in an edge
+// design. refused names where `meshcd validate` must put it (file:line:col, then the field)
+// and what it must say; an empty refused means meshcd accepts the edit, and then Contour must
+// too (every HTTPProxy valid, checked by apply --wait).
+var edgeMistakes = []struct {
+	name, file, old, new string
+	refused, says        string
+}{
+	{"a route twice", "designs/platform/design.cue", `{prefix: "/", backends: [{service: "frontend"}]`,
+		`{prefix: "/legacy", backends: [{service: "frontend"}]}, {prefix: "/", backends: [{service: "frontend"}]`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].prefix`, "already matches /legacy"},
+	{"the owner routes under a delegated prefix", "designs/platform/design.cue", `{prefix: "/", backends: [{service: "frontend"}]`,
+		`{prefix: "/shop/cart", backends: [{service: "frontend"}]}, {prefix: "/", backends: [{service: "frontend"}]`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].prefix`, "delegated to namespace shop"},
+	{"the whole host delegated", "designs/platform/design.cue", `{prefix: "/shop", namespace: "shop"}`, `{prefix: "/", namespace: "shop"}`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[0\].prefix`, "would compete"},
+	{"a delegation nobody claims", "designs/platform/design.cue", `{prefix: "/search", namespace: "search"},`,
+		`{prefix: "/search", namespace: "search"}, {prefix: "/blog", namespace: "blog"},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".delegate\[2\].namespace`, "no design in namespace blog claims /blog"},
+	{"a claim without a delegation", "designs/platform/design.cue", `{prefix: "/shop", namespace: "shop"},`, ``,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].prefix`, "not delegated to namespace shop"},
+	{"a claim on the wrong owner", "designs/shop/design.cue", `owner:  "edge"`, `owner:  "search"`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].owner`, "no design in namespace search owns host www.example.com"},
+	{"two teams claim one prefix", "designs/search/design.cue", `prefix: "/search"`, `prefix: "/shop"`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].prefix`, "already claimed by design search"},
+	{"a Host header beside an external upstream", "designs/platform/design.cue", `timeout: "10s"}`, `timeout: "10s", requestHeaders: set: Host: "other.example.net"}`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[0\].requestHeaders.set.Host`, "already sends Host: legacy-api.example.net"},
+	{"one header set twice", "designs/shop/design.cue", `requestHeaders: set: "x-team": "shop"`, `requestHeaders: set: {"x-team": "shop", "X-Team": "cart"}`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].requestHeaders.set.x-team`, "case-insensitive"},
+	{"timeout 0s", "designs/shop/design.cue", `timeout: "5s"`, `timeout: "0s"`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].timeout`, "means no timeout to Istio"},
+	{"a query in a prefix", "designs/shop/design.cue", `prefix: "/shop"`, `prefix: "/shop?x"`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].prefix`, "characters a path cannot match"},
+	{"a prefix without its slash", "designs/search/design.cue", `{prefix: "/live"`, `{prefix: "live"`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].prefix`, "must start with /"},
+	{"weights that do not add up", "designs/shop/design.cue", `version: "canary", weight: 20`, `version: "canary", weight: 30`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].backends`, "weights sum to 110"},
+	{"a version the service lacks", "designs/shop/design.cue", `version: "canary", weight: 20`, `version: "beta", weight: 20`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].backends\[1\].version`, `version "beta" is not declared`},
+	{"a certificate nobody delegated", "designs/platform/design.cue", `tlsDelegations: [{secret: "wildcard-tls", to: ["search"]}]`, ``,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".tls`, "no design there delegates it"},
+	{"credentials for any origin", "designs/platform/design.cue", `allowOrigins: ["https://app.example.com"]`, `allowOrigins: ["*"]`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".cors.allowOrigins\[0\]`, "browsers refuse credentials"},
+	{"a redirect with backends", "designs/platform/design.cue", `{prefix: "/", backends:`, `{prefix: "/", redirect: {scheme: "https"}, backends:`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\]`, "either redirects or has backends"},
+	{"an external upstream where Contour may not reach one", "clusters/edge.cue", `contour: externalNameServices: true`, ``,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[0\].backends`, "enableExternalNameService"},
+	// Accepted: Contour accepts them too, and routes them as the design says.
+	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
+	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},
+				{service: "checkout", version: "canary", weight: 20},`, `{service: "checkout", version: "stable", weight: 50},
+				{service: "checkout", version: "canary", weight: 50},`, "", ""},
+	{"a second delegated team route", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
+		`routes: [{prefix: "/suggest", backends: [{service: "query"}], timeout: "1s"}, {prefix: "/", backends: [{service: "query"}]}]`, "", ""},
+}
+
+// TestEdgeMistakes makes each mistake in a copy of examples/edge. Refused ones fail `meshcd
+// validate` at their position; accepted ones are applied to a real apiserver with the real
+// Contour, where apply --wait exits 0 only when Contour marks every HTTPProxy valid.
+func TestEdgeMistakes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var cluster *testenv.Env
+	var kubeconfig string
+	refused := 0
+	for _, m := range edgeMistakes {
+		repo := t.TempDir()
+		if out, err := exec.Command("cp", "-r", "../../examples/edge/.", repo).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		path := filepath.Join(repo, m.file)
+		data, err := os.ReadFile(path)
+		must(t, err)
+		if !bytes.Contains(data, []byte(m.old)) {
+			t.Fatalf("%s: %s has no %q", m.name, m.file, m.old)
+		}
+		must(t, os.WriteFile(path, bytes.Replace(data, []byte(m.old), []byte(m.new), 1), 0o644))
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"validate", repo}, &out, &errOut)
+		if m.refused != "" {
+			refused++
+			re := regexp.MustCompile(`(?m)^` + m.refused + `: .*` + regexp.QuoteMeta(m.says))
+			if code != 1 || !re.MatchString(out.String()) {
+				t.Errorf("%s: validate exit %d, want 1 with a line matching %s\n%s%s", m.name, code, re, out.String(), errOut.String())
+			}
+			continue
+		}
+		if code != 0 {
+			t.Errorf("%s: validate exit %d, want 0\n%s%s", m.name, code, out.String(), errOut.String())
+			continue
+		}
+		if cluster == nil {
+			var contour *testenv.Contour
+			cluster, kubeconfig, contour = contourCluster(ctx, t)
+			defer cluster.Stop()
+			defer contour.Close()
+		}
+		out.Reset()
+		errOut.Reset()
+		code = run(ctx, []string{"apply", repo, "--cluster", "edge-contour", "--prune", "--wait", "--timeout", "60s", "--kubeconfig", kubeconfig}, &out, &errOut)
+		if code != 0 {
+			t.Errorf("%s: meshcd accepts it, but apply --wait on Contour exits %d\n%s%s", m.name, code, out.String(), errOut.String())
+		}
+	}
+	if refused < 15 {
+		t.Errorf("%d mistakes refused; the table should hold at least 15", refused)
+	}
+}
+
+// contourCluster starts one cluster named like the example's Contour cluster, with the
+// operator's certificates and the real Contour configured as the example's cluster says.
+func contourCluster(ctx context.Context, t *testing.T) (*testenv.Env, string, *testenv.Contour) {
+	t.Helper()
+	env, err := testenv.Start(ctx, testenv.Options{Names: []string{"edge-contour"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := env.Clusters[0]
+	must(t, tc.CreateTLSSecret(ctx, "edge", "www-tls", "www.example.com"))
+	must(t, tc.CreateTLSSecret(ctx, "edge", "wildcard-tls", "*.example.com"))
+	contour, err := tc.StartContour(ctx, testenv.ContourOptions{ExternalNameServices: true})
+	if err != nil {
+		env.Stop()
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	must(t, env.WriteKubeconfig(kubeconfig))
+	return env, kubeconfig, contour
+}
