@@ -29,16 +29,18 @@ N ?= 3
 # Debian's chromium drives the web view's browser tests; installing it needs root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test testbin tools chromium lint bench fuzz demo clusters devenv crds istio-charts ui-vendor clean
+.PHONY: all build test testbin controlplanes tools chromium lint bench fuzz demo clusters devenv crds istio-charts ui-vendor clean
 all: build
 
 build: ## the meshcd binary in bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/meshcd ./cmd/meshcd
 
-testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) $(TESTBIN)/gitea-$(GITEA_VERSION) $(TESTBIN)/contour-$(CONTOUR_VERSION) $(TESTBIN)/istioctl-$(ISTIOCTL_VERSION) ## real etcd, kube-apiserver, Gitea, Contour and istioctl for tests
+testbin: $(TESTBIN)/kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/etcd-$(ETCD_VERSION) $(TESTBIN)/gitea-$(GITEA_VERSION) ## real etcd, kube-apiserver and Gitea for tests and the demo
 	ln -sfn kube-apiserver-$(KUBE_VERSION) $(TESTBIN)/kube-apiserver
 	ln -sfn etcd-$(ETCD_VERSION) $(TESTBIN)/etcd
 	ln -sfn gitea-$(GITEA_VERSION) $(TESTBIN)/gitea
+
+controlplanes: $(TESTBIN)/contour-$(CONTOUR_VERSION) $(TESTBIN)/istioctl-$(ISTIOCTL_VERSION) ## the real Contour and istioctl the tests check renders with
 	ln -sfn contour-$(CONTOUR_VERSION) $(TESTBIN)/contour
 	ln -sfn istioctl-$(ISTIOCTL_VERSION) $(TESTBIN)/istioctl
 
@@ -69,7 +71,7 @@ $(TESTBIN)/etcd-$(ETCD_VERSION):
 	@echo "building etcd $(ETCD_VERSION)"
 	cd hack/testbin/etcd && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp . && mv $@.tmp $@
 
-test: testbin tools istio-charts chromium ## the whole test suite, then a check that no test process is left running
+test: testbin controlplanes tools istio-charts chromium ## the whole test suite, then a check that no test process is left running
 	$(GO) vet ./...
 	hack/test.sh
 
