@@ -73,7 +73,8 @@ func contourVerdict(obj *unstructured.Unstructured) (status.Status, string) {
 }
 
 // routeVerdict reads status.parents: every parent the route names must have accepted it with
-// its references resolved, for this generation. A parent with no entry has not read it yet.
+// its references resolved, for this generation. A Gateway with no entry has not read it yet; a
+// Service (a mesh route) with no entry is left to the mesh's report, if it makes one.
 func routeVerdict(obj *unstructured.Unstructured) (status.Status, string) {
 	refs, _, _ := unstructured.NestedSlice(obj.Object, "spec", "parentRefs")
 	parents, _, _ := unstructured.NestedSlice(obj.Object, "status", "parents")
@@ -82,13 +83,21 @@ func routeVerdict(obj *unstructured.Unstructured) (status.Status, string) {
 		ref, _ := r.(map[string]any)
 		name := parentName(obj, ref)
 		var conds []any
+		reported := false
 		for _, p := range parents {
 			pm, _ := p.(map[string]any)
 			got, _ := pm["parentRef"].(map[string]any)
 			if sameParent(obj, ref, got) {
 				conds, _ = pm["conditions"].([]any)
+				reported = true
 				break
 			}
+		}
+		if kind, _ := ref["kind"].(string); kind == "Service" && !reported {
+			// A mesh route (GAMMA): Istio and Linkerd's policy controller report on it, but
+			// a mesh that does not (older Linkerd, Istio without status) never would, and
+			// the route serves all the same. Only a report can fail it.
+			continue
 		}
 		st, msg := parentVerdict(obj, conds)
 		if st == status.CurrentStatus {

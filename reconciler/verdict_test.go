@@ -91,6 +91,22 @@ status:
     conditions:
     - {type: Accepted, status: "True", observedGeneration: 1}
     - {type: ResolvedRefs, status: "False", observedGeneration: 1, reason: BackendNotFound, message: service "shop/checkout" not found}`, "Failed", "references not resolved (BackendNotFound)"},
+		{"mesh route rejected by the mesh", `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: checkout, namespace: shop, generation: 2}
+spec: {parentRefs: [{group: "", kind: Service, name: checkout}]}
+status:
+  parents:
+  - parentRef: {group: "", kind: Service, name: checkout}
+    controllerName: linkerd.io/policy-controller
+    conditions:
+    - {type: Accepted, status: "False", observedGeneration: 2, reason: NoMatchingParent}`, "Failed", "parent Service shop/checkout: not accepted (NoMatchingParent)"},
+		{"mesh route no mesh reported on", `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: checkout, namespace: shop, generation: 1}
+spec: {parentRefs: [{group: "", kind: Service, name: checkout}]}`, "Current", ""},
 		{"gateway programmed", `
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
