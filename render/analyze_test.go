@@ -1,21 +1,16 @@
 package render
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"maps"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/schema"
-	"sigs.k8s.io/yaml"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // explainedIstioWarnings are istioctl analyze warnings meshcd leaves in its Istio renders on
@@ -30,12 +25,10 @@ var explainedIstioWarnings = map[string]bool{}
 // across designs (a claim's route on the owner's Gateway) are checked. No error, and no warning
 // the README does not explain.
 func TestIstioAnalyzersAcceptEveryIstioRender(t *testing.T) {
-	istioctl := testBinary(t, "istioctl")
-	dir := t.TempDir()
-	var files []string
+	analyzed := 0
 	for _, ex := range examples {
 		fleet, designs, fsys := loadExample(t, ex)
-		perCluster := map[string][]byte{}
+		perCluster := map[string][]*unstructured.Unstructured{}
 		for i := range designs {
 			d := &designs[i]
 			clusters := []schema.Cluster{asMesh(t, fleet, d, schema.MeshIstio)}
@@ -56,51 +49,25 @@ func TestIstioAnalyzersAcceptEveryIstioRender(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, o := range b.Objects {
-					data, err := yaml.Marshal(o.Object)
-					if err != nil {
-						t.Fatal(err)
-					}
-					perCluster[c.Name] = append(append(perCluster[c.Name], "---\n"...), data...)
-				}
+				perCluster[c.Name] = append(perCluster[c.Name], b.Objects...)
 			}
 		}
 		for _, name := range slices.Sorted(maps.Keys(perCluster)) {
-			path := filepath.Join(dir, ex+"-"+name+".yaml")
-			if err := os.WriteFile(path, perCluster[name], 0o644); err != nil {
+			msgs, err := testenv.IstioAnalyze(t.Context(), perCluster[name])
+			if err != nil {
 				t.Fatal(err)
 			}
-			files = append(files, path)
-		}
-	}
-	if len(files) < 10 {
-		t.Fatalf("only %d Istio renders; the examples make more", len(files))
-	}
-	for _, f := range files {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-		var out, errOut bytes.Buffer
-		cmd := exec.CommandContext(ctx, istioctl, "analyze", "--use-kube=false", "-A", "-o", "json", "--failure-threshold", "Error", f)
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		runErr := cmd.Run()
-		cancel()
-		var msgs []struct {
-			Code    string `json:"code"`
-			Level   string `json:"level"`
-			Origin  string `json:"origin"`
-			Message string `json:"message"`
-		}
-		if err := json.Unmarshal(out.Bytes(), &msgs); err != nil {
-			t.Fatalf("istioctl analyze %s: %v (%v): %s%s", filepath.Base(f), err, runErr, out.String(), errOut.String())
-		}
-		for _, m := range msgs {
-			if m.Level == "Info" || (m.Level == "Warning" && explainedIstioWarnings[m.Code]) {
-				continue
+			analyzed++
+			for _, m := range msgs {
+				if m.Level == "Info" || (m.Level == "Warning" && explainedIstioWarnings[m.Code]) {
+					continue
+				}
+				t.Errorf("%s on %s: istioctl analyze: %s", ex, name, m)
 			}
-			t.Errorf("%s: istioctl analyze: %s [%s] %s: %s", filepath.Base(f), m.Level, m.Code, m.Origin, m.Message)
 		}
-		if runErr != nil && len(msgs) == 0 {
-			t.Errorf("istioctl analyze %s failed: %v: %s", filepath.Base(f), runErr, errOut.String())
-		}
+	}
+	if analyzed < 10 {
+		t.Fatalf("only %d Istio renders; the examples make more", analyzed)
 	}
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -111,35 +78,25 @@ func TestIstioAnalyzersAcceptEveryIstioRender(t *testing.T) {
 			t.Errorf("warning %s is left in Istio renders, but the README does not explain it", code)
 		}
 	}
-	t.Logf("%d Istio renders analyzed", len(files))
+	t.Logf("%d Istio renders analyzed", analyzed)
 }
 
 // TestIstioAnalyzersCatchWhatTheyShould keeps the check above honest: a VirtualService whose
 // Gateway and subset exist nowhere is an error to the same analyzers.
 func TestIstioAnalyzersCatchWhatTheyShould(t *testing.T) {
-	istioctl := testBinary(t, "istioctl")
-	f := filepath.Join(t.TempDir(), "bad.yaml")
-	bad := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bad, namespace: shop}\n" +
-		"spec: {hosts: [www.example.com], gateways: [edge/ingress], http: [{route: [{destination: {host: checkout.shop.svc.cluster.local, subset: v9}}]}]}\n"
-	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+	bad := newObject("networking.istio.io/v1", "VirtualService", "shop", "bad", map[string]any{
+		"hosts": []any{"www.example.com"}, "gateways": []any{"edge/ingress"},
+		"http": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "checkout.shop.svc.cluster.local", "subset": "v9"}}}}},
+	})
+	msgs, err := testenv.IstioAnalyze(t.Context(), []*unstructured.Unstructured{bad})
+	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.CommandContext(t.Context(), istioctl, "analyze", "--use-kube=false", "-A", f).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "IST0101") {
-		t.Fatalf("istioctl analyze passed a VirtualService with a missing Gateway: %v\n%s", err, out)
+	found := false
+	for _, m := range msgs {
+		found = found || (m.Level == "Error" && m.Code == "IST0101")
 	}
-}
-
-// testBinary finds a binary make testbin built.
-func testBinary(t *testing.T, name string) string {
-	t.Helper()
-	dir := os.Getenv("MESHCD_TESTBIN")
-	if dir == "" {
-		dir = "../bin/testbin"
+	if !found {
+		t.Fatalf("istioctl analyze passed a VirtualService with a missing Gateway: %v", msgs)
 	}
-	bin := filepath.Join(dir, name)
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: run make testbin (make test does): %v", bin, err)
-	}
-	return bin
 }

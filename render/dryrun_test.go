@@ -10,10 +10,12 @@ import (
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
 
@@ -28,17 +30,7 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Stop()
-	cfg := env.Clusters[0].Config()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-
+	apply := dryRunner(t, env.Clusters[0].Config())
 	checked := 0
 	for _, ex := range examples {
 		fleet, designs, files := loadExample(t, ex)
@@ -62,24 +54,7 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, o := range b.Objects {
-					gvk := o.GroupVersionKind()
-					m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-					if err != nil {
-						t.Fatalf("%s/%s/%s: %s: %v", ex, d.Name, mesh, ObjectID(o), err)
-					}
-					ri := dynamic.ResourceInterface(dyn.Resource(m.Resource))
-					if m.Scope.Name() == meta.RESTScopeNameNamespace {
-						ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-					}
-					data, err := o.MarshalJSON()
-					if err != nil {
-						t.Fatal(err)
-					}
-					opts := metav1.PatchOptions{FieldManager: "meshcd-test", DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}
-					if o.GetKind() == "Namespace" {
-						opts.DryRun = nil // namespaced objects can only be dry-run into a namespace that exists
-					}
-					if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts); err != nil {
+					if err := apply(ctx, o); err != nil {
 						t.Errorf("%s/%s on %s: %s rejected: %v", ex, d.Name, mesh, ObjectID(o), err)
 					}
 					checked++
@@ -91,4 +66,82 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		t.Fatalf("only %d objects were checked; the examples should render many more", checked)
 	}
 	t.Logf("%d rendered objects accepted by kube-apiserver", checked)
+}
+
+// dryRunner returns a function that server-side applies one object to the cluster as a dry
+// run with strict field validation (a Namespace for real, so objects in it can be dry-run).
+func dryRunner(t *testing.T, cfg *rest.Config) func(context.Context, *unstructured.Unstructured) error {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return func(ctx context.Context, o *unstructured.Unstructured) error {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return err
+		}
+		ri := dynamic.ResourceInterface(dyn.Resource(m.Resource))
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		data, err := o.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		opts := metav1.PatchOptions{FieldManager: "meshcd-test", DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}
+		if o.GetKind() == "Namespace" {
+			opts.DryRun = nil // namespaced objects can only be dry-run into a namespace that exists
+		}
+		_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts)
+		return err
+	}
+}
+
+// TestExperimentalGatewayAPIRendersAreAccepted renders examples/edge for a gateway-api cluster
+// that declares Gateway API v1.6's experimental channel (retries) and dry-runs every object on
+// a real apiserver serving that channel's CRDs.
+func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, testenv.Options{Clusters: 1, SkipCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	if err := testenv.InstallCRDsWithGatewayAPI(ctx, env.Clusters[0].Config(), "v1.6.0", "experimental"); err != nil {
+		t.Fatal(err)
+	}
+	apply := dryRunner(t, env.Clusters[0].Config())
+	fleet, designs, files := loadExample(t, "edge")
+	retries := 0
+	for i := range designs {
+		c := designs[i].TargetClusters(fleet)[0]
+		c.Ingress = "gateway-api"
+		c.GatewayAPI = schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}
+		b, err := Render(ctx, &designs[i], &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Objects {
+			if err := apply(ctx, o); err != nil {
+				t.Errorf("%s: %s rejected: %v", designs[i].Name, ObjectID(o), err)
+			}
+			rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
+			for _, r := range rules {
+				if _, ok := r.(map[string]any)["retry"]; ok {
+					retries++
+				}
+			}
+		}
+	}
+	if retries == 0 {
+		t.Fatal("no HTTPRoute rule with a retry was rendered")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/meshcd/meshcd/schema"
 )
@@ -97,10 +98,8 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 				filters, _ := rule["filters"].([]any)
 				rule["filters"] = append(filters, map[string]any{"type": "CORS", "cors": cors})
 			}
+			gatewayRetries(in, h, r, rule, out)
 			rules = append(rules, rule)
-			if r.Retries != nil {
-				out.warn("ingress %s%s: gateway-api (standard channel) has no retries; not rendered", h.host, r.path)
-			}
 		}
 		out.add(newObject("gateway.networking.k8s.io/v1", "HTTPRoute", ns, "ingress-"+slug(h.host), map[string]any{
 			"parentRefs": []any{parent},
@@ -221,4 +220,64 @@ func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream str
 		return "gateway.networking.k8s.io/v1alpha3", nil
 	}
 	return "", in.fail(src, "upstream TLS to %s needs a BackendTLSPolicy, which %s does not have (v1.4 standard, or v1.2 and v1.3 experimental, do); without it the gateway would send plain HTTP to port 443", upstream, in.cluster.GatewayAPI)
+}
+
+// retryCodes are the status codes each retry condition stands for in Gateway API's retry
+// (which retries on status codes only): 5xx as every registered 5xx code.
+var retryCodes = map[string][]int64{
+	"5xx":           {500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511},
+	"gateway-error": {502, 503, 504},
+	"retriable-4xx": {409},
+}
+
+// gatewayRetries sets an HTTPRoute rule's retry (experimental from Gateway API v1.2) where the
+// cluster serves the experimental channel, with the per-try timeout as the rule's
+// backendRequest timeout. Conditions that are not status codes (reset, connect-failure, gRPC
+// statuses) are left to the controller's own default, said in a warning; on the standard
+// channel there is no retry at all, also said.
+func gatewayRetries(in *compileInput, h ingressHost, r ingressRoute, rule map[string]any, out *output) {
+	rt := r.Retries
+	if rt == nil || r.Redirect != nil {
+		return
+	}
+	g := in.cluster.GatewayAPI
+	if !g.Experimental() || g.Minor() < 2 {
+		out.warn("ingress %s%s: %s has no retries (the experimental channel has them from v1.2; say gatewayAPI: channel: \"experimental\" if the cluster serves it); not rendered", h.host, r.path, g)
+		return
+	}
+	if rt.Attempts == 0 {
+		return
+	}
+	retry := map[string]any{"attempts": int64(rt.Attempts)}
+	var codes []any
+	seen := map[int64]bool{}
+	var other []string
+	for _, on := range rt.On {
+		cs, ok := retryCodes[on]
+		if !ok {
+			other = append(other, on)
+		}
+		for _, c := range cs {
+			if !seen[c] {
+				seen[c] = true
+				codes = append(codes, c)
+			}
+		}
+	}
+	slices.SortFunc(codes, func(a, b any) int { return int(a.(int64) - b.(int64)) })
+	if len(codes) > 0 {
+		retry["codes"] = codes
+	}
+	if len(other) > 0 {
+		out.warn("ingress %s%s: Gateway API retries on status codes only; %s are left to the controller's default", h.host, r.path, strings.Join(other, ", "))
+	}
+	rule["retry"] = retry
+	if rt.PerTryTimeout != nil {
+		timeouts, _ := rule["timeouts"].(map[string]any)
+		if timeouts == nil {
+			timeouts = map[string]any{}
+		}
+		timeouts["backendRequest"] = rt.PerTryTimeout.Text
+		rule["timeouts"] = timeouts
+	}
 }

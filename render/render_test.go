@@ -388,3 +388,36 @@ func edgeDesign(t *testing.T, name string) (*schema.Fleet, *schema.Design, fs.FS
 	t.Fatalf("examples/edge has no design %s", name)
 	return nil, nil, nil
 }
+
+// TestGatewayRetriesOnTheExperimentalChannel: a route's retries reach an HTTPRoute rule's
+// retry (codes for the status conditions, the per-try timeout as backendRequest) only where
+// the cluster serves Gateway API's experimental channel; conditions that are not status codes,
+// and the standard channel's lack of retries, are warnings.
+func TestGatewayRetriesOnTheExperimentalChannel(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "shop")
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress = "gateway-api"
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := bundleText(b, nil); strings.Contains(text, "retry:") || !strings.Contains(text, "has no retries (the experimental channel has them from v1.2") {
+		t.Errorf("standard channel: want no retry and a warning:\n%s", text)
+	}
+	c.GatewayAPI = schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}
+	b, err = Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bundleText(b, nil)
+	for _, want := range []string{
+		"retry:\n      attempts: 2\n      codes:\n      - 500\n      - 501",
+		"backendRequest: 2s",
+		"request: 5s",
+		"Gateway API retries on status codes only; reset are left to the controller's default",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("experimental channel: no %q in:\n%s", want, text)
+		}
+	}
+}

@@ -107,11 +107,23 @@ func InstallCRDsWithGatewayAPI(ctx context.Context, cfg *rest.Config, version, c
 		if err != nil {
 			return err
 		}
-		obj := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+		dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := dec.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			if obj.GetKind() == "CustomResourceDefinition" { // not the release's admission policies
+				crds = append(crds, obj)
+			}
 		}
-		crds = append(crds, obj)
 	}
 	return applyCRDs(ctx, cfg, crds)
 }
