@@ -31,6 +31,7 @@ type ingressHost struct {
 	owner    string // namespace of the owning design (claims)
 	tls      *schema.TLSRef
 	cors     *schema.CORS
+	limit    *schema.RateLimit
 	delegate []schema.Delegation
 	routes   []ingressRoute
 }
@@ -39,7 +40,7 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	var out []ingressHost
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
-		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, delegate: vh.Delegate}
+		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, delegate: vh.Delegate}
 		for i, r := range vh.Routes {
 			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), IngressRoute: r})
 		}
@@ -267,4 +268,29 @@ func redirect(r *schema.Redirect, statusKey, hostKey, pathKey string, path func(
 		rd[pathKey] = path(r.Path)
 	}
 	return rd
+}
+
+// refuseRateLimits is the error of a provider with no local rate limit: leaving one out would
+// let through traffic the design caps.
+func refuseRateLimits(in *compileInput, hosts []ingressHost, provider, why string) error {
+	for _, h := range hosts {
+		if h.limit != nil {
+			return in.fail(fmt.Sprintf("ingress.hosts.%q.rateLimit", h.host), "%s has no local rate limit (%s); without one the host would take every request", provider, why)
+		}
+		for _, r := range h.routes {
+			if r.RateLimit != nil {
+				return in.fail(r.src+".rateLimit", "%s has no local rate limit (%s); without one the route would take every request", provider, why)
+			}
+		}
+	}
+	return nil
+}
+
+// contourRateLimit is Contour's local rate limit policy.
+func contourRateLimit(l *schema.RateLimit) map[string]any {
+	local := map[string]any{"requests": int64(l.Requests), "unit": l.Unit}
+	if l.Burst > 0 {
+		local["burst"] = int64(l.Burst)
+	}
+	return map[string]any{"local": local}
 }

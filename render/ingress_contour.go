@@ -33,6 +33,9 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 				}
 				vh["corsPolicy"] = cp
 			}
+			if h.limit != nil {
+				vh["rateLimitPolicy"] = contourRateLimit(h.limit)
+			}
 			if h.tls != nil {
 				secret := h.tls.Secret
 				if h.tls.Namespace != "" && h.tls.Namespace != ns {
@@ -185,6 +188,9 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 			rp["retryOn"] = stringsAny(r.Retries.On)
 		}
 		route["retryPolicy"] = rp
+	}
+	if r.RateLimit != nil {
+		route["rateLimitPolicy"] = contourRateLimit(r.RateLimit)
 	}
 	if r.WebSockets {
 		route["enableWebsockets"] = true // Envoy under Gateway API and Istio upgrades by default

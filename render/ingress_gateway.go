@@ -22,6 +22,9 @@ func gatewayClassName(c *schema.Cluster) string {
 }
 
 func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingressHost, out *output) error {
+	if err := refuseRateLimits(in, hosts, "gateway-api", "no standard field yet; use the contour provider"); err != nil {
+		return err
+	}
 	ns := in.design.Namespace
 	var listeners []any
 	for _, h := range hosts {

@@ -9,6 +9,9 @@ import (
 )
 
 func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) error {
+	if err := refuseRateLimits(in, hosts, "istio", "only an EnvoyFilter can add one, which meshcd does not write; use the contour provider"); err != nil {
+		return err
+	}
 	ns := in.design.Namespace
 	var servers []any
 	for _, h := range hosts {

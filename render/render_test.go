@@ -421,3 +421,37 @@ func TestGatewayRetriesOnTheExperimentalChannel(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalRateLimits: a host's and a route's local rate limits reach Contour's
+// rateLimitPolicy; Gateway API and Istio have no local rate limit meshcd writes, and leaving it
+// out would let every request through, so there it is an error naming the field.
+func TestLocalRateLimits(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.RateLimit = &schema.RateLimit{Requests: 100, Unit: "second", Burst: 20}
+	vh.Routes[1].RateLimit = &schema.RateLimit{Requests: 10, Unit: "minute"}
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress, c.Contour.ExternalNameServices = "contour", true
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bundleText(b, nil)
+	for _, want := range []string{
+		"    rateLimitPolicy:\n      local:\n        burst: 20\n        requests: 100\n        unit: second\n",
+		"    rateLimitPolicy:\n      local:\n        requests: 10\n        unit: minute\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("contour: no %q in:\n%s", want, text)
+		}
+	}
+	for _, provider := range []string{"gateway-api", "istio"} {
+		c.Ingress = provider
+		_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		var rerr *Error
+		if !errors.As(err, &rerr) || rerr.Path != `ingress.hosts."www.example.com".rateLimit` || !strings.Contains(rerr.Message, "no local rate limit") {
+			t.Errorf("%s: %v, want an error at the host's rateLimit", provider, err)
+		}
+	}
+}

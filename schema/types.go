@@ -415,10 +415,19 @@ type Ingress struct {
 }
 
 type VirtualHost struct {
-	TLS      *TLSRef        `json:"tls,omitempty"`
-	Routes   []IngressRoute `json:"routes"`
-	CORS     *CORS          `json:"cors,omitempty"`
-	Delegate []Delegation   `json:"delegate,omitempty"`
+	TLS       *TLSRef        `json:"tls,omitempty"`
+	Routes    []IngressRoute `json:"routes"`
+	CORS      *CORS          `json:"cors,omitempty"`
+	RateLimit *RateLimit     `json:"rateLimit,omitempty"`
+	Delegate  []Delegation   `json:"delegate,omitempty"`
+}
+
+// RateLimit is a local rate limit: Requests per Unit (second, minute, hour), with Burst more
+// allowed at once; requests over it get 429.
+type RateLimit struct {
+	Requests int    `json:"requests"`
+	Unit     string `json:"unit"`
+	Burst    int    `json:"burst,omitempty"`
 }
 
 // CORS is how a host answers browsers' cross-origin requests.
@@ -465,6 +474,7 @@ type IngressRoute struct {
 	RequestHeaders  *HeaderPolicy     `json:"requestHeaders,omitempty"`
 	ResponseHeaders *HeaderPolicy     `json:"responseHeaders,omitempty"`
 	WebSockets      bool              `json:"websockets,omitempty"`
+	RateLimit       *RateLimit        `json:"rateLimit,omitempty"`
 }
 
 type IngressBackend struct {

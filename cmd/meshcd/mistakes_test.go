@@ -60,6 +60,9 @@ var edgeMistakes = []struct {
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\]`, "either redirects or has backends"},
 	{"an external upstream where Contour may not reach one", "clusters/edge.cue", `contour: externalNameServices: true`, ``,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[0\].backends`, "enableExternalNameService"},
+	{"a rate limit only one provider keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
+			rateLimit: {requests: 50, unit: "second"}`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".rateLimit`, "gateway-api has no local rate limit"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
 	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
 	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},
