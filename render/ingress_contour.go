@@ -123,7 +123,7 @@ func contourGuards(in *compileInput, h ingressHost, out *output) []any {
 		if rewritePrefix(r) != "" {
 			words = append(words, r.path)
 		}
-		if r.path == "/" && len(r.Headers) == 0 {
+		if r.path == "/" && len(r.Headers) == 0 && r.Method == "" && len(r.Query) == 0 {
 			fallback = &h.routes[i]
 		}
 	}
@@ -157,6 +157,13 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 	conds := []any{path}
 	for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
 		conds = append(conds, map[string]any{"header": map[string]any{"name": k, "exact": r.Headers[k]}})
+	}
+	if r.Method != "" {
+		// Envoy matches the method as the :method pseudo-header.
+		conds = append(conds, map[string]any{"header": map[string]any{"name": ":method", "exact": r.Method}})
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Query)) {
+		conds = append(conds, map[string]any{"queryParameter": map[string]any{"name": k, "exact": r.Query[k]}})
 	}
 	route := map[string]any{"conditions": conds}
 	if r.Redirect != nil {

@@ -147,6 +147,16 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 		}
 		match["headers"] = hs
 	}
+	if r.Method != "" {
+		match["method"] = r.Method
+	}
+	if len(r.Query) > 0 {
+		var qs []any
+		for _, k := range slices.Sorted(maps.Keys(r.Query)) {
+			qs = append(qs, map[string]any{"name": k, "type": "Exact", "value": r.Query[k]})
+		}
+		match["queryParams"] = qs
+	}
 	rule := map[string]any{"matches": []any{match}}
 	var filters []any
 	if r.Redirect != nil {

@@ -133,6 +133,16 @@ func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris
 			}
 			match["headers"] = hs
 		}
+		if r.Method != "" {
+			match["method"] = map[string]any{"exact": r.Method}
+		}
+		if len(r.Query) > 0 {
+			qs := map[string]any{}
+			for k, v := range r.Query {
+				qs[k] = map[string]any{"exact": v}
+			}
+			match["queryParams"] = qs
+		}
 		matches = append(matches, match)
 	}
 	route := map[string]any{"match": matches}

@@ -455,3 +455,30 @@ func TestLocalRateLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeMethodAndQueryMatches: a route's method and query conditions reach every provider in
+// its own words (Contour matches the method as Envoy's :method header).
+func TestEdgeMethodAndQueryMatches(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "search")
+	vh := d.Ingress.Hosts["search.example.com"]
+	vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"mode": "stream"}
+	d.Ingress.Hosts["search.example.com"] = vh
+	for provider, wants := range map[string][]string{
+		"contour":     {"- header:\n        exact: GET\n        name: :method", "- queryParameter:\n        exact: stream\n        name: mode"},
+		"gateway-api": {"method: GET", "queryParams:\n      - name: mode\n        type: Exact\n        value: stream"},
+		"istio":       {"method:\n        exact: GET", "queryParams:\n        mode:\n          exact: stream"},
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		text := bundleText(b, nil)
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in:\n%s", provider, want, text)
+			}
+		}
+	}
+}

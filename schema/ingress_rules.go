@@ -27,11 +27,14 @@ func checkPrefix(prefix string, p fieldPath) []ruleIssue {
 	return nil
 }
 
-// routeKey identifies what a route matches: its path and its header conditions.
-func routeKey(path string, headers map[string]string) string {
-	k := path
-	for _, h := range slices.Sorted(maps.Keys(headers)) {
-		k += "\x00" + strings.ToLower(h) + "=" + headers[h]
+// routeKey identifies what a route matches: its path, method, header and query conditions.
+func routeKey(r IngressRoute) string {
+	k := r.Prefix + "\x00" + r.Method
+	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
+		k += "\x00" + strings.ToLower(h) + "=" + r.Headers[h]
+	}
+	for _, q := range slices.Sorted(maps.Keys(r.Query)) {
+		k += "\x00?" + q + "=" + r.Query[q]
 	}
 	return k
 }
@@ -66,10 +69,10 @@ func checkIngress(d *Design) []ruleIssue {
 		for i, r := range vh.Routes {
 			rp := hp.child("routes", strconv.Itoa(i))
 			out = append(out, checkIngressRoute(d, r, rp)...)
-			if j, dup := routeAt[routeKey(r.Prefix, r.Headers)]; dup {
-				add(rp.child("prefix"), "routes[%d] already matches %s with the same headers; providers keep different ones of the two", j, r.Prefix)
+			if j, dup := routeAt[routeKey(r)]; dup {
+				add(rp.child("prefix"), "routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.Prefix)
 			} else {
-				routeAt[routeKey(r.Prefix, r.Headers)] = i
+				routeAt[routeKey(r)] = i
 			}
 			for j, del := range vh.Delegate {
 				if underPrefix(r.Prefix, del.Prefix) {
@@ -115,10 +118,10 @@ func checkIngress(d *Design) []ruleIssue {
 		for j, r := range c.Routes {
 			rp := cp.child("routes", strconv.Itoa(j))
 			out = append(out, checkIngressRoute(d, r, rp)...)
-			if k, dup := routeAt[routeKey(r.Prefix, r.Headers)]; dup {
-				add(rp.child("prefix"), "routes[%d] already matches %s with the same headers; providers keep different ones of the two", k, r.Prefix)
+			if k, dup := routeAt[routeKey(r)]; dup {
+				add(rp.child("prefix"), "routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", k, r.Prefix)
 			} else {
-				routeAt[routeKey(r.Prefix, r.Headers)] = j
+				routeAt[routeKey(r)] = j
 			}
 		}
 	}

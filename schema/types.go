@@ -466,6 +466,8 @@ type TLSDelegation struct {
 type IngressRoute struct {
 	Prefix          string            `json:"prefix"`
 	Headers         map[string]string `json:"headers,omitempty"`
+	Method          string            `json:"method,omitempty"`
+	Query           map[string]string `json:"query,omitempty"`
 	Backends        []IngressBackend  `json:"backends,omitempty"`
 	Redirect        *Redirect         `json:"redirect,omitempty"`
 	Rewrite         *Rewrite          `json:"rewrite,omitempty"`

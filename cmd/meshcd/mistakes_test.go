@@ -68,6 +68,8 @@ var edgeMistakes = []struct {
 	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},
 				{service: "checkout", version: "canary", weight: 20},`, `{service: "checkout", version: "stable", weight: 50},
 				{service: "checkout", version: "canary", weight: 50},`, "", ""},
+	{"a route for GETs with a query parameter", "designs/search/design.cue", `{prefix: "/live", backends:`,
+		`{prefix: "/live", method: "GET", query: {mode: "stream"}, backends:`, "", ""},
 	{"a second delegated team route", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
 		`routes: [{prefix: "/suggest", backends: [{service: "query"}], timeout: "1s"}, {prefix: "/", backends: [{service: "query"}]}]`, "", ""},
 }
