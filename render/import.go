@@ -32,8 +32,8 @@ type importedRoute struct {
 	Prefix   string
 	Backends []importedBackend
 	// The rest is what an HTTPProxy route may also say, in the design's words (nil: unset).
-	Headers                         map[string]any
-	Timeout                         string
+	Headers, Query                  map[string]any
+	Method, Timeout                 string
 	Retries, Redirect, Rewrite      map[string]any
 	RequestHeaders, ResponseHeaders map[string]any
 }
@@ -174,8 +174,22 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Prefix = p
 				continue
 			}
+			if qm, ok := cm["queryParameter"].(map[string]any); ok {
+				name, _ := qm["name"].(string)
+				if exact, ok := qm["exact"].(string); ok && name != "" && len(qm) == 2 {
+					if ir.Query == nil {
+						ir.Query = map[string]any{}
+					}
+					ir.Query[name] = exact
+					continue
+				}
+			}
 			hm, _ := cm["header"].(map[string]any)
 			name, _ := hm["name"].(string)
+			if exact, ok := hm["exact"].(string); ok && name == ":method" && len(hm) == 2 {
+				ir.Method = exact
+				continue
+			}
 			if exact, ok := hm["exact"].(string); ok && name != "" && len(hm) == 2 {
 				if ir.Headers == nil {
 					ir.Headers = map[string]any{}
@@ -183,7 +197,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Headers[name] = exact
 				continue
 			}
-			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: condition %v is not imported (a design matches a path prefix and exact headers)", where, cm))
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: condition %v is not imported (a design matches a path prefix, exact headers, the method and exact query parameters)", where, cm))
 		}
 		imp.importRoutePolicies(where, rm, &ir)
 		prefix := ir.Prefix
@@ -386,7 +400,10 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 			if len(bs) > 0 {
 				route["backends"] = bs
 			}
-			for k, v := range map[string]map[string]any{"headers": r.Headers, "retries": r.Retries, "redirect": r.Redirect,
+			if r.Method != "" {
+				route["method"] = r.Method
+			}
+			for k, v := range map[string]map[string]any{"headers": r.Headers, "query": r.Query, "retries": r.Retries, "redirect": r.Redirect,
 				"rewrite": r.Rewrite, "requestHeaders": r.RequestHeaders, "responseHeaders": r.ResponseHeaders} {
 				if v != nil {
 					route[k] = v

@@ -202,7 +202,7 @@ metadata: {name: shop, namespace: web}
 spec:
   virtualhost: {fqdn: shop.example.com}
   routes:
-  - conditions: [{prefix: /api}, {header: {name: x-canary, exact: "true"}}]
+  - conditions: [{prefix: /api}, {header: {name: x-canary, exact: "true"}}, {header: {name: ":method", exact: POST}}, {queryParameter: {name: v, exact: "2"}}]
     services: [{name: api, port: 8080}]
     timeoutPolicy: {response: 5s, idle: 1m}
     retryPolicy: {count: 3, perTryTimeout: 1s, retryOn: [5xx, reset, retriable-headers]}
@@ -270,7 +270,7 @@ spec:
 		t.Fatalf("routes rendered back: %v", routes)
 	}
 	for path, want := range map[string]string{
-		"conditions":            "[map[prefix:/api] map[header:map[exact:true name:x-canary]]]",
+		"conditions":            "[map[prefix:/api] map[header:map[exact:true name:x-canary]] map[header:map[exact:POST name::method]] map[queryParameter:map[exact:2 name:v]]]",
 		"timeoutPolicy":         "map[response:5s]",
 		"retryPolicy":           "map[count:3 perTryTimeout:1s retryOn:[5xx reset]]",
 		"requestHeadersPolicy":  "map[remove:[x-debug] set:[map[name:x-team value:shop]]]",
