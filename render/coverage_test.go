@@ -1,0 +1,176 @@
+package render
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// ingressFeatures make one host's design use one feature of the README's provider table, keyed
+// by the row's first cell. The base design is a TLS host with one route to a service.
+var ingressFeatures = map[string]func(vh *schema.VirtualHost){
+	"owned host":                 func(vh *schema.VirtualHost) {},
+	"delegation":                 func(vh *schema.VirtualHost) { vh.Delegate = []schema.Delegation{{Prefix: "/shop", Namespace: "shop"}} },
+	"TLS from another namespace": func(vh *schema.VirtualHost) { vh.TLS.Namespace = "certs" },
+	"external upstream": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Backends = []schema.IngressBackend{{External: &schema.External{Host: "legacy.example.net", Port: 443, TLS: true}, Weight: 100}}
+	},
+	"path prefix": func(vh *schema.VirtualHost) {},
+	"`method`, `query`": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"v": "2"}
+	},
+	"path prefix rewrite": func(vh *schema.VirtualHost) { vh.Routes[0].Rewrite = &schema.Rewrite{Prefix: "/"} },
+	"Host rewrite":        func(vh *schema.VirtualHost) { vh.Routes[0].Rewrite = &schema.Rewrite{Host: "api.internal"} },
+	"retries":             func(vh *schema.VirtualHost) { vh.Routes[0].Retries = &schema.Retries{Attempts: 2, On: []string{"5xx"}} },
+	"redirect `port` and `prefix` (swap the matched prefix)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Backends, vh.Routes[0].Redirect = nil, &schema.Redirect{Port: 8443, Status: 301}
+	},
+	"TLS host: plain HTTP redirected to https": func(vh *schema.VirtualHost) {},
+	"`tls.minVersion` (`\"1.2\"`, `\"1.3\"`)":  func(vh *schema.VirtualHost) { vh.TLS.MinVersion = "1.3" },
+	"local rate limit (`rateLimit: {requests, unit, burst}` on a host or a route; 429 above it)": func(vh *schema.VirtualHost) {
+		vh.RateLimit = &schema.RateLimit{Requests: 100, Unit: "second"}
+	},
+	"CORS (`hosts.<h>.cors`: origins, methods, headers, exposed headers, max age, credentials)": func(vh *schema.VirtualHost) {
+		vh.CORS = &schema.CORS{AllowOrigins: []string{"https://app.example.com"}, AllowMethods: []string{"GET"}}
+	},
+}
+
+// TestREADMEProviderTableMatchesTheRenders keeps the README's ingress provider table true: for
+// every row, each provider's cell says what rendering the feature does there (a cell that
+// starts with "error" is a render error, with "warning" a warning, anything else a render with
+// no warning), and every row has a feature here, so a row cannot be added unchecked.
+func TestREADMEProviderTableMatchesTheRenders(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := providerTable(t, string(readme))
+	if len(rows) < len(ingressFeatures) {
+		t.Fatalf("the README's provider table has %d rows, the features here %d", len(rows), len(ingressFeatures))
+	}
+	providers := []string{"contour", "gateway-api", "istio"}
+	for _, row := range rows {
+		feature, ok := ingressFeatures[row[0]]
+		if !ok {
+			t.Errorf("README row %q has no feature in ingressFeatures: add one, so the row is checked", row[0])
+			continue
+		}
+		for i, provider := range providers {
+			cell := row[i+1]
+			want := "rendered"
+			switch {
+			case strings.HasPrefix(cell, "error"):
+				want = "error"
+			case strings.HasPrefix(cell, "warning"):
+				want = "warning"
+			}
+			d, fleetDir := coverageDesign(t)
+			vh := d.Ingress.Hosts["www.example.com"]
+			feature(&vh)
+			d.Ingress.Hosts["www.example.com"] = vh
+			c := schema.Cluster{Name: provider, Mesh: schema.MeshIstio, Ingress: provider, Contour: schema.ContourConfig{ExternalNameServices: true}}
+			b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(os.DirFS(fleetDir))})
+			got := "rendered"
+			var rerr *Error
+			switch {
+			case errors.As(err, &rerr):
+				got = "error"
+			case err != nil:
+				t.Fatal(err)
+			case len(b.Warnings) > 0:
+				got = "warning"
+			}
+			if got != want {
+				detail := ""
+				if err != nil {
+					detail = err.Error()
+				} else if len(b.Warnings) > 0 {
+					detail = strings.Join(b.Warnings, "; ")
+				}
+				t.Errorf("README says %s for %q on %s (%q), the render gives %s %s", want, row[0], provider, cell, got, detail)
+			}
+		}
+	}
+}
+
+// coverageDesign is a TLS host with one route to a service, loaded like a user's design.
+func coverageDesign(t *testing.T) (*schema.Design, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for p, data := range map[string]string{
+		"clusters/c.cue": `cluster: c: {mesh: "istio", ingress: "contour"}`,
+		"designs/web/design.cue": `design: web: {
+	namespace: "web"
+	services: app: {port: 8080, versions: v1: labels: version: "v1", routes: [{to: v1: 100}]}
+	ingress: hosts: "www.example.com": {
+		tls: secret: "www-tls"
+		routes: [{prefix: "/api", backends: [{service: "app"}]}]
+	}
+}`,
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, designs, err := schema.Load(t.Context(), os.DirFS(dir), schema.DefaultLoadOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &designs[0], dir
+}
+
+// providerTable returns the rows of the README's ingress provider table (the one headed
+// "| | contour | gateway-api | istio |"), each as its trimmed cells.
+func providerTable(t *testing.T, readme string) [][]string {
+	t.Helper()
+	var rows [][]string
+	in := false
+	for _, line := range strings.Split(readme, "\n") {
+		switch {
+		case strings.HasPrefix(line, "| | contour | gateway-api | istio |"):
+			in = true
+		case in && strings.HasPrefix(line, "|---"):
+		case in && strings.HasPrefix(line, "|"):
+			cells := splitRow(line)
+			if len(cells) != 4 {
+				t.Fatalf("README provider table row with %d cells: %s", len(cells), line)
+			}
+			rows = append(rows, cells)
+		case in:
+			return rows
+		}
+	}
+	t.Fatal("no provider table in the README")
+	return nil
+}
+
+// splitRow splits a Markdown table row on | outside backticks (cells quote `a \| b`).
+func splitRow(line string) []string {
+	var cells []string
+	var cur strings.Builder
+	code := false
+	for i := 1; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case ch == '`':
+			code = !code
+			cur.WriteByte(ch)
+		case ch == '\\' && i+1 < len(line) && line[i+1] == '|':
+			cur.WriteByte('|')
+			i++
+		case ch == '|' && !code:
+			cells = append(cells, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		default:
+			cur.WriteByte(ch)
+		}
+	}
+	return cells
+}
