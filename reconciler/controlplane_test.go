@@ -132,6 +132,53 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 	}
 	// Plain HTTP on a TLS host only redirects.
 	wantJSON(t, "plain HTTP", envoyRoute(t, routes, "ingress_http", "www.example.com", "/shop/"), "redirect", `{"https_redirect":true}`)
+
+	// The platform team requires a JWT on its host and leaves the front page open: Contour
+	// accepts it, and Envoy checks tokens on every route but that one, the teams' included.
+	for i := range designs {
+		d := &designs[i]
+		if d.Name != "platform" {
+			continue
+		}
+		vh := d.Ingress.Hosts["www.example.com"]
+		open := false
+		vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/.well-known/jwks.json", Audiences: []string{"www"}}
+		vh.Routes[1].JWT = &open
+		d.Ingress.Hosts["www.example.com"] = vh
+		b, err := render.Render(ctx, d, &edge, render.Options{Revision: "r2", Repo: render.NewRepo(fsys)})
+		must(t, err)
+		if res, err := r.Sync(ctx, c, b, options(d)); err != nil || res.Error != "" {
+			t.Fatalf("%s: %v %s", d.Name, err, res.Error)
+		}
+		var h Health
+		within(t, 30*time.Second, func() bool {
+			h = Compute(c, b)
+			return h.Status == "Current"
+		}, func() string { return fmt.Sprintf("platform with a JWT: %+v", h) })
+	}
+	routes, err = contour.Routes(ctx)
+	must(t, err)
+	for _, path := range []string{"/shop/cart", "/search/q", "/legacy/v1", "/", "/shopping"} {
+		route := envoyMatch(t, routes, "https/www.example.com", "www.example.com", path)
+		filters, _ := route["typed_per_filter_config"].(map[string]any)
+		requirement, _ := filters["envoy.filters.http.jwt_authn"].(map[string]any)
+		toFrontend := strings.HasPrefix(envoyReaches(t, routes, "https/www.example.com", "www.example.com", path), "edge/frontend ")
+		switch {
+		case toFrontend && requirement != nil:
+			t.Errorf("%s reaches the open front page but Envoy asks for a token: %v", path, requirement)
+		case !toFrontend && (requirement == nil || requirement["requirement_name"] != "jwt"):
+			t.Errorf("%s is served without a token check: %v", path, route)
+		}
+	}
+	clusters, err = contour.Clusters(ctx)
+	must(t, err)
+	jwks := false
+	for _, cl := range clusters {
+		jwks = jwks || strings.HasPrefix(cl["name"].(string), "dnsname/https/auth.example.com/443/")
+	}
+	if !jwks {
+		t.Error("Envoy has no cluster for the issuer's JWKS")
+	}
 }
 
 // envoyRoute finds the route with this prefix in a virtual host of a route configuration.
@@ -171,6 +218,45 @@ func envoyRouteBy(t *testing.T, configs []map[string]any, config, vhost, field, 
 // and with what path.
 func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path string) string {
 	t.Helper()
+	route := envoyMatch(t, configs, config, vhost, path)
+	if route == nil {
+		return "no route"
+	}
+	action, _ := route["route"].(map[string]any)
+	if action == nil {
+		return "no upstream"
+	}
+	m, _ := route["match"].(map[string]any)
+	upstream := path
+	if rw, ok := action["prefix_rewrite"].(string); ok {
+		if prefix, isPrefix := m["prefix"].(string); isPrefix {
+			upstream = rw + strings.TrimPrefix(path, prefix)
+		}
+	}
+	if rr, ok := action["regex_rewrite"].(map[string]any); ok {
+		pattern := rr["pattern"].(map[string]any)["regex"].(string)
+		upstream = regexp.MustCompile(pattern).ReplaceAllString(path, rr["substitution"].(string))
+	}
+	var names []string
+	if c, ok := action["cluster"].(string); ok {
+		names = append(names, c)
+	}
+	if wc, ok := action["weighted_clusters"].(map[string]any); ok {
+		for _, c := range wc["clusters"].([]any) {
+			names = append(names, c.(map[string]any)["name"].(string))
+		}
+	}
+	for i, n := range names {
+		parts := strings.Split(n, "/") // namespace/service/port/hash
+		names[i] = parts[0] + "/" + parts[1]
+	}
+	return strings.Join(names, ",") + " " + upstream
+}
+
+// envoyMatch returns the first route of a virtual host that matches the path as Envoy matches
+// (prefixes as strings, path-separated prefixes by segment, regexes whole), or nil.
+func envoyMatch(t *testing.T, configs []map[string]any, config, vhost, path string) map[string]any {
+	t.Helper()
 	for _, rc := range configs {
 		if rc["name"] != config {
 			continue
@@ -191,42 +277,17 @@ func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path st
 				re, _ := m["safe_regex"].(map[string]any)
 				switch {
 				case isPrefix && strings.HasPrefix(path, prefix):
-				case isSegment && (path == segment || strings.HasPrefix(path, segment+"/")):
 				case isExact && path == exact:
+				case isSegment && (path == segment || strings.HasPrefix(path, segment+"/")):
 				case re != nil && regexp.MustCompile("^(?:"+re["regex"].(string)+")$").MatchString(path):
 				default:
 					continue
 				}
-				action, _ := route["route"].(map[string]any)
-				if action == nil {
-					return "no upstream"
-				}
-				upstream := path
-				if rw, ok := action["prefix_rewrite"].(string); ok && isPrefix {
-					upstream = rw + strings.TrimPrefix(path, prefix)
-				}
-				if rr, ok := action["regex_rewrite"].(map[string]any); ok {
-					pattern := rr["pattern"].(map[string]any)["regex"].(string)
-					upstream = regexp.MustCompile(pattern).ReplaceAllString(path, rr["substitution"].(string))
-				}
-				var names []string
-				if c, ok := action["cluster"].(string); ok {
-					names = append(names, c)
-				}
-				if wc, ok := action["weighted_clusters"].(map[string]any); ok {
-					for _, c := range wc["clusters"].([]any) {
-						names = append(names, c.(map[string]any)["name"].(string))
-					}
-				}
-				for i, n := range names {
-					parts := strings.Split(n, "/") // namespace/service/port/hash
-					names[i] = parts[0] + "/" + parts[1]
-				}
-				return strings.Join(names, ",") + " " + upstream
+				return route
 			}
 		}
 	}
-	return "no route"
+	return nil
 }
 
 // wantJSON compares the field at a dotted path with the JSON the design means.
@@ -291,7 +352,12 @@ func TestContourGatewayAPIServesTheEdgeExample(t *testing.T) {
 		}
 	}
 	no := false
-	edge.GatewayAPI = schema.GatewayAPI{Version: "v1.3", Channel: "experimental", WellKnownCACertificates: &no}
+	// What Contour 1.33 implements of Gateway API v1.3 (it writes no supportedFeatures of its
+	// own): no retries (it would take a per-try timeout as the whole request's), no CORS.
+	contourFeatures := []string{"HTTPRoute", "ReferenceGrant", "HTTPRouteQueryParamMatching", "HTTPRouteMethodMatching",
+		"HTTPRouteResponseHeaderModification", "HTTPRoutePortRedirect", "HTTPRouteSchemeRedirect", "HTTPRoutePathRedirect",
+		"HTTPRouteHostRewrite", "HTTPRoutePathRewrite", "HTTPRouteRequestMirror", "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "BackendTLSPolicy"}
+	edge.GatewayAPI = schema.GatewayAPI{Version: "v1.3", Channel: "experimental", WellKnownCACertificates: &no, Features: contourFeatures}
 	for i := range designs {
 		if designs[i].Name != "platform" {
 			continue

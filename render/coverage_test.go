@@ -34,6 +34,9 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	"local rate limit (`rateLimit: {requests, unit, burst}` on a host or a route; 429 above it)": func(vh *schema.VirtualHost) {
 		vh.RateLimit = &schema.RateLimit{Requests: 100, Unit: "second"}
 	},
+	"JWT (`hosts.<h>.jwt: {issuer, jwksURI, audiences, forward}`; `jwt: false` leaves a route open)": func(vh *schema.VirtualHost) {
+		vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
+	},
 	"CORS (`hosts.<h>.cors`: origins, methods, headers, exposed headers, max age, credentials)": func(vh *schema.VirtualHost) {
 		vh.CORS = &schema.CORS{AllowOrigins: []string{"https://app.example.com"}, AllowMethods: []string{"GET"}}
 	},

@@ -32,6 +32,7 @@ type ingressHost struct {
 	tls      *schema.TLSRef
 	cors     *schema.CORS
 	limit    *schema.RateLimit
+	jwt      *schema.JWT
 	delegate []schema.Delegation
 	routes   []ingressRoute
 }
@@ -40,7 +41,7 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	var out []ingressHost
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
-		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, delegate: vh.Delegate}
+		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, delegate: vh.Delegate}
 		for i, r := range vh.Routes {
 			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), IngressRoute: r})
 		}
@@ -293,4 +294,15 @@ func contourRateLimit(l *schema.RateLimit) map[string]any {
 		local["burst"] = int64(l.Burst)
 	}
 	return map[string]any{"local": local}
+}
+
+// refuseJWT is the error of a provider that cannot check tokens: leaving the check out would
+// open the host to anyone.
+func refuseJWT(in *compileInput, hosts []ingressHost, provider, why string) error {
+	for _, h := range hosts {
+		if h.jwt != nil {
+			return in.fail(fmt.Sprintf("ingress.hosts.%q.jwt", h.host), "%s cannot require a JWT here (%s); without it the host would be open to anyone", provider, why)
+		}
+	}
+	return nil
 }

@@ -36,6 +36,18 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 			if h.limit != nil {
 				vh["rateLimitPolicy"] = contourRateLimit(h.limit)
 			}
+			if j := h.jwt; j != nil {
+				// The one provider is the default: every route, included ones too, requires it.
+				p := map[string]any{"name": "jwt", "issuer": j.Issuer, "default": true,
+					"remoteJWKS": map[string]any{"uri": j.JWKSURI}}
+				if len(j.Audiences) > 0 {
+					p["audiences"] = stringsAny(j.Audiences)
+				}
+				if j.Forward {
+					p["forwardJWT"] = true
+				}
+				vh["jwtProviders"] = []any{p}
+			}
 			if h.tls != nil {
 				secret := h.tls.Secret
 				if h.tls.Namespace != "" && h.tls.Namespace != ns {
@@ -198,6 +210,9 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 	}
 	if r.RateLimit != nil {
 		route["rateLimitPolicy"] = contourRateLimit(r.RateLimit)
+	}
+	if r.JWT != nil && !*r.JWT {
+		route["jwtVerificationPolicy"] = map[string]any{"disabled": true}
 	}
 	if r.WebSockets {
 		route["enableWebsockets"] = true // Envoy under Gateway API and Istio upgrades by default

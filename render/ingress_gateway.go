@@ -25,6 +25,9 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 	if err := refuseRateLimits(in, hosts, "gateway-api", "no standard field yet; use the contour provider"); err != nil {
 		return err
 	}
+	if err := refuseJWT(in, hosts, "gateway-api", "Gateway API has no standard JWT validation; use the contour provider"); err != nil {
+		return err
+	}
 	ns := in.design.Namespace
 	var listeners []any
 	for _, h := range hosts {
@@ -85,8 +88,10 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		// The CORS filter is standard from Gateway API v1.5. Earlier it is experimental, and
 		// controllers that do not implement it (Contour 1.33) reject the whole route; without
 		// CORS headers browsers refuse cross-origin answers, so leaving it out fails closed.
-		cors := h.cors != nil && in.cluster.GatewayAPI.Minor() >= 5
-		if h.cors != nil && !cors {
+		cors := h.cors != nil && in.cluster.GatewayAPI.Minor() >= 5 && in.cluster.GatewayAPI.Supports("HTTPRouteCORS")
+		if h.cors != nil && !cors && in.cluster.GatewayAPI.Minor() >= 5 {
+			out.warn("ingress %s: cors: the cluster's Gateway API controller does not list HTTPRouteCORS in gatewayAPI.features; not rendered, so browsers refuse cross-origin answers", h.host)
+		} else if h.cors != nil && !cors {
 			out.warn("ingress %s: cors: the CORS filter is standard from Gateway API v1.5 and this cluster has %s; not rendered, so browsers refuse cross-origin answers", h.host, in.cluster.GatewayAPI)
 		} else {
 			warnCORSPerRoute(h, "gateway-api", out)
@@ -254,8 +259,12 @@ func gatewayRetries(in *compileInput, h ingressHost, r ingressRoute, rule map[st
 		return
 	}
 	g := in.cluster.GatewayAPI
-	if !g.Experimental() || g.Minor() < 2 {
+	switch {
+	case !g.Experimental() || g.Minor() < 2:
 		out.warn("ingress %s%s: %s has no retries (the experimental channel has them from v1.2; say gatewayAPI: channel: \"experimental\" if the cluster serves it); not rendered", h.host, r.path, g)
+		return
+	case !g.Supports("HTTPRouteRetry"):
+		out.warn("ingress %s%s: the cluster's Gateway API controller does not list HTTPRouteRetry in gatewayAPI.features; retries not rendered", h.host, r.path)
 		return
 	}
 	if rt.Attempts == 0 {
@@ -285,7 +294,9 @@ func gatewayRetries(in *compileInput, h ingressHost, r ingressRoute, rule map[st
 		out.warn("ingress %s%s: Gateway API retries on status codes only; %s are left to the controller's default", h.host, r.path, strings.Join(other, ", "))
 	}
 	rule["retry"] = retry
-	if rt.PerTryTimeout != nil {
+	if rt.PerTryTimeout != nil && !g.Supports("HTTPRouteRetryBackendTimeout") {
+		out.warn("ingress %s%s: the cluster's Gateway API controller does not list HTTPRouteRetryBackendTimeout; perTryTimeout not rendered", h.host, r.path)
+	} else if rt.PerTryTimeout != nil {
 		timeouts, _ := rule["timeouts"].(map[string]any)
 		if timeouts == nil {
 			timeouts = map[string]any{}

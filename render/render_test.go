@@ -420,6 +420,16 @@ func TestGatewayRetriesOnTheExperimentalChannel(t *testing.T) {
 			t.Errorf("experimental channel: no %q in:\n%s", want, text)
 		}
 	}
+	// A controller that does not list HTTPRouteRetry (Contour 1.33 takes backendRequest as the
+	// whole request's timeout) gets no retry and no backendRequest.
+	c.GatewayAPI.Features = []string{"HTTPRoute", "HTTPRouteRequestTimeout"}
+	b, err = Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := bundleText(b, nil); strings.Contains(text, "retry:") || strings.Contains(text, "backendRequest") || !strings.Contains(text, "does not list HTTPRouteRetry") {
+		t.Errorf("without HTTPRouteRetry: want no retry and a warning:\n%s", text)
+	}
 }
 
 // TestLocalRateLimits: a host's and a route's local rate limits reach Contour's

@@ -80,6 +80,14 @@ func checkIngress(d *Design) []ruleIssue {
 				}
 			}
 		}
+		if vh.JWT != nil && vh.TLS == nil {
+			add(hp.child("jwt"), "a host that requires tokens needs tls: a token sent over plain HTTP can be read and replayed (and Contour refuses it)")
+		}
+		for i, r := range vh.Routes {
+			if r.JWT != nil && vh.JWT == nil {
+				add(hp.child("routes", strconv.Itoa(i), "jwt"), "jwt: false opens a route of a host that requires tokens, and this host requires none")
+			}
+		}
 		if c := vh.CORS; c != nil {
 			cp := hp.child("cors")
 			if len(c.AllowOrigins) == 0 {

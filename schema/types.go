@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,14 @@ type GatewayAPI struct {
 	Channel string `json:"channel,omitempty"`
 	// WellKnownCACertificates is nil when the cluster does not say (then true).
 	WellKnownCACertificates *bool `json:"wellKnownCACertificates,omitempty"`
+	// Features are the controller's supported Gateway API features; empty: all of the version.
+	Features []string `json:"features,omitempty"`
+}
+
+// Supports reports whether the controller supports a Gateway API feature (by its Gateway API
+// name): every one when the cluster lists none.
+func (g GatewayAPI) Supports(feature string) bool {
+	return len(g.Features) == 0 || slices.Contains(g.Features, feature)
 }
 
 // SystemRoots reports whether the controller verifies upstream TLS against the system's roots.
@@ -419,7 +428,16 @@ type VirtualHost struct {
 	Routes    []IngressRoute `json:"routes"`
 	CORS      *CORS          `json:"cors,omitempty"`
 	RateLimit *RateLimit     `json:"rateLimit,omitempty"`
+	JWT       *JWT           `json:"jwt,omitempty"`
 	Delegate  []Delegation   `json:"delegate,omitempty"`
+}
+
+// JWT is the token issuer a host requires.
+type JWT struct {
+	Issuer    string   `json:"issuer"`
+	JWKSURI   string   `json:"jwksURI"`
+	Audiences []string `json:"audiences,omitempty"`
+	Forward   bool     `json:"forward,omitempty"`
 }
 
 // RateLimit is a local rate limit: Requests per Unit (second, minute, hour), with Burst more
@@ -477,6 +495,8 @@ type IngressRoute struct {
 	ResponseHeaders *HeaderPolicy     `json:"responseHeaders,omitempty"`
 	WebSockets      bool              `json:"websockets,omitempty"`
 	RateLimit       *RateLimit        `json:"rateLimit,omitempty"`
+	// JWT is false for a route left open on a host that requires a token (nil: as the host).
+	JWT *bool `json:"jwt,omitempty"`
 }
 
 type IngressBackend struct {

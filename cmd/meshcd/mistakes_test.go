@@ -63,6 +63,8 @@ var edgeMistakes = []struct {
 	{"a rate limit only one provider keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
 			rateLimit: {requests: 50, unit: "second"}`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".rateLimit`, "gateway-api has no local rate limit"},
+	{"tokens over plain HTTP", "designs/platform/design.cue", `tls: secret: "www-tls"`, `jwt: {issuer: "https://auth.example.com", jwksURI: "https://auth.example.com/jwks.json"}`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".jwt`, "needs tls"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
 	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
 	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},
