@@ -24,7 +24,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files from the current output")
 
-var examples = []string{"shop", "fleet", "platform", "edge"}
+var examples = []string{"shop", "fleet", "platform", "edge", "platform-edge"}
 
 func loadExample(t *testing.T, name string) (*schema.Fleet, []schema.Design, fs.FS) {
 	t.Helper()

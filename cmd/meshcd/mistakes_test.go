@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,23 @@ func contourCluster(ctx context.Context, t *testing.T) (*testenv.Env, string, *t
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	must(t, env.WriteKubeconfig(kubeconfig))
 	return env, kubeconfig, contour
+}
+
+// TestPlatformEdgeExampleOnContour applies examples/platform-edge (a token on every route,
+// rate limits, CORS, a rewritten team prefix, a mirrored canary) to a real apiserver with the
+// real Contour: apply --wait exits 0 only once Contour marks every HTTPProxy valid.
+func TestPlatformEdgeExampleOnContour(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cluster, kubeconfig, contour := contourCluster(ctx, t)
+	defer cluster.Stop()
+	defer contour.Close()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"apply", "../../examples/platform-edge", "--all", "--wait", "--timeout", "60s", "--kubeconfig", kubeconfig}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("apply --wait: exit %d\n%s%s\n%s", code, out.String(), errOut.String(), contour.Log())
+	}
+	if !strings.Contains(out.String(), "Current") {
+		t.Errorf("apply --wait printed no Current health:\n%s", out.String())
+	}
 }
