@@ -70,6 +70,14 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 				spec["includes"] = includes
 			}
 		}
+		rewritten := map[string]int{}
+		for _, r := range h.routes {
+			if rewritePrefix(r) != "" && r.path != "/" {
+				if rewritten[r.path]++; rewritten[r.path] == 2 {
+					out.warn("ingress %s%s: contour serves the path itself (without its slash) only for a single rewritten route, and %s has several (by method or headers): a request for exactly %s reaches the host's other routes", h.host, r.path, r.path, r.path)
+				}
+			}
+		}
 		var routes []any
 		for _, r := range h.routes {
 			for _, cond := range contourPaths(h, r) {
