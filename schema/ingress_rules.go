@@ -106,9 +106,15 @@ func checkIngress(d *Design) []ruleIssue {
 			}
 		}
 		seen := map[string]bool{}
+		delegatedTo := map[string]int{}
 		for i, del := range vh.Delegate {
 			dp := hp.child("delegate", strconv.Itoa(i))
 			out = append(out, checkPrefix(del.Prefix, dp.child("prefix"))...)
+			if j, dup := delegatedTo[del.Namespace]; dup {
+				add(dp.child("namespace"), "namespace %s already gets %s on this host (delegate[%d]): a namespace serves one prefix per host (its proxy and routes are named by the host); delegate the shorter prefix only, and let its team route below it", del.Namespace, vh.Delegate[j].Prefix, j)
+			} else {
+				delegatedTo[del.Namespace] = i
+			}
 			if seen[del.Prefix] {
 				add(dp.child("prefix"), "prefix %q is delegated twice", del.Prefix)
 			}
@@ -118,9 +124,15 @@ func checkIngress(d *Design) []ruleIssue {
 			}
 		}
 	}
+	claimedHost := map[string]int{}
 	for i, c := range in.Claims {
 		cp := fieldPath{"ingress", "claims", strconv.Itoa(i)}
 		out = append(out, checkFQDN(c.Host, cp.child("host"))...)
+		if j, dup := claimedHost[c.Host]; dup {
+			add(cp.child("host"), "claims[%d] already claims %s: a design claims a host once (its proxy and routes are named by the host); put these routes under that claim, with longer prefixes", j, c.Host)
+		} else {
+			claimedHost[c.Host] = i
+		}
 		out = append(out, checkPrefix(c.Prefix, cp.child("prefix"))...)
 		routeAt := map[string]int{}
 		for j, r := range c.Routes {

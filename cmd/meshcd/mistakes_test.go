@@ -64,6 +64,11 @@ var edgeMistakes = []struct {
 	{"a rate limit only one provider keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
 			rateLimit: {requests: 50, unit: "second"}`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".rateLimit`, "gateway-api has no local rate limit"},
+	{"a second prefix for the same team", "designs/platform/design.cue", `{prefix: "/search", namespace: "search"},`,
+		`{prefix: "/search", namespace: "search"}, {prefix: "/shop/admin", namespace: "search"},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".delegate\[2\].namespace`, "already gets /search on this host"},
+	{"a team claiming a host twice", "designs/search/design.cue", "\tclaims: [{", "\tclaims: [{host: \"www.example.com\", prefix: \"/search/admin\", owner: \"edge\", routes: [{backends: [{service: \"query\"}]}]}, {",
+		`designs/search/design.cue:\d+:\d+: ingress.claims\[1\].host`, "claims[0] already claims www.example.com"},
 	{"tokens over plain HTTP", "designs/platform/design.cue", `tls: secret: "www-tls"`, `jwt: {issuer: "https://auth.example.com", jwksURI: "https://auth.example.com/jwks.json"}`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".jwt`, "needs tls"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
