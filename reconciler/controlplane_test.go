@@ -190,6 +190,18 @@ func envoyRoute(t *testing.T, configs []map[string]any, config, vhost, prefix st
 // envoyRouteBy finds the route whose match has this field and value.
 func envoyRouteBy(t *testing.T, configs []map[string]any, config, vhost, field, prefix string) map[string]any {
 	t.Helper()
+	for _, route := range envoyRoutes(configs, config, vhost) {
+		if m, _ := route["match"].(map[string]any); m[field] == prefix {
+			return route
+		}
+	}
+	t.Fatalf("Envoy has no route %s %s on %s in %s", field, prefix, vhost, config)
+	return nil
+}
+
+// envoyRoutes are the routes of a virtual host in a route configuration, in Envoy's order.
+func envoyRoutes(configs []map[string]any, config, vhost string) []map[string]any {
+	var out []map[string]any
 	for _, rc := range configs {
 		if rc["name"] != config {
 			continue
@@ -203,14 +215,11 @@ func envoyRouteBy(t *testing.T, configs []map[string]any, config, vhost, field, 
 			rs, _ := vh["routes"].([]any)
 			for _, r := range rs {
 				route, _ := r.(map[string]any)
-				if m, _ := route["match"].(map[string]any); m[field] == prefix {
-					return route
-				}
+				out = append(out, route)
 			}
 		}
 	}
-	t.Fatalf("Envoy has no route %s %s on %s in %s", field, prefix, vhost, config)
-	return nil
+	return out
 }
 
 // envoyReaches matches a request path against a virtual host's routes as Envoy does (the first
@@ -257,35 +266,21 @@ func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path st
 // (prefixes as strings, path-separated prefixes by segment, regexes whole), or nil.
 func envoyMatch(t *testing.T, configs []map[string]any, config, vhost, path string) map[string]any {
 	t.Helper()
-	for _, rc := range configs {
-		if rc["name"] != config {
+	for _, route := range envoyRoutes(configs, config, vhost) {
+		m, _ := route["match"].(map[string]any)
+		prefix, isPrefix := m["prefix"].(string)
+		exact, isExact := m["path"].(string)
+		segment, isSegment := m["path_separated_prefix"].(string)
+		re, _ := m["safe_regex"].(map[string]any)
+		switch {
+		case isPrefix && strings.HasPrefix(path, prefix):
+		case isExact && path == exact:
+		case isSegment && (path == segment || strings.HasPrefix(path, segment+"/")):
+		case re != nil && regexp.MustCompile("^(?:"+re["regex"].(string)+")$").MatchString(path):
+		default:
 			continue
 		}
-		vhs, _ := rc["virtual_hosts"].([]any)
-		for _, v := range vhs {
-			vh, _ := v.(map[string]any)
-			if vh["name"] != vhost {
-				continue
-			}
-			rs, _ := vh["routes"].([]any)
-			for _, r := range rs {
-				route, _ := r.(map[string]any)
-				m, _ := route["match"].(map[string]any)
-				prefix, isPrefix := m["prefix"].(string)
-				exact, isExact := m["path"].(string)
-				segment, isSegment := m["path_separated_prefix"].(string)
-				re, _ := m["safe_regex"].(map[string]any)
-				switch {
-				case isPrefix && strings.HasPrefix(path, prefix):
-				case isExact && path == exact:
-				case isSegment && (path == segment || strings.HasPrefix(path, segment+"/")):
-				case re != nil && regexp.MustCompile("^(?:"+re["regex"].(string)+")$").MatchString(path):
-				default:
-					continue
-				}
-				return route
-			}
-		}
+		return route
 	}
 	return nil
 }

@@ -65,15 +65,9 @@ func checkIngress(d *Design) []ruleIssue {
 		vh := in.Hosts[host]
 		hp := fieldPath{"ingress", "hosts", host}
 		out = append(out, checkFQDN(host, hp)...)
-		routeAt := map[string]int{}
+		out = append(out, checkRoutes(d, vh.Routes, hp)...)
 		for i, r := range vh.Routes {
 			rp := hp.child("routes", strconv.Itoa(i))
-			out = append(out, checkIngressRoute(d, r, rp)...)
-			if j, dup := routeAt[routeKey(r)]; dup {
-				add(rp.child("prefix"), "routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.Prefix)
-			} else {
-				routeAt[routeKey(r)] = i
-			}
 			for j, del := range vh.Delegate {
 				if underPrefix(r.Prefix, del.Prefix) {
 					add(rp.child("prefix"), "%s is delegated to namespace %s (delegate[%d]): this route and that team's would compete for it, and each provider picks differently; route it there or delegate a narrower prefix", r.Prefix, del.Namespace, j)
@@ -134,20 +128,27 @@ func checkIngress(d *Design) []ruleIssue {
 			claimedHost[c.Host] = i
 		}
 		out = append(out, checkPrefix(c.Prefix, cp.child("prefix"))...)
-		routeAt := map[string]int{}
-		for j, r := range c.Routes {
-			rp := cp.child("routes", strconv.Itoa(j))
-			out = append(out, checkIngressRoute(d, r, rp)...)
-			if k, dup := routeAt[routeKey(r)]; dup {
-				add(rp.child("prefix"), "routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", k, r.Prefix)
-			} else {
-				routeAt[routeKey(r)] = j
-			}
-		}
+		out = append(out, checkRoutes(d, c.Routes, cp)...)
 	}
 	for i, t := range in.TLSDelegations {
 		if len(t.To) == 0 {
 			add(fieldPath{"ingress", "tlsDelegations", strconv.Itoa(i), "to"}, "name the namespaces that may use secret %q", t.Secret)
+		}
+	}
+	return out
+}
+
+// checkRoutes checks a host's or a claim's routes one by one, and that no two match the same.
+func checkRoutes(d *Design, routes []IngressRoute, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	routeAt := map[string]int{}
+	for i, r := range routes {
+		rp := p.child("routes", strconv.Itoa(i))
+		out = append(out, checkIngressRoute(d, r, rp)...)
+		if j, dup := routeAt[routeKey(r)]; dup {
+			out = append(out, ruleIssue{rp.child("prefix"), fmt.Sprintf("routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.Prefix)})
+		} else {
+			routeAt[routeKey(r)] = i
 		}
 	}
 	return out

@@ -1,8 +1,11 @@
 package testenv
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -15,15 +18,9 @@ const BinDirEnv = "MESHCD_TESTBIN"
 type binaries struct{ etcd, apiserver string }
 
 func findBinaries(dir string) (binaries, error) {
-	if dir == "" {
-		dir = os.Getenv(BinDirEnv)
-	}
-	if dir == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return binaries{}, err
-		}
-		dir = filepath.Join(root, "bin", "testbin")
+	dir, err := binDir(dir)
+	if err != nil {
+		return binaries{}, err
 	}
 	b := binaries{etcd: filepath.Join(dir, "etcd"), apiserver: filepath.Join(dir, "kube-apiserver")}
 	for _, p := range []string{b.etcd, b.apiserver} {
@@ -51,4 +48,34 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// binDir is the folder of the binaries make testbin builds: dir if given, else $MESHCD_TESTBIN,
+// else bin/testbin at the root of the meshcd module.
+func binDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv(BinDirEnv)
+	}
+	if dir == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "bin", "testbin")
+	}
+	return dir, nil
+}
+
+// moduleDir is where the Go module cache holds module@version, downloading it from the module
+// proxy when it is not there yet.
+func moduleDir(ctx context.Context, moduleAtVersion string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", moduleAtVersion).Output()
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s: %w", moduleAtVersion, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: no module folder (%v)", moduleAtVersion, err)
+	}
+	return mod.Dir, nil
 }

@@ -158,17 +158,13 @@ func (ct *Contour) discover(ctx context.Context, kind string) ([]map[string]any,
 
 // testBinary finds a binary `make testbin` built into the test binary folder.
 func testBinary(name string) (string, error) {
-	dir := os.Getenv(BinDirEnv)
-	if dir == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(root, "bin", "testbin")
+	dir, err := binDir("")
+	if err != nil {
+		return "", err
 	}
 	bin := filepath.Join(dir, name)
 	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("test binary %s is missing: run `make testbin` (or set %s): %w", bin, BinDirEnv, err)
+		return "", fmt.Errorf("test binary %s is missing: run `make testbin controlplanes` (or set %s): %w", bin, BinDirEnv, err)
 	}
 	return bin, nil
 }

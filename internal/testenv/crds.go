@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -45,25 +43,34 @@ func CRDs() ([]*unstructured.Unstructured, error) {
 		if err != nil {
 			return err
 		}
-		dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := dec.Read()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			obj := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			if obj.GetKind() == "CustomResourceDefinition" {
-				out = append(out, obj)
-			}
-		}
+		crds, err := decodeCRDs(path, data)
+		out = append(out, crds...)
+		return err
 	})
 	return out, err
+}
+
+// decodeCRDs returns the CustomResourceDefinitions of a multi-document YAML file, skipping any
+// other kind (a release's admission policies, say).
+func decodeCRDs(path string, data []byte) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := dec.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if obj.GetKind() == "CustomResourceDefinition" {
+			out = append(out, obj)
+		}
+	}
 }
 
 // InstallCRDs server-side applies every CRD from CRDs to the cluster and waits until each is
@@ -90,40 +97,24 @@ func InstallCRDsWithGatewayAPI(ctx context.Context, cfg *rest.Config, version, c
 			crds = append(crds, crd)
 		}
 	}
-	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/gateway-api@"+version).Output()
+	dir, err := moduleDir(ctx, "sigs.k8s.io/gateway-api@"+version)
 	if err != nil {
-		return fmt.Errorf("downloading sigs.k8s.io/gateway-api@%s: %w", version, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil {
 		return err
 	}
-	files, err := filepath.Glob(filepath.Join(mod.Dir, "config", "crd", channel, "gateway.networking.k8s.io_*.yaml"))
+	files, err := filepath.Glob(filepath.Join(dir, "config", "crd", channel, "gateway.networking.k8s.io_*.yaml"))
 	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no Gateway API %s %s CRDs in %s", version, channel, mod.Dir)
+		return fmt.Errorf("no Gateway API %s %s CRDs in %s", version, channel, dir)
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return err
 		}
-		dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := dec.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			obj := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if obj.GetKind() == "CustomResourceDefinition" { // not the release's admission policies
-				crds = append(crds, obj)
-			}
+		more, err := decodeCRDs(f, data)
+		if err != nil {
+			return err
 		}
+		crds = append(crds, more...)
 	}
 	return applyCRDs(ctx, cfg, crds)
 }

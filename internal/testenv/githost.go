@@ -69,13 +69,9 @@ func StartGitHost(ctx context.Context, opts GitHostOptions) (*GitHost, error) {
 	}
 	// Gitea reads its templates and locales from its source tree: the module, as the Go
 	// module proxy serves it (cached by the build).
-	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", "code.gitea.io/gitea@"+version).Output()
+	modDir, err := moduleDir(ctx, "code.gitea.io/gitea@"+version)
 	if err != nil {
 		return nil, fmt.Errorf("finding Gitea %s's module for its templates: %w", version, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return nil, fmt.Errorf("finding Gitea %s's module: %v", version, err)
 	}
 	dir, err := os.MkdirTemp("", "meshcd-githost-")
 	if err != nil {
@@ -166,7 +162,7 @@ ADAPTER = memory
 
 [actions]
 ENABLED = false
-`, u.Username, dir, ports[0], h.URL, mod.Dir, randomHex(32))
+`, u.Username, dir, ports[0], h.URL, modDir, randomHex(32))
 	if err := os.WriteFile(h.ini, []byte(ini), 0o600); err != nil {
 		return fail(err)
 	}
