@@ -144,6 +144,9 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 		open := false
 		vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/.well-known/jwks.json", Audiences: []string{"www"}}
 		vh.Routes[1].JWT = &open
+		// and an address range denied on the host, the legacy API for the office only
+		vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
+		vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"}
 		d.Ingress.Hosts["www.example.com"] = vh
 		b, err := render.Render(ctx, d, &edge, render.Options{Revision: "r2", Repo: render.NewRepo(fsys)})
 		must(t, err)
@@ -169,6 +172,36 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 		case !toFrontend && (requirement == nil || requirement["requirement_name"] != "jwt"):
 			t.Errorf("%s is served without a token check: %v", path, route)
 		}
+	}
+	// Envoy's RBAC filter: the host denies the range (remote_ip: the forwarded address), the
+	// legacy route replaces that with its allow list, and the other routes keep the host's.
+	rbac := func(v map[string]any) string {
+		filters, _ := v["typed_per_filter_config"].(map[string]any)
+		data, _ := json.Marshal(filters["envoy.filters.http.rbac"])
+		return string(data)
+	}
+	hostChecked := false
+	for _, rc := range routes {
+		if rc["name"] != "https/www.example.com" {
+			continue
+		}
+		for _, v := range rc["virtual_hosts"].([]any) {
+			if vh := v.(map[string]any); vh["name"] == "www.example.com" {
+				hostChecked = true
+				if got := rbac(vh); !strings.Contains(got, `"action":"DENY"`) || !strings.Contains(got, `"remote_ip":{"address_prefix":"203.0.113.0","prefix_len":24}`) {
+					t.Errorf("the virtual host does not deny 203.0.113.0/24 by the forwarded address: %s", got)
+				}
+			}
+		}
+	}
+	if !hostChecked {
+		t.Error("Envoy has no virtual host www.example.com in https/www.example.com")
+	}
+	if got := rbac(envoyMatch(t, routes, "https/www.example.com", "www.example.com", "/legacy/v1")); strings.Contains(got, "203.0.113.0") || !strings.Contains(got, `"remote_ip":{"address_prefix":"192.0.2.0","prefix_len":24}`) {
+		t.Errorf("/legacy does not allow only 192.0.2.0/24: %s", got)
+	}
+	if got := rbac(envoyMatch(t, routes, "https/www.example.com", "www.example.com", "/shop/cart")); got != "null" {
+		t.Errorf("/shop/cart has a route-level address rule of its own, which would replace the host's: %s", got)
 	}
 	clusters, err = contour.Clusters(ctx)
 	must(t, err)

@@ -325,33 +325,17 @@ func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *outpu
 	if access != "deny" {
 		return objs, nil
 	}
-	// Strict mTLS without an allow list admits every meshed identity; with one, only those.
-	auth := map[string]any{"identities": []any{"*"}}
 	if svc.Authorization != nil {
-		var refs []any
-		for _, a := range svc.Authorization.Allow {
-			for _, sa := range a.ServiceAccounts {
-				saNS, saName, _ := strings.Cut(sa, "/")
-				refs = append(refs, map[string]any{"kind": "ServiceAccount", "name": saName, "namespace": saNS})
-			}
-			for _, n := range a.Namespaces {
-				refs = append(refs, map[string]any{"kind": "Namespace", "name": n})
-			}
-		}
-		auth = map[string]any{"identityRefs": refs}
-		if len(refs) == 0 {
-			// An empty allow list denies everyone: the Server's deny policy alone says that.
-			return objs, nil
-		}
+		return linkerdAuthorization(in, name, svc, serverName, objs, out)
 	}
-	objs = append(objs,
-		newObject("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication", ns, name+"-callers", auth),
+	// Strict mTLS without authorization admits every meshed identity.
+	return append(objs,
+		newObject("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication", ns, name+"-callers", map[string]any{"identities": []any{"*"}}),
 		newObject("policy.linkerd.io/v1alpha1", "AuthorizationPolicy", ns, name+"-callers", map[string]any{
 			"targetRef": map[string]any{"group": "policy.linkerd.io", "kind": "Server", "name": serverName},
 			"requiredAuthenticationRefs": []any{map[string]any{
 				"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": name + "-callers",
 			}},
 		}),
-	)
-	return objs, nil
+	), nil
 }

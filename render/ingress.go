@@ -20,6 +20,8 @@ type ingressRoute struct {
 	// src is where the design says it, for errors: ingress.hosts.<host>.routes[i] or
 	// ingress.claims[i].routes[j].
 	src string
+	// access is the address rule the route itself carries: its own, held to its host's too.
+	access *schema.IPAccess
 	schema.IngressRoute
 }
 
@@ -33,6 +35,7 @@ type ingressHost struct {
 	cors     *schema.CORS
 	limit    *schema.RateLimit
 	jwt      *schema.JWT
+	access   *schema.IPAccess
 	delegate []schema.Delegation
 	routes   []ingressRoute
 }
@@ -41,16 +44,17 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	var out []ingressHost
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
-		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, delegate: vh.Delegate}
+		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, access: vh.Access, delegate: vh.Delegate}
 		for i, r := range vh.Routes {
-			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), IngressRoute: r})
+			access, _ := schema.CombineIPAccess(vh.Access, r.Access) // validation refuses what cannot combine
+			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
 		}
 		out = append(out, h)
 	}
 	for ci, c := range in.Claims {
 		h := ingressHost{host: c.Host, owner: c.Owner}
 		for i, r := range c.Routes {
-			h.routes = append(h.routes, ingressRoute{path: joinPrefix(c.Prefix, r.Prefix), src: fmt.Sprintf("ingress.claims[%d].routes[%d]", ci, i), IngressRoute: r})
+			h.routes = append(h.routes, ingressRoute{path: joinPrefix(c.Prefix, r.Prefix), src: fmt.Sprintf("ingress.claims[%d].routes[%d]", ci, i), access: r.Access, IngressRoute: r})
 		}
 		out = append(out, h)
 	}
@@ -305,4 +309,41 @@ func refuseJWT(in *compileInput, hosts []ingressHost, provider, why string) erro
 		}
 	}
 	return nil
+}
+
+// refuseIPAccess is the error of a provider that cannot admit or refuse clients by address:
+// leaving the rule out would let every address in.
+func refuseIPAccess(in *compileInput, hosts []ingressHost, provider, why string) error {
+	for _, h := range hosts {
+		if h.access != nil {
+			return in.fail(fmt.Sprintf("ingress.hosts.%q.access", h.host), "%s cannot admit or refuse clients by address here (%s); without it every address would reach the host", provider, why)
+		}
+		for _, r := range h.routes {
+			if r.Access != nil {
+				return in.fail(r.src+".access", "%s cannot admit or refuse clients by address here (%s); without it every address would reach the route", provider, why)
+			}
+		}
+	}
+	return nil
+}
+
+// contourIPFilters sets Contour's ipAllowPolicy or ipDenyPolicy on a virtual host or a route.
+func contourIPFilters(into map[string]any, a *schema.IPAccess) {
+	if a == nil {
+		return
+	}
+	source := map[string]string{"peer": "Peer", "forwarded": "Remote"}[a.Source]
+	key, blocks := "ipAllowPolicy", a.Allow
+	if len(a.Deny) > 0 {
+		key, blocks = "ipDenyPolicy", a.Deny
+	}
+	var rules []any
+	for _, b := range blocks {
+		p, err := schema.ParseIPBlock(b)
+		if err != nil {
+			continue // refused by validation
+		}
+		rules = append(rules, map[string]any{"source": source, "cidr": p.String()})
+	}
+	into[key] = rules
 }

@@ -36,6 +36,7 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 			if h.limit != nil {
 				vh["rateLimitPolicy"] = contourRateLimit(h.limit)
 			}
+			contourIPFilters(vh, h.access)
 			if j := h.jwt; j != nil {
 				// The one provider is the default: every route, included ones too, requires it.
 				p := map[string]any{"name": "jwt", "issuer": j.Issuer, "default": true,
@@ -219,6 +220,7 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 	if r.RateLimit != nil {
 		route["rateLimitPolicy"] = contourRateLimit(r.RateLimit)
 	}
+	contourIPFilters(route, r.access)
 	if r.JWT != nil && !*r.JWT {
 		route["jwtVerificationPolicy"] = map[string]any{"disabled": true}
 	}

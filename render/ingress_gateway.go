@@ -28,6 +28,9 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 	if err := refuseJWT(in, hosts, "gateway-api", "Gateway API has no standard JWT validation; use the contour provider"); err != nil {
 		return err
 	}
+	if err := refuseIPAccess(in, hosts, "gateway-api", "Gateway API has no standard address filter; use the contour provider"); err != nil {
+		return err
+	}
 	ns := in.design.Namespace
 	var listeners []any
 	for _, h := range hosts {

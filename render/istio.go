@@ -3,6 +3,7 @@ package render
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
@@ -29,8 +30,13 @@ func compileIstio(in *compileInput, out *output) error {
 				"mtls":     map[string]any{"mode": istioMTLSMode(svc.MTLS)},
 			}))
 		}
-		if svc.Authorization != nil {
-			out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name, istioAuthorization(name, svc)))
+		if a := svc.Authorization; a != nil {
+			if !a.AllowsAll() {
+				out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name, istioAuthorization(name, "ALLOW", a.Allow, svc.Port)))
+			}
+			if len(a.Deny) > 0 {
+				out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name+"-deny", istioAuthorization(name, "DENY", a.Deny, svc.Port)))
+			}
 		}
 	}
 	return nil
@@ -202,34 +208,74 @@ func istioMTLSMode(mode string) string {
 	return "DISABLE"
 }
 
-func istioAuthorization(name string, svc schema.Service) map[string]any {
-	var from []any
-	for _, a := range svc.Authorization.Allow {
+// istioAuthorization is an AuthorizationPolicy with one Istio rule per access rule: who in
+// from, what in to. An ALLOW policy without rules refuses everyone. A DENY rule on paths,
+// methods or hosts names the service's port unless it names ports itself: Istio cannot read
+// HTTP attributes of other ports' TCP traffic, and would deny all of it.
+func istioAuthorization(name, action string, rules []schema.AccessRule, port int) map[string]any {
+	spec := map[string]any{
+		"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+		"action":   action,
+	}
+	var out []any
+	for _, r := range rules {
+		rule := map[string]any{}
 		src := map[string]any{}
-		if len(a.ServiceAccounts) > 0 {
+		if len(r.ServiceAccounts) > 0 {
 			var ps []any
-			for _, sa := range a.ServiceAccounts {
+			for _, sa := range r.ServiceAccounts {
 				ps = append(ps, principal(sa))
 			}
 			src["principals"] = ps
 		}
-		if len(a.Namespaces) > 0 {
-			var nss []any
-			for _, n := range a.Namespaces {
-				nss = append(nss, n)
-			}
-			src["namespaces"] = nss
+		setStrings(src, "namespaces", r.Namespaces)
+		setStrings(src, "ipBlocks", r.IPBlocks)
+		if len(src) > 0 {
+			rule["from"] = []any{map[string]any{"source": src}}
 		}
-		from = append(from, map[string]any{"source": src})
+		op := map[string]any{}
+		var paths []string
+		for _, p := range r.Paths {
+			switch base, prefix := schema.AccessPath(p); {
+			case prefix && base == "/":
+				paths = append(paths, "/*")
+			case prefix:
+				paths = append(paths, base, base+"/*")
+			default:
+				paths = append(paths, base)
+			}
+		}
+		setStrings(op, "paths", paths)
+		setStrings(op, "methods", r.Methods)
+		setStrings(op, "hosts", r.Hosts)
+		var ports []string
+		if action == "DENY" && r.What() && len(r.Ports) == 0 {
+			ports = append(ports, strconv.Itoa(port))
+		}
+		for _, p := range r.Ports {
+			ports = append(ports, strconv.Itoa(p))
+		}
+		setStrings(op, "ports", ports)
+		if len(op) > 0 {
+			rule["to"] = []any{map[string]any{"operation": op}}
+		}
+		out = append(out, rule)
 	}
-	spec := map[string]any{
-		"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
-		"action":   "ALLOW",
-	}
-	if len(from) > 0 {
-		spec["rules"] = []any{map[string]any{"from": from}}
+	if len(out) > 0 {
+		spec["rules"] = out
 	}
 	return spec
+}
+
+func setStrings(m map[string]any, key string, values []string) {
+	if len(values) == 0 {
+		return
+	}
+	l := make([]any, len(values))
+	for i, v := range values {
+		l[i] = v
+	}
+	m[key] = l
 }
 
 // istioLoadBalancer is a DestinationRule's loadBalancer: a simple algorithm or a consistent

@@ -74,6 +74,12 @@ func checkIngress(d *Design) []ruleIssue {
 				}
 			}
 		}
+		out = append(out, checkIPAccess(vh.Access, hp.child("access"))...)
+		for i, r := range vh.Routes {
+			if _, why := CombineIPAccess(vh.Access, r.Access); why != "" && checkIPAccess(vh.Access, nil) == nil && checkIPAccess(r.Access, nil) == nil {
+				add(hp.child("routes", strconv.Itoa(i), "access"), "%s", why)
+			}
+		}
 		if vh.JWT != nil && vh.TLS == nil {
 			add(hp.child("jwt"), "a host that requires tokens needs tls: a token sent over plain HTTP can be read and replayed (and Contour refuses it)")
 		}
@@ -160,6 +166,7 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 		out = append(out, ruleIssue{p, fmt.Sprintf(format, args...)})
 	}
 	out = append(out, checkPrefix(r.Prefix, p.child("prefix"))...)
+	out = append(out, checkIPAccess(r.Access, p.child("access"))...)
 	if r.Timeout != nil && r.Timeout.Seconds() == 0 {
 		add(p.child("timeout"), "a timeout of 0s means no timeout to Istio and Gateway API but is refused or the default elsewhere; leave timeout out for the provider's default, or give a positive duration")
 	}
@@ -301,6 +308,14 @@ func checkIngressAcross(designs []Design) []designIssue {
 					fmt.Sprintf("no design in namespace %s owns host %s", c.Owner, c.Host)}})
 				continue
 			}
+			if designs[j].Ingress.Hosts[c.Host].Access != nil {
+				for r, route := range c.Routes {
+					if route.Access != nil {
+						out = append(out, designIssue{i, ruleIssue{cp.child("routes", strconv.Itoa(r), "access"),
+							fmt.Sprintf("design %s already admits clients of %s by address, and Contour's route rules replace the host's: a claimed route's own address rule would undo the owner's; ask the owner to narrow the host's rule", designs[j].Name, c.Host)}})
+					}
+				}
+			}
 			delegated := false
 			for _, del := range designs[j].Ingress.Hosts[c.Host].Delegate {
 				if del.Namespace == d.Namespace && underPrefix(c.Prefix, del.Prefix) {
@@ -376,4 +391,29 @@ func (h *HeaderPolicy) set() map[string]string {
 		return nil
 	}
 	return h.Set
+}
+
+// checkIPAccess checks an edge address rule: allow or deny, each entry an address or CIDR.
+func checkIPAccess(a *IPAccess, p fieldPath) []ruleIssue {
+	if a == nil {
+		return nil
+	}
+	var out []ruleIssue
+	switch {
+	case len(a.Allow) > 0 && len(a.Deny) > 0:
+		out = append(out, ruleIssue{p, "say allow (only these addresses) or deny (all but these), not both: Contour refuses the two together, and what one leaves out the other decides"})
+	case len(a.Allow) == 0 && len(a.Deny) == 0:
+		out = append(out, ruleIssue{p, "name the addresses to allow or to deny"})
+	}
+	for _, l := range []struct {
+		name   string
+		blocks []string
+	}{{"allow", a.Allow}, {"deny", a.Deny}} {
+		for i, b := range l.blocks {
+			if _, err := ParseIPBlock(b); err != nil {
+				out = append(out, ruleIssue{p.child(l.name, strconv.Itoa(i)), fmt.Sprintf("%q is not an address or CIDR: %v", b, err)})
+			}
+		}
+	}
+	return out
 }

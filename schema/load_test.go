@@ -102,6 +102,20 @@ func TestRules(t *testing.T) {
 			[]string{f + ":4:84: services.db.routes[0]: a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc"}},
 		{"authorization service account form", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: allow: [{serviceAccounts: [\"frontend\"]}]\n\t}\n",
 			[]string{f + ":8:45: services.checkout.authorization.allow[0].serviceAccounts[0]: service account \"frontend\" must be written namespace/name"}},
+		{"authorization by path, method, address and port", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: {\n" +
+			"\t\t\tallow: [{namespaces: [\"shop\"], methods: [\"GET\"], paths: [\"/api/*\", \"/healthz\"]}, {ipBlocks: [\"10.0.0.0/8\", \"192.0.2.7\"], ports: [8080]}]\n" +
+			"\t\t\tdeny: [{paths: [\"/internal/*\"], hosts: [\"checkout.shop\"]}]\n\t\t}\n\t}\n", nil},
+		{"authorization rule that names nothing", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: deny: [{}]\n\t}\n",
+			[]string{f + ":8:25: services.checkout.authorization.deny[0]: a rule must name who (serviceAccounts, namespaces, ipBlocks) or what (paths, methods, ports, hosts); an empty rule would match every request"}},
+		{"authorization rule with accounts and namespaces", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: allow: [{serviceAccounts: [\"shop/web\"], namespaces: [\"ops\"]}]\n\t}\n",
+			[]string{f + ":8:26: services.checkout.authorization.allow[0]: name serviceAccounts or namespaces in one rule, not both: a service account already belongs to one namespace (write two rules to allow either)"}},
+		{"authorization address and path patterns", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: allow: [{ipBlocks: [\"10.0.0.1/8\"], paths: [\"/api*\"]}]\n\t}\n",
+			[]string{
+				f + ":8:38: services.checkout.authorization.allow[0].ipBlocks[0]: \"10.0.0.1/8\" is not an address or CIDR: 10.0.0.1/8 has host bits set (the block is 10.0.0.0/8)",
+				f + ":8:61: services.checkout.authorization.allow[0].paths[0]: path \"/api*\" must start with / and may end in /* (a prefix); * elsewhere is not a pattern every mesh reads alike",
+			}},
+		{"authorization of a tcp service by path", "\tservices: db: {port: 5432, protocol: \"tcp\", versions: a: labels: x: \"y\", routes: [{to: a: 100}], authorization: allow: [{namespaces: [\"shop\"], paths: [\"/x\"]}]}\n",
+			[]string{f + ":4:122: services.db.authorization.allow[0]: a tcp service has no paths, methods or hosts to match; rules of a tcp service name callers only"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -391,4 +405,53 @@ func TestWorkerAddressSpaceLimit(t *testing.T) {
 	if fields := strings.Fields(strings.TrimPrefix(line, "Max address space")); len(fields) < 2 || fields[0] != want || fields[1] != want {
 		t.Fatalf("worker limits: %q, want soft and hard %s", line, want)
 	}
+}
+
+// TestEdgeAddressRulesHoldAcrossTeams: a route's address rule is held to its host's, and a
+// team's claimed route cannot set one under the owner's (Contour would let it replace the
+// owner's rule).
+func TestEdgeAddressRulesHoldAcrossTeams(t *testing.T) {
+	owner := func(hostAccess, routeAccess string) string {
+		return "design: edge: {\n\tnamespace: \"edge\"\n\tservices: web: {port: 80, versions: v: labels: x: \"y\", routes: [{to: v: 100}]}\n" +
+			"\tingress: hosts: \"www.example.com\": {\n\t\t" + hostAccess + "\n\t\troutes: [{prefix: \"/\", backends: [{service: \"web\"}]" + routeAccess + "}]\n" +
+			"\t\tdelegate: [{prefix: \"/shop\", namespace: \"shop\"}]\n\t}\n}\n"
+	}
+	claim := func(access string) string {
+		return "design: shop: {\n\tnamespace: \"shop\"\n\tservices: cart: {port: 80, versions: v: labels: x: \"y\", routes: [{to: v: 100}]}\n" +
+			"\tingress: claims: [{host: \"www.example.com\", prefix: \"/shop\", owner: \"edge\", routes: [{backends: [{service: \"cart\"}]" + access + "}]}]\n}\n"
+	}
+	tests := []struct {
+		name, host, route string
+		want              []string
+	}{
+		{"deny lists join", `access: deny: ["203.0.113.0/24"]`, `, access: deny: ["198.51.100.0/24"]`, nil},
+		{"an allow list inside the host's", `access: allow: ["10.0.0.0/8"]`, `, access: allow: ["10.1.0.0/16"]`, nil},
+		{"an allow list outside the host's", `access: allow: ["10.0.0.0/8"]`, `, access: allow: ["192.168.0.0/16"]`,
+			[]string{"designs/edge/design.cue:6:56: ingress.hosts.\"www.example.com\".routes[0].access: 192.168.0.0/16 is not within the addresses the host allows (10.0.0.0/8): a route can narrow its host's allow list, not widen it"}},
+		{"an allow list into the host's deny list", `access: deny: ["10.0.0.0/8"]`, `, access: allow: ["10.1.0.0/16"]`,
+			[]string{"designs/edge/design.cue:6:56: ingress.hosts.\"www.example.com\".routes[0].access: 10.1.0.0/16 overlaps the addresses the host denies (10.0.0.0/8): a route cannot let them back in"}},
+		{"another source", `access: deny: ["10.0.0.0/8"]`, `, access: {deny: ["10.1.0.0/16"], source: "forwarded"}`,
+			[]string{"designs/edge/design.cue:6:56: ingress.hosts.\"www.example.com\".routes[0].access: the host judges the peer address and this route the forwarded one; say the same source"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got := load(t, map[string]string{"clusters/east.cue": clusterEast, "designs/edge/design.cue": owner(tc.host, tc.route), "designs/shop/design.cue": claim("")})
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("issues (-want +got):\n%s\nfile:\n%s", diff, owner(tc.host, tc.route))
+			}
+		})
+	}
+	t.Run("a claim under the owner's rule", func(t *testing.T) {
+		files := map[string]string{"clusters/east.cue": clusterEast, "designs/shop/design.cue": claim(`, access: allow: ["192.0.2.0/24"]`)}
+		files["designs/edge/design.cue"] = owner("", "")
+		if _, got := load(t, files); got != nil {
+			t.Errorf("with no rule on the host, the team's own rule is refused: %q", got)
+		}
+		files["designs/edge/design.cue"] = owner(`access: deny: ["203.0.113.0/24"]`, "")
+		_, got := load(t, files)
+		want := []string{"designs/shop/design.cue:4:119: ingress.claims[0].routes[0].access: design edge already admits clients of www.example.com by address, and Contour's route rules replace the host's: a claimed route's own address rule would undo the owner's; ask the owner to narrow the host's rule"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("issues (-want +got):\n%s", diff)
+		}
+	})
 }

@@ -112,16 +112,12 @@ func checkDesign(d *Design) []ruleIssue {
 				add(rp, "a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc")
 			}
 		}
-		if svc.Authorization != nil {
-			for i, a := range svc.Authorization.Allow {
-				if len(a.ServiceAccounts) == 0 && len(a.Namespaces) == 0 {
-					add(sp.child("authorization", "allow", strconv.Itoa(i)), "an allow rule must name serviceAccounts or namespaces")
-				}
-				for j, sa := range a.ServiceAccounts {
-					if ns, name, ok := strings.Cut(sa, "/"); !ok || !dns1123.MatchString(ns) || !dns1123.MatchString(name) {
-						add(sp.child("authorization", "allow", strconv.Itoa(i), "serviceAccounts", strconv.Itoa(j)), "service account %q must be written namespace/name", sa)
-					}
-				}
+		if a := svc.Authorization; a != nil {
+			for i, r := range a.Allow {
+				out = append(out, checkAccessRule(r, svc, sp.child("authorization", "allow", strconv.Itoa(i)))...)
+			}
+			for i, r := range a.Deny {
+				out = append(out, checkAccessRule(r, svc, sp.child("authorization", "deny", strconv.Itoa(i)))...)
 			}
 		}
 	}

@@ -238,11 +238,38 @@ type ConnectionPool struct {
 	MaxRequestsPerConnection int `json:"maxRequestsPerConnection,omitempty"`
 }
 
+// Authorization is who may call a service and what they may ask. Allow nil (not given) and
+// Deny set lets everything else pass; Allow nil and Deny empty refuses everyone.
 type Authorization struct {
-	Allow []struct {
-		ServiceAccounts []string `json:"serviceAccounts,omitempty"`
-		Namespaces      []string `json:"namespaces,omitempty"`
-	} `json:"allow"`
+	Allow []AccessRule `json:"allow"`
+	Deny  []AccessRule `json:"deny,omitempty"`
+}
+
+// AllowsAll reports whether requests no deny rule matches pass without an allow list.
+func (a *Authorization) AllowsAll() bool {
+	return a.Allow == nil && len(a.Deny) > 0
+}
+
+// AccessRule matches requests by who sends them and what they ask; every field given must
+// match.
+type AccessRule struct {
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+	Namespaces      []string `json:"namespaces,omitempty"`
+	IPBlocks        []string `json:"ipBlocks,omitempty"`
+	Paths           []string `json:"paths,omitempty"`
+	Methods         []string `json:"methods,omitempty"`
+	Ports           []int    `json:"ports,omitempty"`
+	Hosts           []string `json:"hosts,omitempty"`
+}
+
+// Who reports whether the rule names its callers.
+func (r AccessRule) Who() bool {
+	return len(r.ServiceAccounts) > 0 || len(r.Namespaces) > 0 || len(r.IPBlocks) > 0
+}
+
+// What reports whether the rule narrows the requests by what they ask (ports aside).
+func (r AccessRule) What() bool {
+	return len(r.Paths) > 0 || len(r.Methods) > 0 || len(r.Hosts) > 0
 }
 
 // Manifest is exactly one of a kustomize folder, a Helm chart or a folder of plain YAML,
@@ -429,6 +456,7 @@ type VirtualHost struct {
 	CORS      *CORS          `json:"cors,omitempty"`
 	RateLimit *RateLimit     `json:"rateLimit,omitempty"`
 	JWT       *JWT           `json:"jwt,omitempty"`
+	Access    *IPAccess      `json:"access,omitempty"`
 	Delegate  []Delegation   `json:"delegate,omitempty"`
 }
 
@@ -496,7 +524,16 @@ type IngressRoute struct {
 	WebSockets      bool              `json:"websockets,omitempty"`
 	RateLimit       *RateLimit        `json:"rateLimit,omitempty"`
 	// JWT is false for a route left open on a host that requires a token (nil: as the host).
-	JWT *bool `json:"jwt,omitempty"`
+	JWT    *bool     `json:"jwt,omitempty"`
+	Access *IPAccess `json:"access,omitempty"`
+}
+
+// IPAccess admits (Allow) or refuses (Deny) clients by address; Source is "peer" or
+// "forwarded".
+type IPAccess struct {
+	Allow  []string `json:"allow,omitempty"`
+	Deny   []string `json:"deny,omitempty"`
+	Source string   `json:"source"`
 }
 
 type IngressBackend struct {

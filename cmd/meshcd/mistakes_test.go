@@ -14,6 +14,10 @@ import (
 	"github.com/meshcd/meshcd/internal/testenv"
 )
 
+// legacyRoute is the start of examples/edge's platform routes.
+const legacyRoute = `routes: [
+				{prefix: "/legacy", backends: [{external: {host: "legacy-api.example.net", port: 443}}], timeout: "10s"},`
+
 // edgeMistakes are realistic edits of examples/edge, each a mistake someone makes in an edge
 // design. refused names where `meshcd validate` must put it (file:line:col, then the field)
 // and what it must say; an empty refused means meshcd accepts the edit, and then Contour must
@@ -71,6 +75,18 @@ var edgeMistakes = []struct {
 		`designs/search/design.cue:\d+:\d+: ingress.claims\[1\].host`, "claims[0] already claims www.example.com"},
 	{"tokens over plain HTTP", "designs/platform/design.cue", `tls: secret: "www-tls"`, `jwt: {issuer: "https://auth.example.com", jwksURI: "https://auth.example.com/jwks.json"}`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".jwt`, "needs tls"},
+	{"addresses allowed and denied at once", "designs/platform/design.cue", `tls: secret: "www-tls"`, `tls: secret: "www-tls"
+			access: {allow: ["10.0.0.0/8"], deny: ["10.1.0.0/16"]}`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".access`, "not both"},
+	{"an address that is not one", "designs/platform/design.cue", `tls: secret: "www-tls"`, `tls: secret: "www-tls"
+			access: deny: ["203.0.113.300"]`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".access.deny\[0\]`, "not an address or CIDR"},
+	{"a route allowed beyond its host", "designs/platform/design.cue", legacyRoute, `access: allow: ["10.0.0.0/8"]
+			` + strings.Replace(legacyRoute, `timeout: "10s"}`, `timeout: "10s", access: allow: ["192.0.2.0/24"]}`, 1),
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[0\].access`, "not within the addresses the host allows"},
+	{"an address rule only Contour keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
+			access: deny: ["203.0.113.0/24"]`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".access`, "gateway-api cannot admit or refuse clients by address"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
 	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
 	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},

@@ -1,0 +1,225 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/meshcd/meshcd/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// request is what a request asks of a service, as a route sees it.
+type request struct {
+	path, method, host string
+}
+
+// asks reports whether the request is one the access rule names (by path, method and host),
+// read the way the design language defines it.
+func asks(r schema.AccessRule, q request) bool {
+	if len(r.Methods) > 0 && !slices.Contains(r.Methods, q.method) {
+		return false
+	}
+	if len(r.Hosts) > 0 && !slices.Contains(r.Hosts, q.host) {
+		return false
+	}
+	return len(r.Paths) == 0 || slices.ContainsFunc(r.Paths, func(p string) bool { return schema.AccessPathWithin(q.path, p) })
+}
+
+// linkerdPick is the route and match Linkerd sends a request to, by Gateway API's precedence:
+// a matching hostname over none, then an exact path over a prefix, a longer prefix over a
+// shorter one, and a method match over none. -1: no route (404).
+func linkerdPick(routes []*unstructured.Unstructured, q request) int {
+	best, bestScore := -1, []int(nil)
+	for i, rt := range routes {
+		hosts, _, _ := unstructured.NestedStringSlice(rt.Object, "spec", "hostnames")
+		hostScore := 0
+		if len(hosts) > 0 {
+			if !slices.Contains(hosts, q.host) {
+				continue
+			}
+			hostScore = 1
+		}
+		rules, _, _ := unstructured.NestedSlice(rt.Object, "spec", "rules")
+		for _, m := range rules[0].(map[string]any)["matches"].([]any) {
+			m := m.(map[string]any)
+			p := m["path"].(map[string]any)
+			v, typ := p["value"].(string), p["type"].(string)
+			exact, prefixLen := 0, 0
+			switch {
+			case typ == "Exact" && q.path == v:
+				exact = 1
+			case typ == "PathPrefix" && (v == "/" || q.path == v || strings.HasPrefix(q.path, v+"/")):
+				prefixLen = len(v)
+			default:
+				continue
+			}
+			method, hasMethod := m["method"].(string)
+			if hasMethod && method != q.method {
+				continue
+			}
+			methodScore := 0
+			if hasMethod {
+				methodScore = 1
+			}
+			score := []int{hostScore, exact, prefixLen, methodScore}
+			if best < 0 || slices.Compare(score, bestScore) > 0 {
+				best, bestScore = i, score
+			}
+		}
+	}
+	return best
+}
+
+// TestLinkerdRoutesCarryExactlyTheRulesARequestSatisfies renders overlapping path, method and
+// host rules for Linkerd and sends requests through the routes the way Linkerd picks one:
+// every request must reach a route authorized by exactly the rules that name it, neither more
+// (access widened) nor fewer (a caller locked out); who may then send it is each rule's own
+// authentication.
+func TestLinkerdRoutesCarryExactlyTheRulesARequestSatisfies(t *testing.T) {
+	rules := []schema.AccessRule{
+		{Namespaces: []string{"web"}, Methods: []string{"GET", "HEAD"}},
+		{ServiceAccounts: []string{"ops/admin"}, Paths: []string{"/admin/*"}},
+		{IPBlocks: []string{"10.0.0.0/8"}, Paths: []string{"/healthz"}, Methods: []string{"GET"}},
+		{Namespaces: []string{"batch"}, Paths: []string{"/api/*", "/admin/reports/*"}, Methods: []string{"POST"}},
+		{ServiceAccounts: []string{"ops/admin"}},
+		{Namespaces: []string{"web"}, Hosts: []string{"orders.internal"}, Paths: []string{"/api/*"}},
+	}
+	d := &schema.Design{Name: "orders", Namespace: "orders", Services: map[string]schema.Service{"orders": {
+		Port: 8080, Protocol: "http", MTLS: "strict",
+		Authorization: &schema.Authorization{Allow: rules},
+	}}}
+	c := &schema.Cluster{Name: "west", Mesh: schema.MeshLinkerd}
+	b, err := Render(t.Context(), d, c, Options{Revision: "r", Repo: NewRepo(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(b.Warnings, func(w string) bool { return strings.Contains(w, "probes") }) {
+		t.Errorf("no warning that Linkerd stops authorizing probes: %q", b.Warnings)
+	}
+	var routes []*unstructured.Unstructured
+	authorized := map[string][]int{} // route → rules whose policies target it
+	for _, o := range b.Objects {
+		switch o.GetKind() {
+		case "HTTPRoute":
+			routes = append(routes, o)
+		case "AuthorizationPolicy":
+			target, _, _ := unstructured.NestedString(o.Object, "spec", "targetRef", "name")
+			var rule int
+			if _, err := fmt.Sscanf(o.GetName()[strings.LastIndex(o.GetName(), "-allow-")+len("-allow-"):], "%d", &rule); err != nil {
+				t.Fatalf("policy %s: %v", o.GetName(), err)
+			}
+			authorized[target] = append(authorized[target], rule)
+		}
+	}
+	paths := []string{"/", "/healthz", "/healthz/x", "/admin", "/admin/users", "/admin/reports/q1", "/api/orders", "/apix", "/other"}
+	methods := []string{"GET", "HEAD", "POST", "DELETE"}
+	hosts := []string{"orders.orders", "orders.internal"}
+	checked := 0
+	for _, path := range paths {
+		for _, method := range methods {
+			for _, host := range hosts {
+				q := request{path, method, host}
+				var want []int
+				for i, r := range rules {
+					if asks(r, q) {
+						want = append(want, i)
+					}
+				}
+				var got []int
+				if k := linkerdPick(routes, q); k >= 0 {
+					got = slices.Sorted(slices.Values(authorized[routes[k].GetName()]))
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s %s%s: authorized by rules %v, want %v", method, host, path, got, want)
+				}
+				checked++
+			}
+		}
+	}
+	t.Logf("%d requests over %d routes", checked, len(routes))
+}
+
+// TestMeshAuthorizationPerProvider: allow and deny rules with conditions become Istio ALLOW and
+// DENY policies; Linkerd, which has no deny, and plain Gateway API, which has no policy at all,
+// refuse the design at the field rather than open the service.
+func TestMeshAuthorizationPerProvider(t *testing.T) {
+	a := &schema.Authorization{
+		Allow: []schema.AccessRule{{ServiceAccounts: []string{"web/frontend"}, Paths: []string{"/api/*"}, Methods: []string{"GET"}}, {IPBlocks: []string{"10.1.0.0/16"}, Ports: []int{9090}}},
+		Deny:  []schema.AccessRule{{Namespaces: []string{"web"}, Paths: []string{"/internal/*", "/*"}, Hosts: []string{"orders.example"}}},
+	}
+	d := &schema.Design{Name: "orders", Namespace: "orders", Services: map[string]schema.Service{"orders": {Port: 8080, Protocol: "http", Authorization: a}}}
+	c := &schema.Cluster{Name: "west", Mesh: schema.MeshIstio}
+	b, err := Render(t.Context(), d, c, Options{Revision: "r", Repo: NewRepo(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bundleText(b, nil)
+	for _, want := range []string{
+		"  action: ALLOW\n  rules:\n  - from:\n    - source:\n        principals:\n        - cluster.local/ns/web/sa/frontend\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /api\n        - /api/*\n  - from:\n    - source:\n        ipBlocks:\n        - 10.1.0.0/16\n    to:\n    - operation:\n        ports:\n        - \"9090\"\n",
+		"  name: orders-deny\n",
+		"  action: DENY\n  rules:\n  - from:\n    - source:\n        namespaces:\n        - web\n    to:\n    - operation:\n        hosts:\n        - orders.example\n        paths:\n        - /internal\n        - /internal/*\n        - /*\n        ports:\n        - \"8080\"\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("istio: no %q in:\n%s", want, text)
+		}
+	}
+
+	// Deny alone: everything else passes, so no ALLOW policy is rendered.
+	d.Services["orders"] = schema.Service{Port: 8080, Protocol: "http", Authorization: &schema.Authorization{Deny: a.Deny}}
+	b, err = Render(t.Context(), d, c, Options{Revision: "r", Repo: NewRepo(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := bundleText(b, nil); strings.Contains(text, "action: ALLOW") || !strings.Contains(text, "action: DENY") {
+		t.Errorf("deny alone: want one DENY policy and no ALLOW, got:\n%s", text)
+	}
+
+	for mesh, want := range map[schema.Mesh]string{
+		schema.MeshLinkerd:    "services.orders.authorization.deny: linkerd has no deny rules",
+		schema.MeshGatewayAPI: "services.orders.authorization: gateway-api has no authorization policy",
+	} {
+		c := &schema.Cluster{Name: "west", Mesh: mesh}
+		_, err := Render(t.Context(), d, c, Options{Revision: "r", Repo: NewRepo(nil)})
+		var rerr *Error
+		if !errors.As(err, &rerr) || !strings.HasPrefix(rerr.Path+": "+rerr.Message, want) {
+			t.Errorf("%s: %v, want %q", mesh, err, want)
+		}
+	}
+}
+
+// TestEdgeAddressRules: a host's and a route's address rules become Contour's ip filters, the
+// route's held to the host's (Contour replaces the host's rules with a route's); Gateway API
+// and Istio ingress refuse them at the field.
+func TestEdgeAddressRules(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
+	vh.Routes[0].Access = &schema.IPAccess{Deny: []string{"198.51.100.7"}, Source: "forwarded"}
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress, c.Contour.ExternalNameServices = "contour", true
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bundleText(b, nil)
+	for _, want := range []string{
+		"    fqdn: www.example.com\n    ipDenyPolicy:\n    - cidr: 203.0.113.0/24\n      source: Remote\n", // the host's
+		"    ipDenyPolicy:\n    - cidr: 203.0.113.0/24\n      source: Remote\n    - cidr: 198.51.100.7/32\n      source: Remote\n", // the route's, with the host's
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("contour: no %q in:\n%s", want, text)
+		}
+	}
+	for _, provider := range []string{"gateway-api", "istio"} {
+		c.Ingress = provider
+		_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		var rerr *Error
+		if !errors.As(err, &rerr) || rerr.Path != `ingress.hosts."www.example.com".access` || !strings.Contains(rerr.Message, "by address") {
+			t.Errorf("%s: %v, want an error at the host's access", provider, err)
+		}
+	}
+}
