@@ -207,7 +207,7 @@ func TestEdgeAddressRules(t *testing.T) {
 	}
 	text := bundleText(b, nil)
 	for _, want := range []string{
-		"    fqdn: www.example.com\n    ipDenyPolicy:\n    - cidr: 203.0.113.0/24\n      source: Remote\n", // the host's
+		"    fqdn: www.example.com\n    ipDenyPolicy:\n    - cidr: 203.0.113.0/24\n      source: Remote\n",                         // the host's
 		"    ipDenyPolicy:\n    - cidr: 203.0.113.0/24\n      source: Remote\n    - cidr: 198.51.100.7/32\n      source: Remote\n", // the route's, with the host's
 	} {
 		if !strings.Contains(text, want) {
