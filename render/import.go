@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -24,8 +25,12 @@ type Imported struct {
 }
 
 type importedHost struct {
-	TLS    string
-	Routes []importedRoute
+	TLS string
+	// The rest is what an HTTPProxy virtual host may also say, in the design's words (nil:
+	// unset).
+	MinTLS                       string
+	CORS, RateLimit, JWT, Access map[string]any
+	Routes                       []importedRoute
 }
 
 type importedRoute struct {
@@ -36,6 +41,14 @@ type importedRoute struct {
 	Method, Timeout                 string
 	Retries, Redirect, Rewrite      map[string]any
 	RequestHeaders, ResponseHeaders map[string]any
+	RateLimit, Access               map[string]any
+	WebSockets, NoJWT               bool
+	from                            string // where the import read it
+}
+
+// key is what the route matches, as the design says it.
+func (r importedRoute) key() string {
+	return fmt.Sprint(r.Prefix, r.Method, r.Headers, r.Query)
 }
 
 type importedBackend struct {
@@ -158,17 +171,28 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 		return nil
 	}
 	h := imp.host(fqdn)
-	h.TLS, _, _ = unstructured.NestedString(o.Object, "spec", "virtualhost", "tls", "secretName")
-	if inc, _, _ := unstructured.NestedSlice(o.Object, "spec", "includes"); len(inc) > 0 {
-		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: includes become delegations; add them under delegate and import the included proxies into their teams' designs", id))
+	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+	for _, k := range slices.Sorted(maps.Keys(spec)) {
+		switch k {
+		case "virtualhost", "routes":
+		case "includes":
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.includes become delegations; add them under delegate and import the included proxies into their teams' designs", id))
+		default:
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.%s is not imported: a design cannot say it yet", id, k))
+		}
 	}
-	routes, _, _ := unstructured.NestedSlice(o.Object, "spec", "routes")
+	vh, _ := spec["virtualhost"].(map[string]any)
+	imp.importVirtualHost(id+": spec.virtualhost", vh, h)
+	routes, ok := spec["routes"].([]any)
+	if !ok && spec["routes"] != nil {
+		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.routes is not imported: not a list of routes", id))
+	}
 	for i, r := range routes {
 		rm, _ := r.(map[string]any)
-		where := fmt.Sprintf("%s: route %d", id, i)
+		where := fmt.Sprintf("%s: spec.routes[%d]", id, i)
 		ir := importedRoute{Prefix: "/"}
 		conds, _ := rm["conditions"].([]any)
-		for _, c := range conds {
+		for j, c := range conds {
 			cm, _ := c.(map[string]any)
 			if p, ok := cm["prefix"].(string); ok {
 				ir.Prefix = p
@@ -197,16 +221,21 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Headers[name] = exact
 				continue
 			}
-			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: condition %v is not imported (a design matches a path prefix, exact headers, the method and exact query parameters)", where, cm))
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, exact headers, the method and exact query parameters)", where, j, cm))
 		}
 		imp.importRoutePolicies(where, rm, &ir)
 		prefix := ir.Prefix
 		services, _ := rm["services"].([]any)
 		var backends []importedBackend
 		var total int64
-		for _, s := range services {
+		for j, s := range services {
 			sm, _ := s.(map[string]any)
 			name, _ := sm["name"].(string)
+			for _, k := range slices.Sorted(maps.Keys(sm)) {
+				if k != "name" && k != "port" && k != "weight" {
+					imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.services[%d].%s is not imported: a design's backend is a service, a port and a weight", where, j, k))
+				}
+			}
 			imp.addService(id, name, map[string]any{"number": sm["port"]})
 			w := asInt(sm["weight"])
 			backends = append(backends, importedBackend{Service: name, Weight: w})
@@ -220,6 +249,11 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 			backends[0].Weight += 100 - 100/int64(len(backends))*int64(len(backends))
 		}
 		ir.Prefix, ir.Backends = prefix, backends
+		if j := slices.IndexFunc(h.Routes, func(o importedRoute) bool { return o.key() == ir.key() }); j >= 0 {
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s is not imported: with what it matches as the design says it, it is the same route as %s", where, h.Routes[j].from))
+			continue
+		}
+		ir.from = where
 		h.Routes = append(h.Routes, ir)
 	}
 	return nil
@@ -228,7 +262,8 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 // httpProxyRouteKeys are the fields of an HTTPProxy route the import reads; any other is
 // named in a warning, never dropped without a word.
 var httpProxyRouteKeys = map[string]bool{"conditions": true, "services": true, "timeoutPolicy": true, "retryPolicy": true,
-	"requestHeadersPolicy": true, "responseHeadersPolicy": true, "requestRedirectPolicy": true, "pathRewritePolicy": true}
+	"requestHeadersPolicy": true, "responseHeadersPolicy": true, "requestRedirectPolicy": true, "pathRewritePolicy": true,
+	"rateLimitPolicy": true, "enableWebsockets": true, "ipAllowPolicy": true, "ipDenyPolicy": true, "jwtVerificationPolicy": true}
 
 // retryConditions are the retryOn values a design can say.
 var retryConditions = map[string]bool{"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true, "retriable-4xx": true,
@@ -238,11 +273,22 @@ var retryConditions = map[string]bool{"5xx": true, "gateway-error": true, "reset
 // and prefix rewrite into the design's words, and warns about each part it cannot say.
 func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *importedRoute) {
 	warn := func(format string, args ...any) {
-		imp.Warnings = append(imp.Warnings, where+": "+fmt.Sprintf(format, args...))
+		imp.Warnings = append(imp.Warnings, where+"."+fmt.Sprintf(format, args...))
 	}
 	for _, k := range slices.Sorted(maps.Keys(rm)) {
 		if !httpProxyRouteKeys[k] {
 			warn("%s is not imported: a design cannot say it yet", k)
+		}
+	}
+	ir.RateLimit = imp.importRateLimit(where+".rateLimitPolicy", rm["rateLimitPolicy"])
+	ir.Access = imp.importIPFilters(where, rm)
+	ir.WebSockets, _ = rm["enableWebsockets"].(bool)
+	if jv, ok := rm["jwtVerificationPolicy"].(map[string]any); ok {
+		ir.NoJWT, _ = jv["disabled"].(bool)
+		for _, k := range slices.Sorted(maps.Keys(jv)) {
+			if k != "disabled" {
+				warn("jwtVerificationPolicy.%s is not imported (a design leaves a route open or requires the host's one token)", k)
+			}
 		}
 	}
 	if tp, ok := rm["timeoutPolicy"].(map[string]any); ok {
@@ -340,6 +386,168 @@ func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *im
 	}
 }
 
+// importVirtualHost carries an HTTPProxy virtual host's TLS secret and minimum version, CORS,
+// local rate limit, JWT provider and address rules into the design's words, and warns about
+// each part it cannot say.
+func (imp *Imported) importVirtualHost(where string, vh map[string]any, h *importedHost) {
+	warn := func(format string, args ...any) {
+		imp.Warnings = append(imp.Warnings, where+"."+fmt.Sprintf(format, args...))
+	}
+	for _, k := range slices.Sorted(maps.Keys(vh)) {
+		switch k {
+		case "fqdn", "tls", "corsPolicy", "rateLimitPolicy", "jwtProviders", "ipAllowPolicy", "ipDenyPolicy":
+		default:
+			warn("%s is not imported: a design cannot say it yet", k)
+		}
+	}
+	if tls, ok := vh["tls"].(map[string]any); ok {
+		h.TLS, _ = tls["secretName"].(string)
+		switch v, _ := tls["minimumProtocolVersion"].(string); v {
+		case "1.2", "1.3":
+			h.MinTLS = v
+		case "":
+		default:
+			warn("tls.minimumProtocolVersion %q is not imported (a design says 1.2 or 1.3)", v)
+		}
+		for _, k := range slices.Sorted(maps.Keys(tls)) {
+			if k != "secretName" && k != "minimumProtocolVersion" {
+				warn("tls.%s is not imported: a design cannot say it yet", k)
+			}
+		}
+	}
+	if cp, ok := vh["corsPolicy"].(map[string]any); ok {
+		cors := map[string]any{}
+		for from, to := range map[string]string{"allowOrigin": "allowOrigins", "allowMethods": "allowMethods", "allowHeaders": "allowHeaders", "exposeHeaders": "exposeHeaders"} {
+			if l, ok := cp[from].([]any); ok {
+				var kept []any
+				for i, v := range l {
+					if o, _ := v.(string); from == "allowOrigin" && o != "*" && !plainOrigin.MatchString(o) {
+						warn("corsPolicy.allowOrigin[%d] %q is not imported: a design names origins exactly (scheme://host[:port]), not by regular expression", i, o)
+						continue
+					}
+					kept = append(kept, v)
+				}
+				cors[to] = kept
+			}
+		}
+		if v, ok := cp["maxAge"].(string); ok {
+			cors["maxAge"] = v
+		}
+		if v, ok := cp["allowCredentials"].(bool); ok {
+			if origins, _ := cors["allowOrigins"].([]any); v && slices.Contains(origins, any("*")) {
+				warn("corsPolicy.allowCredentials is not imported: a design refuses credentials for the origin \"*\" (browsers do not send them to it); name the origins to keep them")
+			} else {
+				cors["allowCredentials"] = v
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(cp)) {
+			if k != "allowOrigin" && k != "allowMethods" && k != "allowHeaders" && k != "exposeHeaders" && k != "maxAge" && k != "allowCredentials" {
+				warn("corsPolicy.%s is not imported: a design cannot say it yet", k)
+			}
+		}
+		h.CORS = cors
+	}
+	h.RateLimit = imp.importRateLimit(where+".rateLimitPolicy", vh["rateLimitPolicy"])
+	h.Access = imp.importIPFilters(where, vh)
+	if providers, ok := vh["jwtProviders"].([]any); ok {
+		if len(providers) != 1 {
+			warn("jwtProviders: %d providers are not imported (a design requires one issuer's tokens on the whole host)", len(providers))
+		} else {
+			p, _ := providers[0].(map[string]any)
+			jwt := map[string]any{}
+			jwt["issuer"], _ = p["issuer"].(string)
+			jwt["jwksURI"], _, _ = unstructured.NestedString(p, "remoteJWKS", "uri")
+			if a, ok := p["audiences"].([]any); ok {
+				jwt["audiences"] = a
+			}
+			if f, _ := p["forwardJWT"].(bool); f {
+				jwt["forward"] = true
+			}
+			if d, _ := p["default"].(bool); !d {
+				warn("jwtProviders[0].default is false: a design requires its token on every route unless a route says jwt: false; review the routes it covers")
+			}
+			for _, k := range slices.Sorted(maps.Keys(p)) {
+				if k != "name" && k != "issuer" && k != "remoteJWKS" && k != "audiences" && k != "forwardJWT" && k != "default" {
+					warn("jwtProviders[0].%s is not imported: a design cannot say it yet", k)
+				}
+			}
+			if rj, ok := p["remoteJWKS"].(map[string]any); ok {
+				for _, k := range slices.Sorted(maps.Keys(rj)) {
+					if k != "uri" {
+						warn("jwtProviders[0].remoteJWKS.%s is not imported: a design cannot say it yet", k)
+					}
+				}
+			}
+			h.JWT = jwt
+		}
+	}
+}
+
+// plainOrigin is an origin written out, not a Contour regular expression.
+var plainOrigin = regexp.MustCompile(`^https?://[-a-zA-Z0-9.]+(:[0-9]+)?$`)
+
+// importRateLimit reads a local rate limit; a global one is named in a warning.
+func (imp *Imported) importRateLimit(where string, v any) map[string]any {
+	rl, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(rl)) {
+		if k != "local" {
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.%s is not imported (a design has local rate limits only)", where, k))
+		}
+	}
+	local, ok := rl["local"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	out := map[string]any{"requests": asInt(local["requests"])}
+	if u, ok := local["unit"].(string); ok {
+		out["unit"] = u
+	}
+	if b := asInt(local["burst"]); b > 0 {
+		out["burst"] = b
+	}
+	for _, k := range slices.Sorted(maps.Keys(local)) {
+		if k != "requests" && k != "unit" && k != "burst" {
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.local.%s is not imported: a design cannot say it yet", where, k))
+		}
+	}
+	return out
+}
+
+// importIPFilters reads a virtual host's or a route's ipAllowPolicy or ipDenyPolicy as an
+// address rule.
+func (imp *Imported) importIPFilters(where string, m map[string]any) map[string]any {
+	for _, key := range []string{"ipAllowPolicy", "ipDenyPolicy"} {
+		rules, ok := m[key].([]any)
+		if !ok {
+			continue
+		}
+		var blocks []any
+		source := ""
+		for i, r := range rules {
+			rm, _ := r.(map[string]any)
+			cidr, _ := rm["cidr"].(string)
+			s, _ := rm["source"].(string)
+			if source != "" && s != source {
+				imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.%s[%d] is not imported: a design judges one address (peer or forwarded) per rule", where, key, i))
+				continue
+			}
+			source = s
+			blocks = append(blocks, cidr)
+		}
+		out := map[string]any{"source": map[string]string{"Peer": "peer", "Remote": "forwarded"}[source]}
+		if key == "ipAllowPolicy" {
+			out["allow"] = blocks
+		} else {
+			out["deny"] = blocks
+		}
+		return out
+	}
+	return nil
+}
+
 // asInt reads a number however the YAML decoder typed it.
 func asInt(v any) int64 {
 	switch n := v.(type) {
@@ -412,11 +620,31 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 			if r.Timeout != "" {
 				route["timeout"] = r.Timeout
 			}
+			if r.RateLimit != nil {
+				route["rateLimit"] = r.RateLimit
+			}
+			if r.Access != nil {
+				route["access"] = r.Access
+			}
+			if r.WebSockets {
+				route["websockets"] = true
+			}
+			if r.NoJWT {
+				route["jwt"] = false
+			}
 			rs = append(rs, route)
 		}
 		vh := map[string]any{"routes": rs}
 		if h.TLS != "" {
 			vh["tls"] = map[string]any{"secret": h.TLS}
+			if h.MinTLS != "" {
+				vh["tls"].(map[string]any)["minVersion"] = h.MinTLS
+			}
+		}
+		for k, v := range map[string]map[string]any{"cors": h.CORS, "rateLimit": h.RateLimit, "jwt": h.JWT, "access": h.Access} {
+			if v != nil {
+				vh[k] = v
+			}
 		}
 		hosts[hn] = vh
 	}

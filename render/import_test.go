@@ -3,12 +3,17 @@ package render
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/meshcd/meshcd/internal/testenv"
 	"github.com/meshcd/meshcd/schema"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -200,10 +205,19 @@ func TestImportHTTPProxyPolicies(t *testing.T) {
 kind: HTTPProxy
 metadata: {name: shop, namespace: web}
 spec:
-  virtualhost: {fqdn: shop.example.com}
+  virtualhost:
+    fqdn: shop.example.com
+    tls: {secretName: shop-tls, minimumProtocolVersion: "1.3"}
+    corsPolicy: {allowOrigin: ["https://app.example.com"], allowMethods: [GET, POST], maxAge: 10m, allowCredentials: true}
+    rateLimitPolicy: {local: {requests: 100, unit: second, burst: 20}, global: {descriptors: []}}
+    jwtProviders: [{name: auth, issuer: "https://auth.example.com", default: true, audiences: [shop], remoteJWKS: {uri: "https://auth.example.com/jwks.json"}}]
+    ipDenyPolicy: [{cidr: 203.0.113.0/24, source: Remote}]
   routes:
   - conditions: [{prefix: /api}, {header: {name: x-canary, exact: "true"}}, {header: {name: ":method", exact: POST}}, {queryParameter: {name: v, exact: "2"}}]
-    services: [{name: api, port: 8080}]
+    services: [{name: api, port: 8080, protocol: h2c}]
+    rateLimitPolicy: {local: {requests: 10, unit: minute}}
+    ipAllowPolicy: [{cidr: 192.0.2.0/24, source: Remote}]
+    enableWebsockets: true
     timeoutPolicy: {response: 5s, idle: 1m}
     retryPolicy: {count: 3, perTryTimeout: 1s, retryOn: [5xx, reset, retriable-headers]}
     requestHeadersPolicy: {set: [{name: x-team, value: shop}], remove: [x-debug]}
@@ -213,7 +227,8 @@ spec:
   - conditions: [{prefix: /old}]
     requestRedirectPolicy: {scheme: https, hostname: www.example.com, path: /new, statusCode: 308}
   - conditions: [{prefix: /}, {header: {name: user-agent, contains: bot}}]
-    services: [{name: frontend, port: 80}]`
+    services: [{name: frontend, port: 80}]
+    jwtVerificationPolicy: {disabled: true}`
 	u := &unstructured.Unstructured{}
 	if err := yaml.Unmarshal([]byte(src), &u.Object); err != nil {
 		t.Fatal(err)
@@ -223,8 +238,9 @@ spec:
 		t.Fatal(err)
 	}
 	warnings := strings.Join(imp.Warnings, "\n")
-	for _, want := range []string{"route 0: loadBalancerPolicy is not imported", "route 0: timeoutPolicy.idle is not imported",
-		"route 0: retryPolicy.retryOn retriable-headers is not imported", "route 2: condition map[header:map[contains:bot name:user-agent]] is not imported"} {
+	for _, want := range []string{"spec.routes[0].loadBalancerPolicy is not imported", "spec.routes[0].timeoutPolicy.idle is not imported",
+		"spec.routes[0].retryPolicy.retryOn retriable-headers is not imported", "spec.routes[2].conditions[1] map[header:map[contains:bot name:user-agent]] is not imported",
+		"spec.virtualhost.rateLimitPolicy.global is not imported", "spec.routes[0].services[0].protocol is not imported"} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("no warning %q in:\n%s", want, warnings)
 		}
@@ -276,6 +292,9 @@ spec:
 		"requestHeadersPolicy":  "map[remove:[x-debug] set:[map[name:x-team value:shop]]]",
 		"responseHeadersPolicy": "map[set:[map[name:cache-control value:no-store]]]",
 		"pathRewritePolicy":     "map[replacePrefix:[map[replacement:/v2]]]",
+		"rateLimitPolicy":       "map[local:map[requests:10 unit:minute]]",
+		"ipAllowPolicy":         "[map[cidr:192.0.2.0/24 source:Remote]]",
+		"enableWebsockets":      "true",
 	} {
 		if got := fmt.Sprint(api[path]); got != want {
 			t.Errorf("/api %s rendered back as %s, want %s", path, got, want)
@@ -284,4 +303,213 @@ spec:
 	if got := fmt.Sprint(old["requestRedirectPolicy"]); got != "map[hostname:www.example.com path:/new scheme:https statusCode:308]" {
 		t.Errorf("/old redirect rendered back as %s", got)
 	}
+	vh, _, _ := unstructured.NestedMap(proxy.Object, "spec", "virtualhost")
+	for path, want := range map[string]string{
+		"tls":             "map[minimumProtocolVersion:1.3 secretName:shop-tls]",
+		"corsPolicy":      "map[allowCredentials:true allowMethods:[GET POST] allowOrigin:[https://app.example.com] maxAge:10m]",
+		"rateLimitPolicy": "map[local:map[burst:20 requests:100 unit:second]]",
+		"jwtProviders":    "[map[audiences:[shop] default:true issuer:https://auth.example.com name:jwt remoteJWKS:map[uri:https://auth.example.com/jwks.json]]]",
+		"ipDenyPolicy":    "[map[cidr:203.0.113.0/24 source:Remote]]",
+	} {
+		if got := fmt.Sprint(vh[path]); got != want {
+			t.Errorf("virtualhost %s rendered back as %s, want %s", path, got, want)
+		}
+	}
+	for _, r := range routes {
+		rm := r.(map[string]any)
+		if fmt.Sprint(rm["conditions"].([]any)[0]) == "map[prefix:/]" && fmt.Sprint(rm["jwtVerificationPolicy"]) != "map[disabled:true]" {
+			t.Errorf("/ no longer leaves the token check out: %v", rm)
+		}
+	}
+}
+
+// carriedFields are the HTTPProxy fields a design says in its own words (the import carries
+// them; TestImportHTTPProxyPolicies renders them back to the same fields). Every other field
+// must be named, by its path, in a warning.
+var carriedFields = regexp.MustCompile(`^spec\.(` + strings.Join([]string{
+	`virtualhost\.fqdn`,
+	`virtualhost\.tls\.(secretName|minimumProtocolVersion)`,
+	`virtualhost\.corsPolicy\.(allowOrigin|allowMethods|allowHeaders|exposeHeaders)\[\d+\]`,
+	`virtualhost\.corsPolicy\.(maxAge|allowCredentials)`,
+	`(virtualhost|routes\[\d+\])\.rateLimitPolicy\.local\.(requests|unit|burst)`,
+	`(virtualhost|routes\[\d+\])\.ip(Allow|Deny)Policy\[\d+\]\.(cidr|source)`,
+	`virtualhost\.jwtProviders\[0\]\.(name|issuer|default|forwardJWT|remoteJWKS\.uri|audiences\[\d+\])`,
+	`routes\[\d+\]\.conditions\[\d+\]\.(prefix|header\.(name|exact)|queryParameter\.(name|exact))`,
+	`routes\[\d+\]\.services\[\d+\]\.(name|port|weight)`,
+	`routes\[\d+\]\.timeoutPolicy\.response`,
+	`routes\[\d+\]\.retryPolicy\.(count|perTryTimeout|retryOn\[\d+\])`,
+	`routes\[\d+\]\.(request|response)HeadersPolicy\.(set\[\d+\]\.(name|value)|remove\[\d+\])`,
+	`routes\[\d+\]\.requestRedirectPolicy\.(scheme|hostname|path|statusCode)`,
+	`routes\[\d+\]\.pathRewritePolicy\.replacePrefix\[0\]\.(prefix|replacement)`,
+	`routes\[\d+\]\.(enableWebsockets|jwtVerificationPolicy\.disabled)`,
+}, "|") + `)$`)
+
+// TestImportKeepsOrNamesEveryFieldOfContoursSamples imports every HTTPProxy in the pinned
+// Contour module's examples and its documentation's samples, one at a time: each field is
+// either carried into the design (its value is in the imported CUE) or named, by its path, in
+// a warning. None is lost without a word.
+func TestImportKeepsOrNamesEveryFieldOfContoursSamples(t *testing.T) {
+	dir, err := testenv.ContourModule(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []sample
+	for _, root := range []string{"examples", "site/content/docs/main"} {
+		err := filepath.WalkDir(filepath.Join(dir, root), func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			switch filepath.Ext(path) {
+			case ".yaml", ".yml":
+				docs = append(docs, splitYAML(rel, string(data))...)
+			case ".md":
+				for i, block := range yamlBlocks(string(data)) {
+					docs = append(docs, splitYAML(fmt.Sprintf("%s (block %d)", rel, i), block)...)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxies, fields, carried, named := 0, 0, 0, 0
+	for _, doc := range docs {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc.text), &u.Object); err != nil || u.GetKind() != "HTTPProxy" {
+			continue // not an HTTPProxy, or a documentation fragment that is not YAML
+		}
+		proxies++
+		if u.GetNamespace() == "" {
+			u.SetNamespace("default")
+		}
+		imp, err := ImportIngress([]*unstructured.Unstructured{u})
+		if err != nil {
+			if _, root, _ := unstructured.NestedString(u.Object, "spec", "virtualhost", "fqdn"); !root {
+				continue // an included proxy: the import names it and asks for the root
+			}
+			t.Errorf("%s: %s: %v", doc.where, ObjectID(u), err)
+			continue
+		}
+		design, err := imp.CUE("imported")
+		if err != nil {
+			t.Fatalf("%s: %v", doc.where, err)
+		}
+		text := strings.ToLower(string(design))
+		if err := loadsAndRenders(t, design); err != nil {
+			t.Errorf("%s: %s: the imported design does not render for contour: %v\n%s", doc.where, ObjectID(u), err, design)
+		}
+		spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+		for _, leaf := range leaves("spec", spec) {
+			fields++
+			switch {
+			case warned(imp.Warnings, leaf.path):
+				named++
+			case carriedFields.MatchString(leaf.path):
+				if v := strings.ToLower(fmt.Sprint(leaf.value)); !strings.Contains(text, v) && !carriedAsWord[v] && !strings.HasSuffix(leaf.path, ".jwtProviders[0].name") {
+					t.Errorf("%s: %s: %s = %v is carried, but the imported design lacks it:\n%s", doc.where, ObjectID(u), leaf.path, leaf.value, design)
+				}
+				carried++
+			default:
+				t.Errorf("%s: %s: %s = %v is neither imported nor named in a warning (%q)", doc.where, ObjectID(u), leaf.path, leaf.value, imp.Warnings)
+			}
+		}
+	}
+	if proxies < 40 {
+		t.Errorf("only %d HTTPProxy samples found in %s; the examples and documentation hold many more", proxies, dir)
+	}
+	t.Logf("%d HTTPProxy samples, %d fields: %d carried, %d named in warnings", proxies, fields, carried, named)
+}
+
+// carriedAsWord are values the design says in its own words: Contour's ":method" header is
+// the design's method, its address sources are peer and forwarded, and a default provider is
+// the design's only one (whose name, jwt, the render gives it).
+var carriedAsWord = map[string]bool{":method": true, "peer": true, "remote": true, "true": true}
+
+type sample struct{ where, text string }
+
+// splitYAML splits a multi-document YAML file.
+func splitYAML(where, data string) []sample {
+	var out []sample
+	for _, doc := range regexp.MustCompile(`(?m)^---.*$`).Split(data, -1) {
+		out = append(out, sample{where, doc})
+	}
+	return out
+}
+
+// yamlBlocks are the fenced yaml code blocks of a Markdown page.
+func yamlBlocks(md string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile("(?ms)^```ya?ml\\s*\\n(.*?)^```").FindAllStringSubmatch(md, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+type leaf struct {
+	path  string
+	value any
+}
+
+// leaves flattens a decoded object to its scalar fields, with paths like
+// spec.routes[0].conditions[1].prefix.
+func leaves(path string, v any) []leaf {
+	switch v := v.(type) {
+	case map[string]any:
+		var out []leaf
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			out = append(out, leaves(path+"."+k, v[k])...)
+		}
+		return out
+	case []any:
+		var out []leaf
+		for i, e := range v {
+			out = append(out, leaves(fmt.Sprintf("%s[%d]", path, i), e)...)
+		}
+		return out
+	}
+	return []leaf{{path, v}}
+}
+
+// warned reports whether a warning names the path or one of its ancestors.
+func warned(warnings []string, path string) bool {
+	for p := path; p != "spec"; {
+		for _, w := range warnings {
+			if i := strings.Index(w, p); i >= 0 {
+				if rest := w[i+len(p):]; rest == "" || rest[0] == ' ' || rest[0] == ':' {
+					return true
+				}
+			}
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return false
+}
+
+// loadsAndRenders loads an imported design beside a contour cluster, as a user would after
+// setting its targets, and renders it.
+func loadsAndRenders(t *testing.T, design []byte) error {
+	dir := t.TempDir()
+	for p, data := range map[string][]byte{
+		"clusters/edge.cue":           []byte("cluster: edge: {mesh: \"istio\", ingress: \"contour\"}\n"),
+		"designs/imported/design.cue": append(design, []byte("design: imported: targets: matchLabels: {}\n")...),
+	} {
+		must(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, p), data, 0o644))
+	}
+	fleet, designs, err := schema.Load(context.Background(), os.DirFS(dir), schema.DefaultLoadOptions())
+	if err != nil {
+		return err
+	}
+	_, err = Render(context.Background(), &designs[0], &fleet.Clusters[0], Options{Revision: "r"})
+	return err
 }

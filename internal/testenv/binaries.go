@@ -79,3 +79,23 @@ func moduleDir(ctx context.Context, moduleAtVersion string) (string, error) {
 	}
 	return mod.Dir, nil
 }
+
+// ContourModule is the folder of the Contour module the test clusters' CRDs and the test
+// Contour come from (the pin in hack/crds.sh), downloaded by the Go module proxy if need be:
+// its examples and documentation's samples are other tests' input.
+func ContourModule(ctx context.Context) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "hack", "crds.sh"))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if mod, ok := strings.CutPrefix(line, "CONTOUR="); ok {
+			return moduleDir(ctx, mod)
+		}
+	}
+	return "", fmt.Errorf("hack/crds.sh pins no CONTOUR module")
+}
