@@ -147,6 +147,10 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 		// and an address range denied on the host, the legacy API for the office only
 		vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
 		vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"}
+		// and an authorization server checking everything but the front page
+		vh.ExtAuth = &schema.ExtAuth{Service: "frontend", Port: 8080}
+		unchecked := false
+		vh.Routes[1].ExtAuth = &unchecked
 		d.Ingress.Hosts["www.example.com"] = vh
 		b, err := render.Render(ctx, d, &edge, render.Options{Revision: "r2", Repo: render.NewRepo(fsys)})
 		must(t, err)
@@ -194,6 +198,18 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 			}
 		}
 	}
+	// The authorization server: the front page is left unchecked, a team's route is not.
+	authz := func(path string) string {
+		filters, _ := envoyMatch(t, routes, "https/www.example.com", "www.example.com", path)["typed_per_filter_config"].(map[string]any)
+		data, _ := json.Marshal(filters["envoy.filters.http.ext_authz"])
+		return string(data)
+	}
+	if got := authz("/"); !strings.Contains(got, `"disabled":true`) {
+		t.Errorf("the front page is checked by the authorization server: %s", got)
+	}
+	if got := authz("/shop/cart"); strings.Contains(got, `"disabled":true`) {
+		t.Errorf("/shop/cart is left unchecked: %s", got)
+	}
 	if !hostChecked {
 		t.Error("Envoy has no virtual host www.example.com in https/www.example.com")
 	}
@@ -205,9 +221,13 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 	}
 	clusters, err = contour.Clusters(ctx)
 	must(t, err)
-	jwks := false
+	jwks, authzCluster := false, false
 	for _, cl := range clusters {
 		jwks = jwks || strings.HasPrefix(cl["name"].(string), "dnsname/https/auth.example.com/443/")
+		authzCluster = authzCluster || cl["name"] == "extension/edge/frontend-extauth"
+	}
+	if !authzCluster {
+		t.Error("Envoy has no cluster for the authorization server's ExtensionService")
 	}
 	if !jwks {
 		t.Error("Envoy has no cluster for the issuer's JWKS")

@@ -22,6 +22,8 @@ func verdict(obj *unstructured.Unstructured) (st status.Status, msg string, ok b
 	switch {
 	case group == "projectcontour.io" && kind == "HTTPProxy":
 		st, msg = contourVerdict(obj)
+	case group == "projectcontour.io" && kind == "ExtensionService":
+		st, msg = extensionServiceVerdict(obj)
 	case group == "gateway.networking.k8s.io" && strings.HasSuffix(kind, "Route"):
 		st, msg = routeVerdict(obj)
 	case group == "gateway.networking.k8s.io" && kind == "Gateway":
@@ -67,6 +69,29 @@ func contourVerdict(obj *unstructured.Unstructured) (status.Status, string) {
 					msg += fmt.Sprintf("; %v: %v", m["reason"], m["message"])
 				}
 			}
+		}
+	}
+	return status.FailedStatus, msg
+}
+
+// extensionServiceVerdict reads the Valid condition Contour writes on an ExtensionService (an
+// authorization server it routes checks to).
+func extensionServiceVerdict(obj *unstructured.Unstructured) (status.Status, string) {
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	valid := findCondition(conds, "Valid")
+	switch {
+	case valid == nil:
+		return status.InProgressStatus, "Contour has not read it yet"
+	case stale(obj, valid):
+		return status.InProgressStatus, "Contour has not read this generation yet"
+	case valid["status"] == "True":
+		return status.CurrentStatus, ""
+	}
+	msg := "Contour: " + conditionText("not valid", valid)
+	errs, _, _ := unstructured.NestedSlice(valid, "errors")
+	for _, e := range errs {
+		if m, ok := e.(map[string]any); ok {
+			msg += fmt.Sprintf("; %v: %v", m["reason"], m["message"])
 		}
 	}
 	return status.FailedStatus, msg

@@ -28,6 +28,28 @@ status:
   currentStatus: valid
   description: Valid HTTPProxy
   conditions: [{type: Valid, status: "True", observedGeneration: 2, reason: Valid}]`, "Current", ""},
+		{"authorization server not read yet", `
+apiVersion: projectcontour.io/v1alpha1
+kind: ExtensionService
+metadata: {name: authz-extauth, namespace: edge, generation: 1}`, "InProgress", "Contour has not read it yet"},
+		{"authorization server valid", `
+apiVersion: projectcontour.io/v1alpha1
+kind: ExtensionService
+metadata: {name: authz-extauth, namespace: edge, generation: 1}
+status:
+  conditions: [{type: Valid, status: "True", observedGeneration: 1, reason: Valid, message: Valid ExtensionService}]`, "Current", ""},
+		{"authorization server without its Service", `
+apiVersion: projectcontour.io/v1alpha1
+kind: ExtensionService
+metadata: {name: authz-extauth, namespace: edge, generation: 1}
+status:
+  conditions:
+  - type: Valid
+    status: "False"
+    observedGeneration: 1
+    reason: ErrorPresent
+    message: At least one error present, see Errors for details
+    errors: [{type: ServiceError, reason: ServiceUnresolvedReference, message: "unresolved service edge/authz"}]`, "Failed", "ServiceUnresolvedReference: unresolved service edge/authz"},
 		{"proxy valid for the previous generation", `
 apiVersion: projectcontour.io/v1
 kind: HTTPProxy

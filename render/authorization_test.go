@@ -223,3 +223,73 @@ func TestEdgeAddressRules(t *testing.T) {
 		}
 	}
 }
+
+// TestExternalAuthorization: a host's authorization server becomes Contour's virtual host
+// authorization with an ExtensionService, and Gateway API's ExternalAuth filter where the
+// cluster serves it and every route is the design's own; elsewhere it is an error, since
+// leaving it out would open the host.
+func TestExternalAuthorization(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.ExtAuth = &schema.ExtAuth{Service: "authz", Port: 9001, Timeout: &schema.Duration{Text: "500ms"}}
+	unchecked := false
+	vh.Routes[1].ExtAuth = &unchecked
+	d.Ingress.Hosts["www.example.com"] = vh
+	render := func(c schema.Cluster) (string, []string, error) {
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			return "", nil, err
+		}
+		return bundleText(b, nil), b.Warnings, nil
+	}
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress, c.Contour.ExternalNameServices = "contour", true
+	text, _, err := render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"kind: ExtensionService\n",
+		"  protocol: h2c\n  services:\n  - name: authz\n    port: 9001\n",
+		"    authorization:\n      extensionRef:\n        name: authz-extauth\n        namespace: edge\n      responseTimeout: 500ms\n",
+		"  - authPolicy:\n      disabled: true\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("contour: no %q in:\n%s", want, text)
+		}
+	}
+
+	refused := func(c schema.Cluster, path, says string) {
+		t.Helper()
+		_, _, err := render(c)
+		var rerr *Error
+		if !errors.As(err, &rerr) || rerr.Path != path || !strings.Contains(rerr.Message, says) {
+			t.Errorf("%s (%s): %v, want an error at %s saying %q", c.Ingress, c.GatewayAPI, err, path, says)
+		}
+	}
+	c.Ingress = "istio"
+	refused(c, `ingress.hosts."www.example.com".extAuth`, "CUSTOM AuthorizationPolicy")
+	c.Ingress = "gateway-api"
+	refused(c, `ingress.hosts."www.example.com".extAuth`, "experimental channel from v1.4")
+	c.GatewayAPI = schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}
+	refused(c, `ingress.hosts."www.example.com".extAuth`, "routes claimed under /shop, /search")
+	c.GatewayAPI.Features = []string{"HTTPRouteRetry"}
+	refused(c, `ingress.hosts."www.example.com".extAuth`, "does not list HTTPRouteExternalAuth")
+
+	// Without delegations every route is the design's own: each gets the filter, but the one
+	// left unchecked.
+	c.GatewayAPI.Features = nil
+	vh.Delegate = nil
+	vh.ExtAuth.FailOpen = true
+	d.Ingress.Hosts["www.example.com"] = vh
+	text, warnings, err := render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(text, "    - externalAuth:\n        backendRef:\n          name: authz\n          port: 9001\n        grpc: {}\n        protocol: GRPC\n      type: ExternalAuth\n"); n != 1 {
+		t.Errorf("gateway-api: %d rules with the ExternalAuth filter, want 1 (the front page is unchecked):\n%s", n, text)
+	}
+	if w := strings.Join(warnings, "\n"); !strings.Contains(w, "extAuth.failOpen") || !strings.Contains(w, "extAuth.timeout") {
+		t.Errorf("gateway-api: no warnings for fail-open and the timeout: %s", w)
+	}
+}

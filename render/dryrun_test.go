@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,34 @@ func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
 	}
 	if retries == 0 {
 		t.Fatal("no HTTPRoute rule with a retry was rendered")
+	}
+
+	// An authorization server on a host with no delegations: the ExternalAuth filter.
+	for i := range designs {
+		if designs[i].Name != "platform" {
+			continue
+		}
+		d := &designs[i]
+		vh := d.Ingress.Hosts["www.example.com"]
+		vh.Delegate, vh.ExtAuth = nil, &schema.ExtAuth{Service: "authz", Port: 9001}
+		d.Ingress.Hosts["www.example.com"] = vh
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = "gateway-api"
+		c.GatewayAPI = schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}
+		b, err := Render(ctx, d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		filters := 0
+		for _, o := range b.Objects {
+			if err := apply(ctx, o); err != nil {
+				t.Errorf("%s with extAuth: %s rejected: %v", d.Name, ObjectID(o), err)
+			}
+			data, _ := o.MarshalJSON()
+			filters += strings.Count(string(data), `"type":"ExternalAuth"`)
+		}
+		if filters == 0 {
+			t.Error("no ExternalAuth filter was rendered")
+		}
 	}
 }

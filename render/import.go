@@ -276,7 +276,10 @@ func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *im
 		imp.Warnings = append(imp.Warnings, where+"."+fmt.Sprintf(format, args...))
 	}
 	for _, k := range slices.Sorted(maps.Keys(rm)) {
-		if !httpProxyRouteKeys[k] {
+		switch {
+		case k == "authPolicy":
+			warn("authPolicy is not imported: the host's authorization server is not either; with extAuth added by hand, say extAuth: false on the routes it leaves unchecked")
+		case !httpProxyRouteKeys[k]:
 			warn("%s is not imported: a design cannot say it yet", k)
 		}
 	}
@@ -396,6 +399,9 @@ func (imp *Imported) importVirtualHost(where string, vh map[string]any, h *impor
 	for _, k := range slices.Sorted(maps.Keys(vh)) {
 		switch k {
 		case "fqdn", "tls", "corsPolicy", "rateLimitPolicy", "jwtProviders", "ipAllowPolicy", "ipDenyPolicy":
+		case "authorization":
+			am, _ := vh[k].(map[string]any)
+			warn("authorization is not imported: a design names the authorization server by its Service and port, which the ExtensionService %v holds; add extAuth: {service, port} by hand", am["extensionRef"])
 		default:
 			warn("%s is not imported: a design cannot say it yet", k)
 		}

@@ -36,6 +36,7 @@ type ingressHost struct {
 	limit    *schema.RateLimit
 	jwt      *schema.JWT
 	access   *schema.IPAccess
+	extAuth  *schema.ExtAuth
 	delegate []schema.Delegation
 	routes   []ingressRoute
 }
@@ -44,7 +45,7 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	var out []ingressHost
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
-		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, access: vh.Access, delegate: vh.Delegate}
+		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, access: vh.Access, extAuth: vh.ExtAuth, delegate: vh.Delegate}
 		for i, r := range vh.Routes {
 			access, _ := schema.CombineIPAccess(vh.Access, r.Access) // validation refuses what cannot combine
 			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
@@ -249,11 +250,16 @@ func warnCORSPerRoute(h ingressHost, provider string, out *output) {
 	if h.cors == nil || len(h.delegate) == 0 {
 		return
 	}
-	var prefixes []string
+	out.warn("ingress %s: cors: %s sets CORS per route, so the routes claimed under %s do not get it (browsers refuse their cross-origin answers); Contour applies it to the whole host", h.host, provider, delegatedPrefixes(h))
+}
+
+// delegatedPrefixes lists the prefixes a host delegates, for messages.
+func delegatedPrefixes(h ingressHost) string {
+	var ps []string
 	for _, d := range h.delegate {
-		prefixes = append(prefixes, d.Prefix)
+		ps = append(ps, d.Prefix)
 	}
-	out.warn("ingress %s: cors: %s sets CORS per route, so the routes claimed under %s do not get it (browsers refuse their cross-origin answers); Contour applies it to the whole host", h.host, provider, strings.Join(prefixes, ", "))
+	return strings.Join(ps, ", ")
 }
 
 // redirect renders a redirect with each provider's field names for the status, the host and the
@@ -346,4 +352,15 @@ func contourIPFilters(into map[string]any, a *schema.IPAccess) {
 		rules = append(rules, map[string]any{"source": source, "cidr": p.String()})
 	}
 	into[key] = rules
+}
+
+// refuseExtAuth is the error of a provider that cannot check requests with an authorization
+// server: leaving the check out would open the host.
+func refuseExtAuth(in *compileInput, hosts []ingressHost, provider, why string) error {
+	for _, h := range hosts {
+		if h.extAuth != nil {
+			return in.fail(fmt.Sprintf("ingress.hosts.%q.extAuth", h.host), "%s cannot check requests with an authorization server here (%s); without it the host would be open to anyone", provider, why)
+		}
+	}
+	return nil
 }

@@ -32,6 +32,9 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		return err
 	}
 	ns := in.design.Namespace
+	if err := gatewayExtAuthAllowed(in, hosts, out); err != nil {
+		return err
+	}
 	var listeners []any
 	for _, h := range hosts {
 		if !h.owned {
@@ -108,6 +111,14 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 				}
 				filters, _ := rule["filters"].([]any)
 				rule["filters"] = append(filters, map[string]any{"type": "CORS", "cors": cors})
+			}
+			if a := h.extAuth; a != nil && r.Redirect == nil && (r.ExtAuth == nil || *r.ExtAuth) {
+				filters, _ := rule["filters"].([]any)
+				rule["filters"] = append(filters, map[string]any{"type": "ExternalAuth", "externalAuth": map[string]any{
+					"protocol":   "GRPC",
+					"grpc":       map[string]any{}, // required with GRPC; no headers beyond the defaults
+					"backendRef": map[string]any{"name": a.Service, "port": int64(a.Port)},
+				}})
 			}
 			gatewayRetries(in, h, r, rule, out)
 			rules = append(rules, rule)
@@ -307,4 +318,37 @@ func gatewayRetries(in *compileInput, h ingressHost, r ingressRoute, rule map[st
 		timeouts["backendRequest"] = rt.PerTryTimeout.Text
 		rule["timeouts"] = timeouts
 	}
+}
+
+// gatewayExtAuthAllowed refuses an authorization server Gateway API cannot put in front of
+// every route it must check: before v1.4's experimental ExternalAuth filter, without the
+// controller's HTTPRouteExternalAuth feature, over TLS (which would need a BackendTLSPolicy
+// for it), or on a host with delegated prefixes (the filter is per route, and the teams'
+// routes would not carry it). What it cannot say but leaves closed is a warning.
+func gatewayExtAuthAllowed(in *compileInput, hosts []ingressHost, out *output) error {
+	g := in.cluster.GatewayAPI
+	for _, h := range hosts {
+		a := h.extAuth
+		if a == nil {
+			continue
+		}
+		at := fmt.Sprintf("ingress.hosts.%q.extAuth", h.host)
+		switch {
+		case !g.Experimental() || g.Minor() < 4:
+			return in.fail(at, "the ExternalAuth filter is in Gateway API's experimental channel from v1.4, and this cluster has %s; without it the host would be open to anyone (say gatewayAPI: {version: \"v1.4\", channel: \"experimental\"} if the cluster serves it, or use the contour provider)", g)
+		case !g.Supports("HTTPRouteExternalAuth"):
+			return in.fail(at, "the cluster's Gateway API controller does not list HTTPRouteExternalAuth in gatewayAPI.features; without the check the host would be open to anyone")
+		case a.TLS:
+			return in.fail(at+".tls", "gateway-api would need a BackendTLSPolicy for the authorization server, which meshcd does not render for it; without it the check would go in plain text")
+		case len(h.delegate) > 0:
+			return in.fail(at, "gateway-api checks requests per route, and the routes claimed under %s are other designs' HTTPRoutes, which would go unchecked; use the contour provider, which checks the whole host", delegatedPrefixes(h))
+		}
+		if a.FailOpen {
+			out.warn("ingress %s: extAuth.failOpen: Gateway API's ExternalAuth filter has no fail-open; requests are refused while the server cannot answer", h.host)
+		}
+		if a.Timeout != nil {
+			out.warn("ingress %s: extAuth.timeout: Gateway API's ExternalAuth filter has no timeout; the controller's default applies", h.host)
+		}
+	}
+	return nil
 }

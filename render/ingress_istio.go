@@ -15,6 +15,9 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 	if err := refuseJWT(in, hosts, "istio", "RequestAuthentication and AuthorizationPolicy would have to go into the ingress gateway's own namespace, outside the design's; use the contour provider"); err != nil {
 		return err
 	}
+	if err := refuseExtAuth(in, hosts, "istio", "a CUSTOM AuthorizationPolicy needs an extension provider in the mesh config and would live in the ingress gateway's namespace, outside the design's; use the contour provider"); err != nil {
+		return err
+	}
 	if err := refuseIPAccess(in, hosts, "istio", "an AuthorizationPolicy would have to go into the ingress gateway's own namespace, outside the design's; use the contour provider"); err != nil {
 		return err
 	}

@@ -87,6 +87,15 @@ func checkIngress(d *Design) []ruleIssue {
 			if r.JWT != nil && vh.JWT == nil {
 				add(hp.child("routes", strconv.Itoa(i), "jwt"), "jwt: false opens a route of a host that requires tokens, and this host requires none")
 			}
+			if r.ExtAuth != nil && vh.ExtAuth == nil {
+				add(hp.child("routes", strconv.Itoa(i), "extAuth"), "extAuth: false leaves a route unchecked by the host's authorization server, and this host has none")
+			}
+		}
+		if vh.ExtAuth != nil {
+			if vh.TLS == nil {
+				add(hp.child("extAuth"), "a host checked by an authorization server needs tls: the credentials it checks would cross the network in plain text (and Contour refuses it)")
+			}
+			out = append(out, checkDurationPositive(vh.ExtAuth.Timeout, hp.child("extAuth", "timeout"))...)
 		}
 		if c := vh.CORS; c != nil {
 			cp := hp.child("cors")
@@ -308,7 +317,18 @@ func checkIngressAcross(designs []Design) []designIssue {
 					fmt.Sprintf("no design in namespace %s owns host %s", c.Owner, c.Host)}})
 				continue
 			}
-			if designs[j].Ingress.Hosts[c.Host].Access != nil {
+			ownerHost := designs[j].Ingress.Hosts[c.Host]
+			for r, route := range c.Routes {
+				if route.JWT != nil && ownerHost.JWT == nil {
+					out = append(out, designIssue{i, ruleIssue{cp.child("routes", strconv.Itoa(r), "jwt"),
+						fmt.Sprintf("jwt: false opens a route of a host that requires tokens, and design %s requires none on %s", designs[j].Name, c.Host)}})
+				}
+				if route.ExtAuth != nil && ownerHost.ExtAuth == nil {
+					out = append(out, designIssue{i, ruleIssue{cp.child("routes", strconv.Itoa(r), "extAuth"),
+						fmt.Sprintf("extAuth: false leaves a route unchecked by the host's authorization server, and design %s has none on %s", designs[j].Name, c.Host)}})
+				}
+			}
+			if ownerHost.Access != nil {
 				for r, route := range c.Routes {
 					if route.Access != nil {
 						out = append(out, designIssue{i, ruleIssue{cp.child("routes", strconv.Itoa(r), "access"),

@@ -457,6 +457,7 @@ type VirtualHost struct {
 	RateLimit *RateLimit     `json:"rateLimit,omitempty"`
 	JWT       *JWT           `json:"jwt,omitempty"`
 	Access    *IPAccess      `json:"access,omitempty"`
+	ExtAuth   *ExtAuth       `json:"extAuth,omitempty"`
 	Delegate  []Delegation   `json:"delegate,omitempty"`
 }
 
@@ -526,6 +527,18 @@ type IngressRoute struct {
 	// JWT is false for a route left open on a host that requires a token (nil: as the host).
 	JWT    *bool     `json:"jwt,omitempty"`
 	Access *IPAccess `json:"access,omitempty"`
+	// ExtAuth is false for a route the host's authorization server does not check (nil: as
+	// the host).
+	ExtAuth *bool `json:"extAuth,omitempty"`
+}
+
+// ExtAuth is an external authorization server a host checks requests with.
+type ExtAuth struct {
+	Service  string    `json:"service"`
+	Port     int       `json:"port"`
+	TLS      bool      `json:"tls,omitempty"`
+	FailOpen bool      `json:"failOpen,omitempty"`
+	Timeout  *Duration `json:"timeout,omitempty"`
 }
 
 // IPAccess admits (Allow) or refuses (Deny) clients by address; Source is "peer" or

@@ -87,6 +87,16 @@ var edgeMistakes = []struct {
 	{"an address rule only Contour keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
 			access: deny: ["203.0.113.0/24"]`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".access`, "gateway-api cannot admit or refuse clients by address"},
+	{"an authorization server over plain HTTP", "designs/platform/design.cue", `tls: secret: "www-tls"`, `extAuth: {service: "frontend", port: 8080}`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".extAuth`, "needs tls"},
+	{"a route left unchecked where nothing checks", "designs/platform/design.cue", `{prefix: "/", backends:`, `{prefix: "/", extAuth: false, backends:`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].extAuth`, "this host has none"},
+	{"a team opening a route the owner never closed", "designs/shop/design.cue", `timeout: "5s"`, `timeout: "5s"
+			jwt: false`,
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].jwt`, "design platform requires none on www.example.com"},
+	{"an authorization server only Contour keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
+			extAuth: {service: "query", port: 9001}`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".extAuth`, "experimental channel from v1.4"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
 	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
 	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},
