@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"maps"
 	"math"
 	"regexp"
@@ -222,6 +223,11 @@ func compileLinkerd(in *compileInput, out *output) error {
 		if len(svc.Routes) > 0 {
 			out.add(versionServices(ns, name, svc, svcAnn)...)
 		}
+		for i, r := range svc.Routes {
+			if rt := cmp.Or(r.Retries, svc.Retries); rt != nil && rt.Backoff != nil {
+				out.warn("%s.routes[%d].retries.backoff: linkerd has no retry backoff setting; its own applies", path, i)
+			}
+		}
 		err := gammaRoutes(in, name, svc, gammaOptions{annotate: linkerdRouteAnnotations, noMirror: true}, out)
 		if err != nil {
 			return err
@@ -246,7 +252,7 @@ func linkerdRouteAnnotations(svc schema.Service, r schema.Route) map[string]stri
 		if retries.PerTryTimeout != nil {
 			ann["retry.linkerd.io/timeout"] = retries.PerTryTimeout.Text
 		}
-		on := linkerdRetryOn(svc.Protocol, retries.On)
+		on := linkerdRetryOn(svc.Protocol, retries.On, retries.CodeList())
 		if svc.Protocol == "grpc" {
 			ann["retry.linkerd.io/grpc"] = on
 		} else {
@@ -267,7 +273,7 @@ func linkerdRouteAnnotations(svc schema.Service, r schema.Route) map[string]stri
 
 // linkerdRetryOn maps retry conditions to Linkerd's: status ranges for HTTP, gRPC status
 // names for gRPC. Connection-level conditions Linkerd retries on its own.
-func linkerdRetryOn(protocol string, on []string) string {
+func linkerdRetryOn(protocol string, on, codes []string) string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(s string) {
@@ -284,6 +290,11 @@ func linkerdRetryOn(protocol string, on []string) string {
 			add(c)
 		case protocol != "grpc" && c == "retriable-4xx":
 			add("409")
+		}
+	}
+	if protocol != "grpc" {
+		for _, c := range codes {
+			add(c)
 		}
 	}
 	if len(out) == 0 {

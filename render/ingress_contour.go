@@ -101,6 +101,9 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 		}
 		rewritten := map[string]int{}
 		for _, r := range h.routes {
+			if r.Retries != nil && r.Retries.Backoff != nil {
+				out.warn("ingress %s%s: retries.backoff: Contour has no retry backoff; Envoy's default (25ms, doubling) applies", h.host, r.path)
+			}
 			if rewritePrefix(r) != "" && r.path != "/" {
 				if rewritten[r.path]++; rewritten[r.path] == 2 {
 					out.warn("ingress %s%s: contour serves the path itself (without its slash) only for a single rewritten route, and %s has several (by method or headers): a request for exactly %s reaches the host's other routes", h.host, r.path, r.path, r.path)
@@ -240,8 +243,17 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 		if r.Retries.PerTryTimeout != nil {
 			rp["perTryTimeout"] = r.Retries.PerTryTimeout.Text
 		}
-		if len(r.Retries.On) > 0 {
-			rp["retryOn"] = stringsAny(r.Retries.On)
+		on := slices.Clone(r.Retries.On)
+		if len(r.Retries.Codes) > 0 {
+			on = append(on, "retriable-status-codes")
+			var codes []any
+			for _, c := range r.Retries.Codes {
+				codes = append(codes, int64(c))
+			}
+			rp["retriableStatusCodes"] = codes
+		}
+		if len(on) > 0 {
+			rp["retryOn"] = stringsAny(on)
 		}
 		route["retryPolicy"] = rp
 	}

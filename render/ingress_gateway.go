@@ -300,7 +300,16 @@ func gatewayRetries(in *compileInput, h ingressHost, r ingressRoute, rule map[st
 			}
 		}
 	}
+	for _, c := range rt.Codes {
+		if !seen[int64(c)] {
+			seen[int64(c)] = true
+			codes = append(codes, int64(c))
+		}
+	}
 	slices.SortFunc(codes, func(a, b any) int { return int(a.(int64) - b.(int64)) })
+	if rt.Backoff != nil {
+		retry["backoff"] = rt.Backoff.Text
+	}
 	if len(codes) > 0 {
 		retry["codes"] = codes
 	}

@@ -191,9 +191,7 @@ func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris
 		if r.Retries.PerTryTimeout != nil {
 			rr["perTryTimeout"] = r.Retries.PerTryTimeout.Text
 		}
-		if len(r.Retries.On) > 0 {
-			rr["retryOn"] = strings.Join(r.Retries.On, ",")
-		}
+		istioRetryPolicy(r.Retries, rr)
 		route["retries"] = rr
 	}
 	headers := map[string]any{}

@@ -89,9 +89,7 @@ func istioRoutes(name, h string, svc schema.Service) []any {
 			if retries.PerTryTimeout != nil {
 				rr["perTryTimeout"] = retries.PerTryTimeout.Text
 			}
-			if len(retries.On) > 0 {
-				rr["retryOn"] = strings.Join(retries.On, ",")
-			}
+			istioRetryPolicy(retries, rr)
 			route["retries"] = rr
 		}
 		if r.Fault != nil {
@@ -298,4 +296,16 @@ func istioLoadBalancer(lb *schema.LoadBalancer) map[string]any {
 		hash["useSourceIp"] = true
 	}
 	return map[string]any{"consistentHash": hash}
+}
+
+// istioRetryPolicy adds what a retry policy says besides attempts and the per-try timeout:
+// retryOn with the conditions and the status codes (Istio reads numbers there as retriable
+// status codes), and the backoff.
+func istioRetryPolicy(r *schema.Retries, rr map[string]any) {
+	if on := append(slices.Clone(r.On), r.CodeList()...); len(on) > 0 {
+		rr["retryOn"] = strings.Join(on, ",")
+	}
+	if r.Backoff != nil {
+		rr["backoff"] = r.Backoff.Text
+	}
 }

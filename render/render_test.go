@@ -492,3 +492,38 @@ func TestEdgeMethodAndQueryMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryStatusCodesAndBackoff: retried status codes and a backoff reach each edge provider
+// in its own words (Istio reads numbers in retryOn, Contour needs retriable-status-codes beside
+// the list, Gateway API's experimental retry has codes and backoff); Contour, which has no
+// backoff, says so.
+func TestRetryStatusCodesAndBackoff(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "shop")
+	d.Ingress.Claims[0].Routes[0].Retries = &schema.Retries{Attempts: 2, On: []string{"5xx"}, Codes: []int{429}, Backoff: &schema.Duration{Text: "100ms"}}
+	for _, tc := range []struct {
+		provider string
+		gateway  schema.GatewayAPI
+		wants    []string
+		warning  string
+	}{
+		{"contour", schema.GatewayAPI{}, []string{"retryPolicy:\n      count: 2\n      retriableStatusCodes:\n      - 429\n      retryOn:\n      - 5xx\n      - retriable-status-codes\n"}, "Contour has no retry backoff"},
+		{"istio", schema.GatewayAPI{}, []string{"retries:\n      attempts: 2\n      backoff: 100ms\n      retryOn: 5xx,429\n"}, ""},
+		{"gateway-api", schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}, []string{"retry:\n      attempts: 2\n      backoff: 100ms\n      codes:\n      - 429\n      - 500\n"}, ""},
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress, c.GatewayAPI = tc.provider, tc.gateway
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.provider, err)
+		}
+		text := bundleText(b, nil)
+		for _, want := range tc.wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in:\n%s", tc.provider, want, text)
+			}
+		}
+		if w := strings.Join(b.Warnings, "\n"); (tc.warning == "") != !strings.Contains(w, "backoff") || !strings.Contains(w, tc.warning) {
+			t.Errorf("%s: warnings %q, want one saying %q", tc.provider, w, tc.warning)
+		}
+	}
+}

@@ -102,6 +102,9 @@ func TestRules(t *testing.T) {
 			[]string{f + ":4:84: services.db.routes[0]: a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc"}},
 		{"authorization service account form", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: allow: [{serviceAccounts: [\"frontend\"]}]\n\t}\n",
 			[]string{f + ":8:45: services.checkout.authorization.allow[0].serviceAccounts[0]: service account \"frontend\" must be written namespace/name"}},
+		{"retry codes and backoff", svc + "\t\troutes: [{to: stable: 100, retries: {attempts: 2, codes: [429, 503], backoff: \"50ms\"}}]\n\t}\n", nil},
+		{"retry codes of a grpc service", "\tservices: api: {port: 9090, protocol: \"grpc\", versions: a: labels: x: \"y\", routes: [{to: a: 100}], retries: {attempts: 2, codes: [503]}}\n",
+			[]string{f + ":4:124: services.api.retries.codes: a gRPC call answers HTTP 200 whatever its status; retry on gRPC statuses in on (unavailable, cancelled, deadline-exceeded)"}},
 		{"authorization by path, method, address and port", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: {\n" +
 			"\t\t\tallow: [{namespaces: [\"shop\"], methods: [\"GET\"], paths: [\"/api/*\", \"/healthz\"]}, {ipBlocks: [\"10.0.0.0/8\", \"192.0.2.7\"], ports: [8080]}]\n" +
 			"\t\t\tdeny: [{paths: [\"/internal/*\"], hosts: [\"checkout.shop\"]}]\n\t\t}\n\t}\n", nil},

@@ -112,6 +112,17 @@ func checkDesign(d *Design) []ruleIssue {
 				add(rp, "a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc")
 			}
 		}
+		if svc.Protocol == "grpc" {
+			const grpcCodes = "a gRPC call answers HTTP 200 whatever its status; retry on gRPC statuses in on (unavailable, cancelled, deadline-exceeded)"
+			if svc.Retries != nil && len(svc.Retries.Codes) > 0 {
+				add(sp.child("retries", "codes"), grpcCodes)
+			}
+			for i, r := range svc.Routes {
+				if r.Retries != nil && len(r.Retries.Codes) > 0 {
+					add(sp.child("routes", strconv.Itoa(i), "retries", "codes"), grpcCodes)
+				}
+			}
+		}
 		if a := svc.Authorization; a != nil {
 			for i, r := range a.Allow {
 				out = append(out, checkAccessRule(r, svc, sp.child("authorization", "allow", strconv.Itoa(i)))...)
@@ -228,6 +239,7 @@ func checkMatch(m *Match, p fieldPath) []ruleIssue {
 
 func checkRetries(r *Retries, timeout *Duration, p fieldPath) []ruleIssue {
 	var out []ruleIssue
+	out = append(out, checkDurationPositive(r.Backoff, p.child("backoff"))...)
 	if r.PerTryTimeout != nil {
 		out = append(out, checkDurationPositive(r.PerTryTimeout, p.child("perTryTimeout"))...)
 		if timeout != nil && timeout.Duration > 0 && r.PerTryTimeout.Duration > 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -193,6 +194,17 @@ type Retries struct {
 	Attempts      int       `json:"attempts"`
 	PerTryTimeout *Duration `json:"perTryTimeout,omitempty"`
 	On            []string  `json:"on,omitempty"`
+	Codes         []int     `json:"codes,omitempty"`
+	Backoff       *Duration `json:"backoff,omitempty"`
+}
+
+// CodeList is the retried status codes as text ("429,503"), or "".
+func (r *Retries) CodeList() []string {
+	var out []string
+	for _, c := range r.Codes {
+		out = append(out, strconv.Itoa(c))
+	}
+	return out
 }
 
 type Fault struct {
