@@ -26,6 +26,10 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	"path prefix rewrite": func(vh *schema.VirtualHost) { vh.Routes[0].Rewrite = &schema.Rewrite{Prefix: "/"} },
 	"Host rewrite":        func(vh *schema.VirtualHost) { vh.Routes[0].Rewrite = &schema.Rewrite{Host: "api.internal"} },
 	"retries":             func(vh *schema.VirtualHost) { vh.Routes[0].Retries = &schema.Retries{Attempts: 2, On: []string{"5xx"}} },
+	"idle timeout and active health checks (`idleTimeout`, `healthCheck: {path, interval, timeout, unhealthyThreshold, healthyThreshold, host}` on a route)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].IdleTimeout = &schema.Duration{Text: "30s"}
+		vh.Routes[0].HealthCheck = &schema.HealthCheck{Path: "/healthz", Interval: schema.Duration{Text: "5s"}, Timeout: schema.Duration{Text: "2s"}, UnhealthyThreshold: 3, HealthyThreshold: 2}
+	},
 	"redirect `port` and `prefix` (swap the matched prefix)": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Backends, vh.Routes[0].Redirect = nil, &schema.Redirect{Port: 8443, Status: 301}
 	},

@@ -219,6 +219,9 @@ func compileLinkerd(in *compileInput, out *output) error {
 				"balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio": "0.5",
 			}
 			out.warn("%s.outlierDetection: linkerd's failure accrual has no interval or ejection percentage; only the failure count and penalty are rendered", path)
+			if o.ConsecutiveGatewayErrors > 0 {
+				out.warn("%s.outlierDetection.consecutiveGatewayErrors: linkerd counts all failures alike; only consecutive5xxErrors is rendered", path)
+			}
 		}
 		if len(svc.Routes) > 0 {
 			out.add(versionServices(ns, name, svc, svcAnn)...)

@@ -41,7 +41,8 @@ type importedRoute struct {
 	Method, Timeout                 string
 	Retries, Redirect, Rewrite      map[string]any
 	RequestHeaders, ResponseHeaders map[string]any
-	RateLimit, Access               map[string]any
+	RateLimit, Access, HealthCheck  map[string]any
+	IdleTimeout                     string
 	WebSockets, NoJWT               bool
 	from                            string // where the import read it
 }
@@ -263,7 +264,8 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 // named in a warning, never dropped without a word.
 var httpProxyRouteKeys = map[string]bool{"conditions": true, "services": true, "timeoutPolicy": true, "retryPolicy": true,
 	"requestHeadersPolicy": true, "responseHeadersPolicy": true, "requestRedirectPolicy": true, "pathRewritePolicy": true,
-	"rateLimitPolicy": true, "enableWebsockets": true, "ipAllowPolicy": true, "ipDenyPolicy": true, "jwtVerificationPolicy": true}
+	"rateLimitPolicy": true, "enableWebsockets": true, "ipAllowPolicy": true, "ipDenyPolicy": true, "jwtVerificationPolicy": true,
+	"healthCheckPolicy": true}
 
 // retryConditions are the retryOn values a design can say.
 var retryConditions = map[string]bool{"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true, "retriable-4xx": true,
@@ -284,6 +286,31 @@ func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *im
 		}
 	}
 	ir.RateLimit = imp.importRateLimit(where+".rateLimitPolicy", rm["rateLimitPolicy"])
+	if hp, ok := rm["healthCheckPolicy"].(map[string]any); ok {
+		hc := map[string]any{}
+		hc["path"], _ = hp["path"].(string)
+		for from, to := range map[string]string{"intervalSeconds": "interval", "timeoutSeconds": "timeout"} {
+			if n := asInt(hp[from]); n > 0 {
+				hc[to] = fmt.Sprintf("%ds", n)
+			}
+		}
+		for from, to := range map[string]string{"unhealthyThresholdCount": "unhealthyThreshold", "healthyThresholdCount": "healthyThreshold"} {
+			if n := asInt(hp[from]); n > 0 {
+				hc[to] = n
+			}
+		}
+		if h, ok := hp["host"].(string); ok {
+			hc["host"] = h
+		}
+		for _, k := range slices.Sorted(maps.Keys(hp)) {
+			switch k {
+			case "path", "intervalSeconds", "timeoutSeconds", "unhealthyThresholdCount", "healthyThresholdCount", "host":
+			default:
+				warn("healthCheckPolicy.%s is not imported: a design cannot say it yet", k)
+			}
+		}
+		ir.HealthCheck = hc
+	}
 	ir.Access = imp.importIPFilters(where, rm)
 	ir.WebSockets, _ = rm["enableWebsockets"].(bool)
 	if jv, ok := rm["jwtVerificationPolicy"].(map[string]any); ok {
@@ -295,12 +322,15 @@ func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *im
 		}
 	}
 	if tp, ok := rm["timeoutPolicy"].(map[string]any); ok {
-		if v, ok := tp["response"].(string); ok && v != "infinity" {
+		if v, ok := tp["response"].(string); ok && v != "infinity" && v != "infinite" {
 			ir.Timeout = v
 		}
+		if v, ok := tp["idle"].(string); ok && v != "infinity" && v != "infinite" {
+			ir.IdleTimeout = v
+		}
 		for _, k := range slices.Sorted(maps.Keys(tp)) {
-			if k != "response" {
-				warn("timeoutPolicy.%s is not imported (a design sets the response timeout)", k)
+			if k != "response" && k != "idle" {
+				warn("timeoutPolicy.%s is not imported (a design sets the response and idle timeouts)", k)
 			}
 		}
 	}
@@ -628,6 +658,12 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 			}
 			if r.RateLimit != nil {
 				route["rateLimit"] = r.RateLimit
+			}
+			if r.HealthCheck != nil {
+				route["healthCheck"] = r.HealthCheck
+			}
+			if r.IdleTimeout != "" {
+				route["idleTimeout"] = r.IdleTimeout
 			}
 			if r.Access != nil {
 				route["access"] = r.Access

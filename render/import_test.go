@@ -218,7 +218,8 @@ spec:
     rateLimitPolicy: {local: {requests: 10, unit: minute}}
     ipAllowPolicy: [{cidr: 192.0.2.0/24, source: Remote}]
     enableWebsockets: true
-    timeoutPolicy: {response: 5s, idle: 1m}
+    timeoutPolicy: {response: 5s, idle: 1m, idleConnection: 5m}
+    healthCheckPolicy: {path: /healthz, intervalSeconds: 10, timeoutSeconds: 2, unhealthyThresholdCount: 3, healthyThresholdCount: 2}
     retryPolicy: {count: 3, perTryTimeout: 1s, retryOn: [5xx, reset, retriable-headers]}
     requestHeadersPolicy: {set: [{name: x-team, value: shop}], remove: [x-debug]}
     responseHeadersPolicy: {set: [{name: cache-control, value: no-store}]}
@@ -238,7 +239,7 @@ spec:
 		t.Fatal(err)
 	}
 	warnings := strings.Join(imp.Warnings, "\n")
-	for _, want := range []string{"spec.routes[0].loadBalancerPolicy is not imported", "spec.routes[0].timeoutPolicy.idle is not imported",
+	for _, want := range []string{"spec.routes[0].loadBalancerPolicy is not imported", "spec.routes[0].timeoutPolicy.idleConnection is not imported",
 		"spec.routes[0].retryPolicy.retryOn retriable-headers is not imported", "spec.routes[2].conditions[1] map[header:map[contains:bot name:user-agent]] is not imported",
 		"spec.virtualhost.rateLimitPolicy.global is not imported", "spec.routes[0].services[0].protocol is not imported"} {
 		if !strings.Contains(warnings, want) {
@@ -287,7 +288,8 @@ spec:
 	}
 	for path, want := range map[string]string{
 		"conditions":            "[map[prefix:/api] map[header:map[exact:true name:x-canary]] map[header:map[exact:POST name::method]] map[queryParameter:map[exact:2 name:v]]]",
-		"timeoutPolicy":         "map[response:5s]",
+		"timeoutPolicy":         "map[idle:1m response:5s]",
+		"healthCheckPolicy":     "map[healthyThresholdCount:2 intervalSeconds:10 path:/healthz timeoutSeconds:2 unhealthyThresholdCount:3]",
 		"retryPolicy":           "map[count:3 perTryTimeout:1s retryOn:[5xx reset]]",
 		"requestHeadersPolicy":  "map[remove:[x-debug] set:[map[name:x-team value:shop]]]",
 		"responseHeadersPolicy": "map[set:[map[name:cache-control value:no-store]]]",
@@ -336,7 +338,8 @@ var carriedFields = regexp.MustCompile(`^spec\.(` + strings.Join([]string{
 	`virtualhost\.jwtProviders\[0\]\.(name|issuer|default|forwardJWT|remoteJWKS\.uri|audiences\[\d+\])`,
 	`routes\[\d+\]\.conditions\[\d+\]\.(prefix|header\.(name|exact)|queryParameter\.(name|exact))`,
 	`routes\[\d+\]\.services\[\d+\]\.(name|port|weight)`,
-	`routes\[\d+\]\.timeoutPolicy\.response`,
+	`routes\[\d+\]\.timeoutPolicy\.(response|idle)`,
+	`routes\[\d+\]\.healthCheckPolicy\.(path|intervalSeconds|timeoutSeconds|unhealthyThresholdCount|healthyThresholdCount|host)`,
 	`routes\[\d+\]\.retryPolicy\.(count|perTryTimeout|retryOn\[\d+\])`,
 	`routes\[\d+\]\.(request|response)HeadersPolicy\.(set\[\d+\]\.(name|value)|remove\[\d+\])`,
 	`routes\[\d+\]\.requestRedirectPolicy\.(scheme|hostname|path|statusCode)`,

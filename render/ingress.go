@@ -364,3 +364,19 @@ func refuseExtAuth(in *compileInput, hosts []ingressHost, provider, why string) 
 	}
 	return nil
 }
+
+// warnEdgeResilience names the route settings a provider leaves to its defaults: a per-route
+// idle timeout and active health checks (passive checks and the Endpoints' readiness still
+// apply, so leaving them out is safe).
+func warnEdgeResilience(hosts []ingressHost, provider string, out *output) {
+	for _, h := range hosts {
+		for _, r := range h.routes {
+			if r.IdleTimeout != nil {
+				out.warn("ingress %s%s: idleTimeout: %s has no per-route idle timeout; the proxy's default applies", h.host, r.path, provider)
+			}
+			if r.HealthCheck != nil {
+				out.warn("ingress %s%s: healthCheck: %s has no active health checks at the edge; endpoints get traffic while Kubernetes counts them ready", h.host, r.path, provider)
+			}
+		}
+	}
+}

@@ -235,8 +235,23 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 		services = append(services, s)
 	}
 	route["services"] = services
-	if r.Timeout != nil {
-		route["timeoutPolicy"] = map[string]any{"response": r.Timeout.Text}
+	if r.Timeout != nil || r.IdleTimeout != nil {
+		tp := map[string]any{}
+		if r.Timeout != nil {
+			tp["response"] = r.Timeout.Text
+		}
+		if r.IdleTimeout != nil {
+			tp["idle"] = r.IdleTimeout.Text
+		}
+		route["timeoutPolicy"] = tp
+	}
+	if hc := r.HealthCheck; hc != nil {
+		p := map[string]any{"path": hc.Path, "intervalSeconds": int64(hc.Interval.Seconds()), "timeoutSeconds": int64(hc.Timeout.Seconds()),
+			"unhealthyThresholdCount": int64(hc.UnhealthyThreshold), "healthyThresholdCount": int64(hc.HealthyThreshold)}
+		if hc.Host != "" {
+			p["host"] = hc.Host
+		}
+		route["healthCheckPolicy"] = p
 	}
 	if r.Retries != nil {
 		rp := map[string]any{"count": int64(r.Retries.Attempts)}

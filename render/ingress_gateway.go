@@ -25,6 +25,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 	if err := refuseRateLimits(in, hosts, "gateway-api", "no standard field yet; use the contour provider"); err != nil {
 		return err
 	}
+	warnEdgeResilience(hosts, "gateway-api", out)
 	if err := refuseJWT(in, hosts, "gateway-api", "Gateway API has no standard JWT validation; use the contour provider"); err != nil {
 		return err
 	}

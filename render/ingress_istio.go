@@ -12,6 +12,7 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 	if err := refuseRateLimits(in, hosts, "istio", "only an EnvoyFilter can add one, which meshcd does not write; use the contour provider"); err != nil {
 		return err
 	}
+	warnEdgeResilience(hosts, "istio", out)
 	if err := refuseJWT(in, hosts, "istio", "RequestAuthentication and AuthorizationPolicy would have to go into the ingress gateway's own namespace, outside the design's; use the contour provider"); err != nil {
 		return err
 	}

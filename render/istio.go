@@ -156,10 +156,20 @@ func istioDestinationRule(name, h string, svc schema.Service) map[string]any {
 	policy := map[string]any{}
 	if p := svc.ConnectionPool; p != nil {
 		pool := map[string]any{}
+		tcp := map[string]any{}
 		if p.MaxConnections > 0 {
-			pool["tcp"] = map[string]any{"maxConnections": int64(p.MaxConnections)}
+			tcp["maxConnections"] = int64(p.MaxConnections)
+		}
+		if p.ConnectTimeout != nil {
+			tcp["connectTimeout"] = p.ConnectTimeout.Text
+		}
+		if len(tcp) > 0 {
+			pool["tcp"] = tcp
 		}
 		httpPool := map[string]any{}
+		if p.IdleTimeout != nil {
+			httpPool["idleTimeout"] = p.IdleTimeout.Text
+		}
 		if p.MaxPendingRequests > 0 {
 			httpPool["http1MaxPendingRequests"] = int64(p.MaxPendingRequests)
 		}
@@ -182,6 +192,9 @@ func istioDestinationRule(name, h string, svc schema.Service) map[string]any {
 			"interval":             o.Interval.Text,
 			"baseEjectionTime":     o.BaseEjectionTime.Text,
 			"maxEjectionPercent":   int64(o.MaxEjectionPercent),
+		}
+		if o.ConsecutiveGatewayErrors > 0 {
+			policy["outlierDetection"].(map[string]any)["consecutiveGatewayErrors"] = int64(o.ConsecutiveGatewayErrors)
 		}
 	}
 	switch svc.MTLS {

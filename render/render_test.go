@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/meshcd/meshcd/schema"
@@ -524,6 +525,38 @@ func TestRetryStatusCodesAndBackoff(t *testing.T) {
 		}
 		if w := strings.Join(b.Warnings, "\n"); (tc.warning == "") != !strings.Contains(w, "backoff") || !strings.Contains(w, tc.warning) {
 			t.Errorf("%s: warnings %q, want one saying %q", tc.provider, w, tc.warning)
+		}
+	}
+}
+
+// TestEdgeIdleTimeoutsAndHealthChecks: a route's idle timeout and active health check become
+// Contour's timeoutPolicy.idle and healthCheckPolicy; Gateway API and Istio ingress, which
+// have neither, say so in warnings.
+func TestEdgeIdleTimeoutsAndHealthChecks(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "shop")
+	r := &d.Ingress.Claims[0].Routes[0]
+	r.IdleTimeout = &schema.Duration{Text: "30s"}
+	r.HealthCheck = &schema.HealthCheck{Path: "/healthz", Interval: schema.Duration{Text: "10s", Duration: 10 * time.Second}, Timeout: schema.Duration{Text: "2s", Duration: 2 * time.Second}, UnhealthyThreshold: 3, HealthyThreshold: 2, Host: "checkout.internal"}
+	for provider, want := range map[string]string{
+		"contour":     "    healthCheckPolicy:\n      healthyThresholdCount: 2\n      host: checkout.internal\n      intervalSeconds: 10\n      path: /healthz\n      timeoutSeconds: 2\n      unhealthyThresholdCount: 3\n",
+		"gateway-api": "",
+		"istio":       "",
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		text, warnings := bundleText(b, nil), strings.Join(b.Warnings, "\n")
+		if want != "" {
+			if !strings.Contains(text, want) || !strings.Contains(text, "      idle: 30s\n") {
+				t.Errorf("%s: no health check and idle timeout in:\n%s", provider, text)
+			}
+			continue
+		}
+		if !strings.Contains(warnings, "idleTimeout: "+provider+" has no per-route idle timeout") || !strings.Contains(warnings, "healthCheck: "+provider+" has no active health checks") {
+			t.Errorf("%s: warnings %q do not name the idle timeout and the health check", provider, warnings)
 		}
 	}
 }

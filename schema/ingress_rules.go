@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // pathRE is what Gateway API's HTTPRoute schema allows in a path (RFC 3986's path characters),
@@ -207,6 +208,24 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	}
 	if r.Retries != nil {
 		out = append(out, checkRetries(r.Retries, r.Timeout, p.child("retries"))...)
+	}
+	out = append(out, checkDurationPositive(r.IdleTimeout, p.child("idleTimeout"))...)
+	if hc := r.HealthCheck; hc != nil {
+		hp := p.child("healthCheck")
+		for _, d := range []struct {
+			name string
+			d    Duration
+		}{{"interval", hc.Interval}, {"timeout", hc.Timeout}} {
+			if d.d.Duration <= 0 || d.d.Duration%time.Second != 0 {
+				add(hp.child(d.name), "%s %s must be a whole number of seconds (Contour counts health checks in seconds)", d.name, d.d.Text)
+			}
+		}
+		if hc.Timeout.Duration > hc.Interval.Duration {
+			add(hp.child("timeout"), "a check that may take %s cannot run every %s", hc.Timeout.Text, hc.Interval.Text)
+		}
+		if len(r.Backends) > 0 && r.Backends[0].External != nil {
+			add(hp, "an upstream outside the cluster is not probed by the edge; health checks are for the cluster's services")
+		}
 	}
 	if rd := r.Redirect; rd != nil {
 		if rd.Path != "" && rd.Prefix != "" {

@@ -458,3 +458,25 @@ func TestEdgeAddressRulesHoldAcrossTeams(t *testing.T) {
 		}
 	})
 }
+
+// TestEdgeHealthChecksCountInSeconds: Contour counts health-check intervals and timeouts in
+// whole seconds, so anything else is refused at the field rather than rounded.
+func TestEdgeHealthChecksCountInSeconds(t *testing.T) {
+	host := func(check string) string {
+		return "design: edge: {\n\tnamespace: \"edge\"\n\tservices: web: {port: 80, versions: v: labels: x: \"y\", routes: [{to: v: 100}]}\n" +
+			"\tingress: hosts: \"www.example.com\": routes: [{backends: [{service: \"web\"}], idleTimeout: \"1m\", healthCheck: " + check + "}]\n}\n"
+	}
+	for _, tc := range []struct {
+		check string
+		want  []string
+	}{
+		{`{path: "/healthz"}`, nil},
+		{`{path: "/healthz", interval: "2500ms"}`, []string{`designs/edge/design.cue:4:128: ingress.hosts."www.example.com".routes[0].healthCheck.interval: interval 2500ms must be a whole number of seconds (Contour counts health checks in seconds)`}},
+		{`{path: "/healthz", interval: "2s", timeout: "3s"}`, []string{`designs/edge/design.cue:4:144: ingress.hosts."www.example.com".routes[0].healthCheck.timeout: a check that may take 3s cannot run every 2s`}},
+	} {
+		_, got := load(t, map[string]string{"clusters/east.cue": clusterEast, "designs/edge/design.cue": host(tc.check)})
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: issues (-want +got):\n%s", tc.check, diff)
+		}
+	}
+}

@@ -219,10 +219,11 @@ type Fault struct {
 }
 
 type OutlierDetection struct {
-	Consecutive5xxErrors int      `json:"consecutive5xxErrors"`
-	Interval             Duration `json:"interval"`
-	BaseEjectionTime     Duration `json:"baseEjectionTime"`
-	MaxEjectionPercent   float64  `json:"maxEjectionPercent"`
+	Consecutive5xxErrors     int      `json:"consecutive5xxErrors"`
+	ConsecutiveGatewayErrors int      `json:"consecutiveGatewayErrors,omitempty"`
+	Interval                 Duration `json:"interval"`
+	BaseEjectionTime         Duration `json:"baseEjectionTime"`
+	MaxEjectionPercent       float64  `json:"maxEjectionPercent"`
 }
 
 // LoadBalancer is how requests spread over a version's endpoints: an Algorithm, or a Hash for
@@ -245,9 +246,11 @@ type LBCookie struct {
 }
 
 type ConnectionPool struct {
-	MaxConnections           int `json:"maxConnections,omitempty"`
-	MaxPendingRequests       int `json:"maxPendingRequests,omitempty"`
-	MaxRequestsPerConnection int `json:"maxRequestsPerConnection,omitempty"`
+	MaxConnections           int       `json:"maxConnections,omitempty"`
+	MaxPendingRequests       int       `json:"maxPendingRequests,omitempty"`
+	MaxRequestsPerConnection int       `json:"maxRequestsPerConnection,omitempty"`
+	ConnectTimeout           *Duration `json:"connectTimeout,omitempty"`
+	IdleTimeout              *Duration `json:"idleTimeout,omitempty"`
 }
 
 // Authorization is who may call a service and what they may ask. Allow nil (not given) and
@@ -531,7 +534,9 @@ type IngressRoute struct {
 	Redirect        *Redirect         `json:"redirect,omitempty"`
 	Rewrite         *Rewrite          `json:"rewrite,omitempty"`
 	Timeout         *Duration         `json:"timeout,omitempty"`
+	IdleTimeout     *Duration         `json:"idleTimeout,omitempty"`
 	Retries         *Retries          `json:"retries,omitempty"`
+	HealthCheck     *HealthCheck      `json:"healthCheck,omitempty"`
 	RequestHeaders  *HeaderPolicy     `json:"requestHeaders,omitempty"`
 	ResponseHeaders *HeaderPolicy     `json:"responseHeaders,omitempty"`
 	WebSockets      bool              `json:"websockets,omitempty"`
@@ -593,4 +598,14 @@ type Rewrite struct {
 type HeaderPolicy struct {
 	Set    map[string]string `json:"set,omitempty"`
 	Remove []string          `json:"remove,omitempty"`
+}
+
+// HealthCheck is an active HTTP check of a route's endpoints.
+type HealthCheck struct {
+	Path               string   `json:"path"`
+	Interval           Duration `json:"interval"`
+	Timeout            Duration `json:"timeout"`
+	UnhealthyThreshold int      `json:"unhealthyThreshold"`
+	HealthyThreshold   int      `json:"healthyThreshold"`
+	Host               string   `json:"host,omitempty"`
 }
