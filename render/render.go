@@ -169,6 +169,9 @@ func render(ctx context.Context, d *schema.Design, c *schema.Cluster, opts Optio
 	if err := compiler(&in, out); err != nil {
 		return nil, err
 	}
+	if err := compileEgress(&in, out); err != nil {
+		return nil, err
+	}
 	if err := compileIngress(&in, out); err != nil {
 		return nil, err
 	}

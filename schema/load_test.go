@@ -105,6 +105,14 @@ func TestRules(t *testing.T) {
 		{"retry codes and backoff", svc + "\t\troutes: [{to: stable: 100, retries: {attempts: 2, codes: [429, 503], backoff: \"50ms\"}}]\n\t}\n", nil},
 		{"retry codes of a grpc service", "\tservices: api: {port: 9090, protocol: \"grpc\", versions: a: labels: x: \"y\", routes: [{to: a: 100}], retries: {attempts: 2, codes: [503]}}\n",
 			[]string{f + ":4:124: services.api.retries.codes: a gRPC call answers HTTP 200 whatever its status; retry on gRPC statuses in on (unavailable, cancelled, deadline-exceeded)"}},
+		{"egress hosts", "\tegress: {hosts: [{host: \"api.example.net\"}, {host: \"*.googleapis.com\"}, {host: \"feed.example.org\", port: 80, protocol: \"http\"}], policy: \"registry-only\"}\n", nil},
+		{"egress host mistakes", "\tegress: hosts: [{host: \"API.example.net\"}, {host: \"*.example.org\", protocol: \"http\"}, {host: \"*.example.org\", protocol: \"http\"}]\n",
+			[]string{
+				f + ":4:19: egress.hosts[0].host: \"API.example.net\" is not a fully qualified domain name (lower case, dot-separated labels, like shop.example.com)",
+				f + ":4:46: egress.hosts[1].host: a wildcard host is matched by TLS's server name; plain HTTP to it has no single address to resolve (say protocol: \"tls\", or name the hosts)",
+				f + ":4:88: egress.hosts[2]: hosts[1] already names *.example.org:443",
+				f + ":4:89: egress.hosts[2].host: a wildcard host is matched by TLS's server name; plain HTTP to it has no single address to resolve (say protocol: \"tls\", or name the hosts)",
+			}},
 		{"authorization by path, method, address and port", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: {\n" +
 			"\t\t\tallow: [{namespaces: [\"shop\"], methods: [\"GET\"], paths: [\"/api/*\", \"/healthz\"]}, {ipBlocks: [\"10.0.0.0/8\", \"192.0.2.7\"], ports: [8080]}]\n" +
 			"\t\t\tdeny: [{paths: [\"/internal/*\"], hosts: [\"checkout.shop\"]}]\n\t\t}\n\t}\n", nil},

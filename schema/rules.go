@@ -133,6 +133,22 @@ func checkDesign(d *Design) []ruleIssue {
 		}
 	}
 
+	if e := d.Egress; e != nil {
+		seen := map[string]int{}
+		for i, h := range e.Hosts {
+			hp := fieldPath{"egress", "hosts", strconv.Itoa(i)}
+			out = append(out, checkFQDN(h.Host, hp.child("host"))...)
+			key := fmt.Sprintf("%s:%d", h.Host, h.Port)
+			if j, dup := seen[key]; dup {
+				add(hp, "hosts[%d] already names %s", j, key)
+			}
+			seen[key] = i
+			if strings.HasPrefix(h.Host, "*.") && h.Protocol == "http" {
+				add(hp.child("host"), "a wildcard host is matched by TLS's server name; plain HTTP to it has no single address to resolve (say protocol: \"tls\", or name the hosts)")
+			}
+		}
+	}
+
 	for i, m := range d.Manifests {
 		out = append(out, checkManifest(m, fieldPath{"manifests", strconv.Itoa(i)})...)
 	}

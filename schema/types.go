@@ -106,6 +106,7 @@ type Design struct {
 	Overrides      []Override         `json:"overrides"`
 	Gates          map[string]Gate    `json:"gates"`
 	Ingress        *Ingress           `json:"ingress,omitempty"`
+	Egress         *Egress            `json:"egress,omitempty"`
 	Sync           Sync               `json:"sync"`
 	// Dir is the design's folder relative to the repo root, e.g. designs/shop; manifest
 	// paths are relative to it.
@@ -608,4 +609,17 @@ type HealthCheck struct {
 	UnhealthyThreshold int      `json:"unhealthyThreshold"`
 	HealthyThreshold   int      `json:"healthyThreshold"`
 	Host               string   `json:"host,omitempty"`
+}
+
+// Egress is what a design's workloads call outside the mesh, and whether they may call
+// anything else (Policy "allow-all" or "registry-only").
+type Egress struct {
+	Hosts  []EgressHost `json:"hosts"`
+	Policy string       `json:"policy"`
+}
+
+type EgressHost struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
 }

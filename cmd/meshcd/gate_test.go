@@ -29,7 +29,7 @@ func TestGateRun(t *testing.T) {
 	gates: latency: {
 		url: "http://checkout.shop:8080/"
 		load: {qps: 40, connections: 2, duration: "1s"}
-		thresholds: {p99: "25ms", errorRate: 0.01}
+		thresholds: {p99: "250ms", errorRate: 0.01}
 		baseline: {branch: "main", maxRegression: "50%"}
 	}
 }`)
@@ -47,7 +47,9 @@ func TestGateRun(t *testing.T) {
 			t.Errorf("status file %s: %v", f, err)
 		}
 	}
-	code, out := gate("40ms")
+	// Far apart on purpose: the fast target's p99 stays well under the limit on a loaded
+	// machine, the slow one's every request is over it.
+	code, out := gate("400ms")
 	if code != 1 || !strings.Contains(out, "FAIL") || !strings.Contains(out, "✗ p99:") || !strings.Contains(out, "✗ p99 vs baseline") {
 		t.Fatalf("slow target: exit %d\n%s", code, out)
 	}

@@ -1,0 +1,77 @@
+package render
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// compileEgress renders what a design says of the services it calls outside the mesh, for the
+// cluster's mesh. Istio: a namespace-local ServiceEntry per host, and with registry-only a
+// Sidecar whose outbound policy refuses every other host. Linkerd: with registry-only an
+// EgressNetwork that denies, and a route on it per host that lets that host through (by TLS
+// server name or Host header). Plain Gateway API has no egress policy: registry-only is an
+// error there, since leaving it out would let workloads reach anything.
+func compileEgress(in *compileInput, out *output) error {
+	e := in.design.Egress
+	if e == nil {
+		return nil
+	}
+	ns := in.design.Namespace
+	switch in.cluster.Mesh {
+	case schema.MeshIstio:
+		for _, h := range e.Hosts {
+			resolution := "DNS"
+			if strings.HasPrefix(h.Host, "*.") {
+				resolution = "NONE" // a wildcard resolves per request, by the name the workload asked for
+			}
+			protocol := strings.ToUpper(h.Protocol)
+			out.add(newObject("networking.istio.io/v1", "ServiceEntry", ns, egressName(h), map[string]any{
+				"hosts":      []any{h.Host},
+				"location":   "MESH_EXTERNAL",
+				"resolution": resolution,
+				"ports":      []any{map[string]any{"number": int64(h.Port), "name": h.Protocol + "-" + strconv.Itoa(h.Port), "protocol": protocol}},
+				"exportTo":   []any{"."},
+			}))
+		}
+		if e.Policy == "registry-only" {
+			out.add(newObject("networking.istio.io/v1", "Sidecar", ns, "egress", map[string]any{
+				"outboundTrafficPolicy": map[string]any{"mode": "REGISTRY_ONLY"},
+			}))
+		}
+	case schema.MeshLinkerd:
+		if e.Policy != "registry-only" {
+			return nil // Linkerd lets meshed workloads reach any host unless an EgressNetwork denies it
+		}
+		parent := func(port int) map[string]any {
+			return map[string]any{"group": "policy.linkerd.io", "kind": "EgressNetwork", "name": "egress", "port": int64(port)}
+		}
+		out.add(newObject("policy.linkerd.io/v1alpha1", "EgressNetwork", ns, "egress", map[string]any{"trafficPolicy": "Deny"}))
+		for i, h := range e.Hosts {
+			kind := "TLSRoute"
+			switch h.Protocol {
+			case "http":
+				kind = "HTTPRoute"
+			case "tcp":
+				return in.fail(fmt.Sprintf("egress.hosts[%d].protocol", i), "linkerd tells bare TCP destinations apart by port only: letting %s:%d through would let every host on port %d through; say tls if the workload speaks TLS, or use allow-all", h.Host, h.Port, h.Port)
+			}
+			out.add(newObject("gateway.networking.k8s.io/v1", kind, ns, egressName(h), map[string]any{
+				"hostnames":  []any{h.Host},
+				"parentRefs": []any{parent(h.Port)},
+				"rules":      []any{map[string]any{"backendRefs": []any{parent(h.Port)}}},
+			}))
+		}
+	case schema.MeshGatewayAPI:
+		if e.Policy == "registry-only" {
+			return in.fail("egress.policy", "gateway-api has no egress policy; refusing to render a namespace that could reach every host")
+		}
+	}
+	return nil
+}
+
+// egressName names the objects of one external host and port.
+func egressName(h schema.EgressHost) string {
+	return "egress-" + slug(h.Host) + "-" + strconv.Itoa(h.Port)
+}

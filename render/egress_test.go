@@ -1,0 +1,78 @@
+package render
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/meshcd/meshcd/schema"
+)
+
+// TestEgressPerMesh: declared external hosts and a registry-only policy become Istio
+// ServiceEntries and a REGISTRY_ONLY Sidecar, and a denying Linkerd EgressNetwork with a route
+// per host that lets it through; plain Gateway API, and a bare TCP host on Linkerd (which
+// could only be let through by port), are refused rather than left open.
+func TestEgressPerMesh(t *testing.T) {
+	d := &schema.Design{Name: "checkout", Namespace: "shop", Egress: &schema.Egress{Policy: "registry-only", Hosts: []schema.EgressHost{
+		{Host: "api.payments.example.net", Port: 443, Protocol: "tls"},
+		{Host: "*.googleapis.com", Port: 443, Protocol: "tls"},
+		{Host: "fx-rates.example.org", Port: 80, Protocol: "http"},
+	}}}
+	rendered := func(mesh schema.Mesh) (string, error) {
+		b, err := Render(t.Context(), d, &schema.Cluster{Name: "c", Mesh: mesh}, Options{Revision: "r", Repo: NewRepo(nil)})
+		if err != nil {
+			return "", err
+		}
+		return bundleText(b, nil), nil
+	}
+	for mesh, wants := range map[schema.Mesh][]string{
+		schema.MeshIstio: {
+			"kind: ServiceEntry\nmetadata:\n  annotations:",
+			"  name: egress-wildcard-googleapis-com-443\n  namespace: shop\nspec:\n  exportTo:\n  - .\n  hosts:\n  - '*.googleapis.com'\n  location: MESH_EXTERNAL\n  ports:\n  - name: tls-443\n    number: 443\n    protocol: TLS\n  resolution: NONE\n",
+			"  hosts:\n  - fx-rates.example.org\n  location: MESH_EXTERNAL\n  ports:\n  - name: http-80\n    number: 80\n    protocol: HTTP\n  resolution: DNS\n",
+			"kind: Sidecar\nmetadata:\n  annotations:",
+			"spec:\n  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n",
+		},
+		schema.MeshLinkerd: {
+			"kind: EgressNetwork\nmetadata:\n  annotations:",
+			"spec:\n  trafficPolicy: Deny\n",
+			"kind: TLSRoute\nmetadata:\n  annotations:",
+			"  name: egress-api-payments-example-net-443\n  namespace: shop\nspec:\n  hostnames:\n  - api.payments.example.net\n  parentRefs:\n  - group: policy.linkerd.io\n    kind: EgressNetwork\n    name: egress\n    port: 443\n  rules:\n  - backendRefs:\n    - group: policy.linkerd.io\n      kind: EgressNetwork\n      name: egress\n      port: 443\n",
+			"kind: HTTPRoute\nmetadata:\n  annotations:",
+		},
+	} {
+		text, err := rendered(mesh)
+		if err != nil {
+			t.Fatalf("%s: %v", mesh, err)
+		}
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in:\n%s", mesh, want, text)
+			}
+		}
+	}
+
+	// allow-all: Istio keeps the ServiceEntries, nobody renders a policy.
+	d.Egress.Policy = "allow-all"
+	for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
+		text, err := rendered(mesh)
+		if err != nil {
+			t.Fatalf("%s allow-all: %v", mesh, err)
+		}
+		if strings.Contains(text, "REGISTRY_ONLY") || strings.Contains(text, "EgressNetwork") {
+			t.Errorf("%s allow-all renders a deny policy:\n%s", mesh, text)
+		}
+	}
+
+	d.Egress.Policy = "registry-only"
+	_, err := rendered(schema.MeshGatewayAPI)
+	var rerr *Error
+	if !errors.As(err, &rerr) || rerr.Path != "egress.policy" {
+		t.Errorf("gateway-api registry-only: %v, want an error at egress.policy", err)
+	}
+	d.Egress.Hosts = append(d.Egress.Hosts, schema.EgressHost{Host: "db.example.net", Port: 5432, Protocol: "tcp"})
+	_, err = rendered(schema.MeshLinkerd)
+	if !errors.As(err, &rerr) || rerr.Path != "egress.hosts[3].protocol" || !strings.Contains(rerr.Message, "every host on port 5432") {
+		t.Errorf("linkerd with a bare TCP host: %v, want an error at egress.hosts[3].protocol", err)
+	}
+}
