@@ -3,6 +3,7 @@ package render
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
@@ -214,14 +215,7 @@ func TestEdgeAddressRules(t *testing.T) {
 			t.Errorf("contour: no %q in:\n%s", want, text)
 		}
 	}
-	for _, provider := range []string{"gateway-api", "istio"} {
-		c.Ingress = provider
-		_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
-		var rerr *Error
-		if !errors.As(err, &rerr) || rerr.Path != `ingress.hosts."www.example.com".access` || !strings.Contains(rerr.Message, "by address") {
-			t.Errorf("%s: %v, want an error at the host's access", provider, err)
-		}
-	}
+	refusedBy(t, d, c, files, []string{"gateway-api", "istio"}, `ingress.hosts."www.example.com".access`, "by address")
 }
 
 // TestExternalAuthorization: a host's authorization server becomes Contour's virtual host
@@ -259,22 +253,14 @@ func TestExternalAuthorization(t *testing.T) {
 		}
 	}
 
-	refused := func(c schema.Cluster, path, says string) {
-		t.Helper()
-		_, _, err := render(c)
-		var rerr *Error
-		if !errors.As(err, &rerr) || rerr.Path != path || !strings.Contains(rerr.Message, says) {
-			t.Errorf("%s (%s): %v, want an error at %s saying %q", c.Ingress, c.GatewayAPI, err, path, says)
-		}
-	}
-	c.Ingress = "istio"
-	refused(c, `ingress.hosts."www.example.com".extAuth`, "CUSTOM AuthorizationPolicy")
+	const at = `ingress.hosts."www.example.com".extAuth`
+	refusedBy(t, d, c, files, []string{"istio"}, at, "CUSTOM AuthorizationPolicy")
+	refusedBy(t, d, c, files, []string{"gateway-api"}, at, "experimental channel from v1.4")
 	c.Ingress = "gateway-api"
-	refused(c, `ingress.hosts."www.example.com".extAuth`, "experimental channel from v1.4")
 	c.GatewayAPI = schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}
-	refused(c, `ingress.hosts."www.example.com".extAuth`, "routes claimed under /shop, /search")
+	refusedBy(t, d, c, files, []string{"gateway-api"}, at, "routes claimed under /shop, /search")
 	c.GatewayAPI.Features = []string{"HTTPRouteRetry"}
-	refused(c, `ingress.hosts."www.example.com".extAuth`, "does not list HTTPRouteExternalAuth")
+	refusedBy(t, d, c, files, []string{"gateway-api"}, at, "does not list HTTPRouteExternalAuth")
 
 	// Without delegations every route is the design's own: each gets the filter, but the one
 	// left unchecked.
@@ -291,5 +277,19 @@ func TestExternalAuthorization(t *testing.T) {
 	}
 	if w := strings.Join(warnings, "\n"); !strings.Contains(w, "extAuth.failOpen") || !strings.Contains(w, "extAuth.timeout") {
 		t.Errorf("gateway-api: no warnings for fail-open and the timeout: %s", w)
+	}
+}
+
+// refusedBy checks that rendering the design for each of the ingress providers fails at path
+// with a message that says says.
+func refusedBy(t *testing.T, d *schema.Design, c schema.Cluster, files fs.FS, providers []string, path, says string) {
+	t.Helper()
+	for _, provider := range providers {
+		c.Ingress = provider
+		_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		var rerr *Error
+		if !errors.As(err, &rerr) || rerr.Path != path || !strings.Contains(rerr.Message, says) {
+			t.Errorf("%s (%s): %v, want an error at %s saying %q", provider, c.GatewayAPI, err, path, says)
+		}
 	}
 }

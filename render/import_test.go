@@ -250,21 +250,9 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	for p, data := range map[string][]byte{
-		"clusters/edge.cue":      []byte("cluster: contour: {mesh: \"istio\", ingress: \"contour\"}\n"),
-		"designs/web/design.cue": append(design, []byte("design: web: targets: matchLabels: {}\n")...),
-	} {
-		must(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755))
-		must(t, os.WriteFile(filepath.Join(dir, p), data, 0o644))
-	}
-	fleet, designs, err := schema.Load(context.Background(), os.DirFS(dir), schema.DefaultLoadOptions())
+	b, err := renderImported(t, "web", design)
 	if err != nil {
-		t.Fatalf("the imported design does not load: %v\n%s", err, design)
-	}
-	b, err := Render(context.Background(), &designs[0], &fleet.Clusters[0], Options{Revision: "r"})
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the imported design does not load and render: %v\n%s", err, design)
 	}
 	var proxy *unstructured.Unstructured
 	for _, o := range b.Objects {
@@ -404,7 +392,7 @@ func TestImportKeepsOrNamesEveryFieldOfContoursSamples(t *testing.T) {
 			t.Fatalf("%s: %v", doc.where, err)
 		}
 		text := strings.ToLower(string(design))
-		if err := loadsAndRenders(t, design); err != nil {
+		if _, err := renderImported(t, "imported", design); err != nil {
 			t.Errorf("%s: %s: the imported design does not render for contour: %v\n%s", doc.where, ObjectID(u), err, design)
 		}
 		spec, _, _ := unstructured.NestedMap(u.Object, "spec")
@@ -498,21 +486,20 @@ func warned(warnings []string, path string) bool {
 	return false
 }
 
-// loadsAndRenders loads an imported design beside a contour cluster, as a user would after
+// renderImported loads an imported design beside a contour cluster, as a user would after
 // setting its targets, and renders it.
-func loadsAndRenders(t *testing.T, design []byte) error {
+func renderImported(t *testing.T, name string, design []byte) (*Bundle, error) {
 	dir := t.TempDir()
 	for p, data := range map[string][]byte{
-		"clusters/edge.cue":           []byte("cluster: edge: {mesh: \"istio\", ingress: \"contour\"}\n"),
-		"designs/imported/design.cue": append(design, []byte("design: imported: targets: matchLabels: {}\n")...),
+		"clusters/edge.cue":               []byte("cluster: edge: {mesh: \"istio\", ingress: \"contour\"}\n"),
+		"designs/" + name + "/design.cue": append(design, []byte("design: "+name+": targets: matchLabels: {}\n")...),
 	} {
 		must(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755))
 		must(t, os.WriteFile(filepath.Join(dir, p), data, 0o644))
 	}
 	fleet, designs, err := schema.Load(context.Background(), os.DirFS(dir), schema.DefaultLoadOptions())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = Render(context.Background(), &designs[0], &fleet.Clusters[0], Options{Revision: "r"})
-	return err
+	return Render(context.Background(), &designs[0], &fleet.Clusters[0], Options{Revision: "r"})
 }

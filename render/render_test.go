@@ -457,14 +457,7 @@ func TestLocalRateLimits(t *testing.T) {
 			t.Errorf("contour: no %q in:\n%s", want, text)
 		}
 	}
-	for _, provider := range []string{"gateway-api", "istio"} {
-		c.Ingress = provider
-		_, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
-		var rerr *Error
-		if !errors.As(err, &rerr) || rerr.Path != `ingress.hosts."www.example.com".rateLimit` || !strings.Contains(rerr.Message, "no local rate limit") {
-			t.Errorf("%s: %v, want an error at the host's rateLimit", provider, err)
-		}
-	}
+	refusedBy(t, d, c, files, []string{"gateway-api", "istio"}, `ingress.hosts."www.example.com".rateLimit`, "no local rate limit")
 }
 
 // TestEdgeMethodAndQueryMatches: a route's method and query conditions reach every provider in
