@@ -293,3 +293,75 @@ func refusedBy(t *testing.T, d *schema.Design, c schema.Cluster, files fs.FS, pr
 		}
 	}
 }
+
+// meshPolicyDesign is a service that requires a token and caps its requests, which only some
+// meshes can say.
+func meshPolicyDesign() *schema.Design {
+	return &schema.Design{Name: "orders", Namespace: "orders", Services: map[string]schema.Service{"orders": {
+		Port: 8080, Protocol: "http", MTLS: "strict",
+		JWT:       &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json", Audiences: []string{"orders"}},
+		RateLimit: &schema.RateLimit{Requests: 600, Unit: "minute", Burst: 20},
+	}}}
+}
+
+// TestMeshTokensAndRateLimits: a service's JWT becomes Istio's RequestAuthentication plus a
+// DENY policy for requests without a token (a RequestAuthentication alone lets them in), and
+// its rate limit Linkerd's HTTPLocalRateLimitPolicy in whole requests per second; where a mesh
+// cannot say one, the design is refused at the field.
+func TestMeshTokensAndRateLimits(t *testing.T) {
+	d := meshPolicyDesign()
+	render := func(mesh schema.Mesh) (string, []string, error) {
+		b, err := Render(t.Context(), d, &schema.Cluster{Name: "c", Mesh: mesh}, Options{Revision: "r", Repo: NewRepo(nil)})
+		if err != nil {
+			return "", nil, err
+		}
+		return bundleText(b, nil), b.Warnings, nil
+	}
+	refused := func(mesh schema.Mesh, path, says string) {
+		t.Helper()
+		_, _, err := render(mesh)
+		var rerr *Error
+		if !errors.As(err, &rerr) || rerr.Path != path || !strings.Contains(rerr.Message, says) {
+			t.Errorf("%s: %v, want an error at %s saying %q", mesh, err, path, says)
+		}
+	}
+	refused(schema.MeshIstio, "services.orders.rateLimit", "EnvoyFilter")
+	refused(schema.MeshLinkerd, "services.orders.jwt", "does not validate tokens")
+	refused(schema.MeshGatewayAPI, "services.orders.jwt", "no token validation")
+
+	svc := d.Services["orders"]
+	svc.RateLimit = nil
+	d.Services["orders"] = svc
+	text, _, err := render(schema.MeshIstio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"kind: RequestAuthentication\n",
+		"  jwtRules:\n  - audiences:\n    - orders\n    issuer: https://auth.example.com\n    jwksUri: https://auth.example.com/jwks.json\n",
+		"  name: orders-require-jwt\n",
+		"  action: DENY\n  rules:\n  - from:\n    - source:\n        notRequestPrincipals:\n        - '*'\n    to:\n    - operation:\n        ports:\n        - \"8080\"\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("istio: no %q in:\n%s", want, text)
+		}
+	}
+
+	d = meshPolicyDesign()
+	svc = d.Services["orders"]
+	svc.JWT = nil
+	d.Services["orders"] = svc
+	text, warnings, err := render(schema.MeshLinkerd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "kind: HTTPLocalRateLimitPolicy\nmetadata:\n  annotations:"; !strings.Contains(text, want) || !strings.Contains(text, "  targetRef:\n    group: policy.linkerd.io\n    kind: Server\n    name: orders-http\n  total:\n    requestsPerSecond: 10\n") {
+		t.Errorf("linkerd: no rate limit of 10 per second on the Server in:\n%s", text)
+	}
+	if !strings.Contains(strings.Join(warnings, "\n"), "rateLimit.burst: linkerd's local rate limit has no burst") {
+		t.Errorf("linkerd: no warning about the burst: %q", warnings)
+	}
+	svc.RateLimit.Requests = 100
+	d.Services["orders"] = svc
+	refused(schema.MeshLinkerd, "services.orders.rateLimit", "whole requests per second")
+}

@@ -63,6 +63,27 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 			}
 		}
 	}
+	// A token and a rate limit on a service, each on the mesh that can say it.
+	for mesh, drop := range map[schema.Mesh]string{schema.MeshIstio: "rateLimit", schema.MeshLinkerd: "jwt"} {
+		d := meshPolicyDesign()
+		svc := d.Services["orders"]
+		if drop == "jwt" {
+			svc.JWT = nil
+		} else {
+			svc.RateLimit = nil
+		}
+		d.Services["orders"] = svc
+		b, err := Render(ctx, d, &schema.Cluster{Name: string(mesh), Mesh: mesh}, Options{Revision: "r", Repo: NewRepo(nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Objects {
+			if err := apply(ctx, o); err != nil {
+				t.Errorf("orders on %s: %s rejected: %v", mesh, ObjectID(o), err)
+			}
+			checked++
+		}
+	}
 	if checked < 50 {
 		t.Fatalf("only %d objects were checked; the examples should render many more", checked)
 	}

@@ -163,6 +163,12 @@ func compileGatewayAPI(in *compileInput, out *output) error {
 		if svc.Authorization != nil {
 			return in.fail(path+".authorization", "gateway-api has no authorization policy; refusing to render a service that would accept every caller")
 		}
+		if svc.JWT != nil {
+			return in.fail(path+".jwt", "gateway-api has no token validation; refusing to render a service that would take requests without a token")
+		}
+		if svc.RateLimit != nil {
+			return in.fail(path+".rateLimit", "gateway-api has no rate limit; without one the service would take every request")
+		}
 		if svc.Retries != nil {
 			out.warn("%s.retries: gateway-api (standard channel) has no retries; not rendered", path)
 		}
@@ -312,10 +318,13 @@ func linkerdRetryOn(protocol string, on, codes []string) string {
 func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *output) ([]*unstructured.Unstructured, error) {
 	ns := in.design.Namespace
 	path := "services." + name
+	if svc.JWT != nil {
+		return nil, in.fail(path+".jwt", "linkerd does not validate tokens; refusing to render a service that would take requests without one")
+	}
 	if svc.MTLS == "disabled" {
 		out.warn("%s.mtls: linkerd always encrypts traffic between meshed pods; \"disabled\" has no effect", path)
 	}
-	if svc.MTLS != "strict" && svc.MTLS != "permissive" && svc.Authorization == nil {
+	if svc.MTLS != "strict" && svc.MTLS != "permissive" && svc.Authorization == nil && svc.RateLimit == nil {
 		return nil, nil
 	}
 	proxyProtocol := "unknown"
@@ -326,8 +335,8 @@ func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *outpu
 		proxyProtocol = "opaque"
 	}
 	access := "deny"
-	if svc.MTLS == "permissive" && svc.Authorization == nil {
-		access = "all-unauthenticated"
+	if svc.MTLS != "strict" && svc.Authorization == nil {
+		access = "all-unauthenticated" // permissive, or a Server only for a rate limit
 	}
 	serverName := name + "-" + portName(svc)
 	objs := []*unstructured.Unstructured{newObject("policy.linkerd.io/v1beta3", "Server", ns, serverName, map[string]any{
@@ -336,6 +345,19 @@ func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *outpu
 		"proxyProtocol": proxyProtocol,
 		"accessPolicy":  access,
 	})}
+	if l := svc.RateLimit; l != nil {
+		perSecond, err := linkerdRequestsPerSecond(in, path+".rateLimit", l)
+		if err != nil {
+			return nil, err
+		}
+		if l.Burst > 0 {
+			out.warn("%s.rateLimit.burst: linkerd's local rate limit has no burst; not rendered", path)
+		}
+		objs = append(objs, newObject("policy.linkerd.io/v1alpha1", "HTTPLocalRateLimitPolicy", ns, name, map[string]any{
+			"targetRef": map[string]any{"group": "policy.linkerd.io", "kind": "Server", "name": serverName},
+			"total":     map[string]any{"requestsPerSecond": perSecond},
+		}))
+	}
 	if access != "deny" {
 		return objs, nil
 	}
@@ -352,4 +374,13 @@ func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *outpu
 			}},
 		}),
 	), nil
+}
+
+// linkerdRequestsPerSecond is a rate limit as Linkerd counts it: whole requests per second.
+func linkerdRequestsPerSecond(in *compileInput, path string, l *schema.RateLimit) (int64, error) {
+	per := map[string]int{"second": 1, "minute": 60, "hour": 3600}[l.Unit]
+	if l.Requests%per != 0 {
+		return 0, in.fail(path, "linkerd counts whole requests per second, and %d per %s is not; say a multiple of %d, or requests per second", l.Requests, l.Unit, per)
+	}
+	return int64(l.Requests / per), nil
 }

@@ -30,6 +30,32 @@ func compileIstio(in *compileInput, out *output) error {
 				"mtls":     map[string]any{"mode": istioMTLSMode(svc.MTLS)},
 			}))
 		}
+		if j := svc.JWT; j != nil {
+			rule := map[string]any{"issuer": j.Issuer, "jwksUri": j.JWKSURI}
+			if len(j.Audiences) > 0 {
+				rule["audiences"] = stringsAny(j.Audiences)
+			}
+			if j.Forward {
+				rule["forwardOriginalToken"] = true
+			}
+			out.add(newObject("security.istio.io/v1", "RequestAuthentication", ns, name, map[string]any{
+				"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+				"jwtRules": []any{rule},
+			}))
+			// A RequestAuthentication only refuses bad tokens; a request without one is refused
+			// by this policy. The port keeps it to the service's HTTP (IST0133).
+			out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name+"-require-jwt", map[string]any{
+				"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+				"action":   "DENY",
+				"rules": []any{map[string]any{
+					"from": []any{map[string]any{"source": map[string]any{"notRequestPrincipals": []any{"*"}}}},
+					"to":   []any{map[string]any{"operation": map[string]any{"ports": []any{strconv.Itoa(svc.Port)}}}},
+				}},
+			}))
+		}
+		if svc.RateLimit != nil {
+			return in.fail("services."+name+".rateLimit", "istio has no local rate limit for a service but an EnvoyFilter, which meshcd does not write; without one the service would take every request")
+		}
 		if a := svc.Authorization; a != nil {
 			if !a.AllowsAll() {
 				out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name, istioAuthorization(name, "ALLOW", a.Allow, svc.Port)))

@@ -112,6 +112,9 @@ func checkDesign(d *Design) []ruleIssue {
 				add(rp, "a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc")
 			}
 		}
+		if svc.Protocol == "tcp" && (svc.JWT != nil || svc.RateLimit != nil) {
+			add(sp, "a tcp service has no requests to check a token on or count; jwt and rateLimit need http or grpc")
+		}
 		if svc.Protocol == "grpc" {
 			const grpcCodes = "a gRPC call answers HTTP 200 whatever its status; retry on gRPC statuses in on (unavailable, cancelled, deadline-exceeded)"
 			if svc.Retries != nil && len(svc.Retries.Codes) > 0 {

@@ -145,6 +145,8 @@ type Service struct {
 	ConnectionPool   *ConnectionPool    `json:"connectionPool,omitempty"`
 	LoadBalancer     *LoadBalancer      `json:"loadBalancer,omitempty"`
 	MTLS             string             `json:"mtls,omitempty"`
+	JWT              *JWT               `json:"jwt,omitempty"`
+	RateLimit        *RateLimit         `json:"rateLimit,omitempty"`
 	Authorization    *Authorization     `json:"authorization,omitempty"`
 }
 
