@@ -167,6 +167,23 @@ func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
 		t.Fatal("no HTTPRoute rule with a retry was rendered")
 	}
 
+	// Session affinity on the mesh's own routes: an HTTPRoute rule's sessionPersistence.
+	sticky := &schema.Design{Name: "cart", Namespace: "shop", Services: map[string]schema.Service{"cart": {
+		Port: 8080, Protocol: "http",
+		LoadBalancer: &schema.LoadBalancer{Hash: &schema.LBHash{Cookie: &schema.LBCookie{Name: "cart", TTL: &schema.Duration{Text: "1h"}}}},
+		Versions:     map[string]schema.Version{"v1": {Labels: map[string]string{"version": "v1"}}},
+		Routes:       []schema.Route{{To: map[string]int{"v1": 100}}},
+	}}}
+	b, err := Render(ctx, sticky, &schema.Cluster{Name: "c", Mesh: schema.MeshGatewayAPI, GatewayAPI: schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}}, Options{Revision: "r", Repo: NewRepo(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range b.Objects {
+		if err := apply(ctx, o); err != nil {
+			t.Errorf("cart with session affinity: %s rejected: %v", ObjectID(o), err)
+		}
+	}
+
 	// An authorization server on a host with no delegations: the ExternalAuth filter.
 	for i := range designs {
 		if designs[i].Name != "platform" {

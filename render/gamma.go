@@ -19,6 +19,8 @@ type gammaOptions struct {
 	annotate func(svc schema.Service, r schema.Route) map[string]string
 	// noMirror: the mesh cannot mirror requests (Linkerd reads no RequestMirror filter).
 	noMirror bool
+	// session is an HTTP rule's sessionPersistence (Gateway API's experimental channel), or nil.
+	session map[string]any
 }
 
 // gammaRoutes renders each route of a service to its own HTTPRoute, GRPCRoute or TCPRoute
@@ -61,6 +63,9 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 			kind = "HTTPRoute"
 			if r.Match != nil {
 				rule["matches"] = []any{httpMatch(r.Match)}
+			}
+			if opts.session != nil {
+				rule["sessionPersistence"] = opts.session
 			}
 			timeout := r.Timeout
 			if timeout == nil {
@@ -186,16 +191,14 @@ func compileGatewayAPI(in *compileInput, out *output) error {
 		if svc.ConnectionPool != nil {
 			out.warn("%s.connectionPool: gateway-api has no connection pool limits; not rendered", path)
 		}
-		if svc.LoadBalancer != nil {
-			out.warn("%s.loadBalancer: gateway-api (standard channel) has no load balancing or session persistence; the mesh's default balancing applies", path)
-		}
+		session := gatewaySessionPersistence(in, path, svc, out)
 		if svc.MTLS != "" {
 			out.warn("%s.mtls: gateway-api has no mTLS policy; the cluster's mesh decides", path)
 		}
 		if len(svc.Routes) > 0 {
 			out.add(versionServices(ns, name, svc, nil)...)
 		}
-		if err := gammaRoutes(in, name, svc, gammaOptions{}, out); err != nil {
+		if err := gammaRoutes(in, name, svc, gammaOptions{session: session}, out); err != nil {
 			return err
 		}
 	}
@@ -383,4 +386,40 @@ func linkerdRequestsPerSecond(in *compileInput, path string, l *schema.RateLimit
 		return 0, in.fail(path, "linkerd counts whole requests per second, and %d per %s is not; say a multiple of %d, or requests per second", l.Requests, l.Unit, per)
 	}
 	return int64(l.Requests / per), nil
+}
+
+// gatewaySessionPersistence is a service's session affinity as Gateway API says it: a cookie
+// or a header named by the design, on the experimental channel. An algorithm, affinity by the
+// caller's address, and anything on the standard channel are left to the mesh's default
+// balancing, said in a warning (balancing changes no one's access).
+func gatewaySessionPersistence(in *compileInput, path string, svc schema.Service, out *output) map[string]any {
+	lb := svc.LoadBalancer
+	if lb == nil {
+		return nil
+	}
+	g := in.cluster.GatewayAPI
+	switch {
+	case lb.Hash == nil:
+		out.warn("%s.loadBalancer.algorithm: gateway-api has no balancing algorithm; the mesh's default balancing applies", path)
+		return nil
+	case !g.Experimental():
+		out.warn("%s.loadBalancer: %s has no session persistence (the experimental channel has it; say gatewayAPI: channel: \"experimental\" if the cluster serves it); the mesh's default balancing applies", path, g)
+		return nil
+	case lb.Hash.SourceIP:
+		out.warn("%s.loadBalancer.hash.sourceIP: gateway-api keeps sessions by a cookie or a header, not by the caller's address; the mesh's default balancing applies", path)
+		return nil
+	case svc.Protocol != "http":
+		out.warn("%s.loadBalancer: gateway-api keeps sessions on HTTPRoutes only; the mesh's default balancing applies", path)
+		return nil
+	}
+	if h := lb.Hash; h.Header != "" {
+		return map[string]any{"type": "Header", "sessionName": h.Header}
+	}
+	c := lb.Hash.Cookie
+	sp := map[string]any{"type": "Cookie", "sessionName": c.Name}
+	if c.TTL != nil {
+		sp["absoluteTimeout"] = c.TTL.Text
+		sp["cookieConfig"] = map[string]any{"lifetimeType": "Permanent"}
+	}
+	return sp
 }

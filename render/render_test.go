@@ -553,3 +553,40 @@ func TestEdgeIdleTimeoutsAndHealthChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewaySessionPersistence: session affinity by a cookie or a header becomes an HTTPRoute
+// rule's sessionPersistence where the cluster serves Gateway API's experimental channel; by
+// the caller's address, on the standard channel or on gRPC it is a warning.
+func TestGatewaySessionPersistence(t *testing.T) {
+	experimental := schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}
+	for _, tc := range []struct {
+		name    string
+		lb      schema.LoadBalancer
+		gateway schema.GatewayAPI
+		want    string // in the render; "" for a warning instead
+	}{
+		{"cookie with a lifetime", schema.LoadBalancer{Hash: &schema.LBHash{Cookie: &schema.LBCookie{Name: "shop-session", TTL: &schema.Duration{Text: "1h"}}}}, experimental,
+			"    sessionPersistence:\n      absoluteTimeout: 1h\n      cookieConfig:\n        lifetimeType: Permanent\n      sessionName: shop-session\n      type: Cookie\n"},
+		{"header", schema.LoadBalancer{Hash: &schema.LBHash{Header: "x-account"}}, experimental,
+			"    sessionPersistence:\n      sessionName: x-account\n      type: Header\n"},
+		{"caller's address", schema.LoadBalancer{Hash: &schema.LBHash{SourceIP: true}}, experimental, ""},
+		{"standard channel", schema.LoadBalancer{Hash: &schema.LBHash{Header: "x-account"}}, schema.GatewayAPI{}, ""},
+	} {
+		d := &schema.Design{Name: "shop", Namespace: "shop", Services: map[string]schema.Service{"cart": {
+			Port: 8080, Protocol: "http", LoadBalancer: &tc.lb,
+			Versions: map[string]schema.Version{"v1": {Labels: map[string]string{"version": "v1"}}},
+			Routes:   []schema.Route{{To: map[string]int{"v1": 100}}},
+		}}}
+		b, err := Render(t.Context(), d, &schema.Cluster{Name: "c", Mesh: schema.MeshGatewayAPI, GatewayAPI: tc.gateway}, Options{Revision: "r", Repo: NewRepo(nil)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		text, warnings := bundleText(b, nil), strings.Join(b.Warnings, "\n")
+		switch {
+		case tc.want != "" && (!strings.Contains(text, tc.want) || strings.Contains(warnings, "loadBalancer")):
+			t.Errorf("%s: no %q (or a warning %q) in:\n%s", tc.name, tc.want, warnings, text)
+		case tc.want == "" && (strings.Contains(text, "sessionPersistence") || !strings.Contains(warnings, "loadBalancer")):
+			t.Errorf("%s: want a warning and no sessionPersistence; warnings %q in:\n%s", tc.name, warnings, text)
+		}
+	}
+}
