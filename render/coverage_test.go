@@ -30,6 +30,9 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 		vh.Routes[0].IdleTimeout = &schema.Duration{Text: "30s"}
 		vh.Routes[0].HealthCheck = &schema.HealthCheck{Path: "/healthz", Interval: schema.Duration{Text: "5s"}, Timeout: schema.Duration{Text: "2s"}, UnhealthyThreshold: 3, HealthyThreshold: 2}
 	},
+	"direct response (`respond: {status, body}`: the edge answers, 403 to close a path, 410 or 503 for a page that is gone)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Backends, vh.Routes[0].Respond = nil, &schema.Respond{Status: 403}
+	},
 	"redirect `port` and `prefix` (swap the matched prefix)": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Backends, vh.Routes[0].Redirect = nil, &schema.Redirect{Port: 8443, Status: 301}
 	},

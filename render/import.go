@@ -40,6 +40,7 @@ type importedRoute struct {
 	Headers, Query                  map[string]any
 	Method, Timeout                 string
 	Retries, Redirect, Rewrite      map[string]any
+	Respond                         map[string]any
 	RequestHeaders, ResponseHeaders map[string]any
 	RateLimit, Access, HealthCheck  map[string]any
 	IdleTimeout                     string
@@ -265,7 +266,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 var httpProxyRouteKeys = map[string]bool{"conditions": true, "services": true, "timeoutPolicy": true, "retryPolicy": true,
 	"requestHeadersPolicy": true, "responseHeadersPolicy": true, "requestRedirectPolicy": true, "pathRewritePolicy": true,
 	"rateLimitPolicy": true, "enableWebsockets": true, "ipAllowPolicy": true, "ipDenyPolicy": true, "jwtVerificationPolicy": true,
-	"healthCheckPolicy": true}
+	"healthCheckPolicy": true, "directResponsePolicy": true}
 
 // retryConditions are the retryOn values a design can say.
 var retryConditions = map[string]bool{"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true, "retriable-4xx": true,
@@ -286,6 +287,17 @@ func (imp *Imported) importRoutePolicies(where string, rm map[string]any, ir *im
 		}
 	}
 	ir.RateLimit = imp.importRateLimit(where+".rateLimitPolicy", rm["rateLimitPolicy"])
+	if dr, ok := rm["directResponsePolicy"].(map[string]any); ok {
+		ir.Respond = map[string]any{"status": asInt(dr["statusCode"])}
+		if b, _ := dr["body"].(string); b != "" {
+			ir.Respond["body"] = b
+		}
+		for _, k := range slices.Sorted(maps.Keys(dr)) {
+			if k != "statusCode" && k != "body" {
+				warn("directResponsePolicy.%s is not imported: a design cannot say it yet", k)
+			}
+		}
+	}
 	if hp, ok := rm["healthCheckPolicy"].(map[string]any); ok {
 		hc := map[string]any{}
 		hc["path"], _ = hp["path"].(string)
@@ -647,7 +659,7 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 			if r.Method != "" {
 				route["method"] = r.Method
 			}
-			for k, v := range map[string]map[string]any{"headers": r.Headers, "query": r.Query, "retries": r.Retries, "redirect": r.Redirect,
+			for k, v := range map[string]map[string]any{"headers": r.Headers, "query": r.Query, "retries": r.Retries, "redirect": r.Redirect, "respond": r.Respond,
 				"rewrite": r.Rewrite, "requestHeaders": r.RequestHeaders, "responseHeaders": r.ResponseHeaders} {
 				if v != nil {
 					route[k] = v

@@ -227,6 +227,8 @@ spec:
     loadBalancerPolicy: {strategy: Cookie}
   - conditions: [{prefix: /old}]
     requestRedirectPolicy: {scheme: https, hostname: www.example.com, path: /new, statusCode: 308}
+  - conditions: [{prefix: /internal}]
+    directResponsePolicy: {statusCode: 403, body: closed}
   - conditions: [{prefix: /}, {header: {name: user-agent, contains: bot}}]
     services: [{name: frontend, port: 80}]
     jwtVerificationPolicy: {disabled: true}`
@@ -240,7 +242,7 @@ spec:
 	}
 	warnings := strings.Join(imp.Warnings, "\n")
 	for _, want := range []string{"spec.routes[0].loadBalancerPolicy is not imported", "spec.routes[0].timeoutPolicy.idleConnection is not imported",
-		"spec.routes[0].retryPolicy.retryOn retriable-headers is not imported", "spec.routes[2].conditions[1] map[header:map[contains:bot name:user-agent]] is not imported",
+		"spec.routes[0].retryPolicy.retryOn retriable-headers is not imported", "spec.routes[3].conditions[1] map[header:map[contains:bot name:user-agent]] is not imported",
 		"spec.virtualhost.rateLimitPolicy.global is not imported", "spec.routes[0].services[0].protocol is not imported"} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("no warning %q in:\n%s", want, warnings)
@@ -293,6 +295,14 @@ spec:
 	if got := fmt.Sprint(old["requestRedirectPolicy"]); got != "map[hostname:www.example.com path:/new scheme:https statusCode:308]" {
 		t.Errorf("/old redirect rendered back as %s", got)
 	}
+	closed := false
+	for _, r := range routes {
+		rm := r.(map[string]any)
+		closed = closed || fmt.Sprint(rm["directResponsePolicy"]) == "map[body:closed statusCode:403]"
+	}
+	if !closed {
+		t.Errorf("/internal no longer answers 403 itself: %v", routes)
+	}
 	vh, _, _ := unstructured.NestedMap(proxy.Object, "spec", "virtualhost")
 	for path, want := range map[string]string{
 		"tls":             "map[minimumProtocolVersion:1.3 secretName:shop-tls]",
@@ -333,6 +343,7 @@ var carriedFields = regexp.MustCompile(`^spec\.(` + strings.Join([]string{
 	`routes\[\d+\]\.requestRedirectPolicy\.(scheme|hostname|path|statusCode)`,
 	`routes\[\d+\]\.pathRewritePolicy\.replacePrefix\[0\]\.(prefix|replacement)`,
 	`routes\[\d+\]\.(enableWebsockets|jwtVerificationPolicy\.disabled)`,
+	`routes\[\d+\]\.directResponsePolicy\.(statusCode|body)`,
 }, "|") + `)$`)
 
 // TestImportKeepsOrNamesEveryFieldOfContoursSamples imports every HTTPProxy in the pinned

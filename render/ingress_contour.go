@@ -218,6 +218,15 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 		conds = append(conds, map[string]any{"queryParameter": map[string]any{"name": k, "exact": r.Query[k]}})
 	}
 	route := map[string]any{"conditions": conds}
+	if r.Respond != nil {
+		dr := map[string]any{"statusCode": int64(r.Respond.Status)}
+		if r.Respond.Body != "" {
+			dr["body"] = r.Respond.Body
+		}
+		route["directResponsePolicy"] = dr
+		contourIPFilters(route, r.access)
+		return route
+	}
 	if r.Redirect != nil {
 		rd := redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any { return p })
 		if r.Redirect.Prefix != "" {

@@ -36,6 +36,17 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 	if err := gatewayExtAuthAllowed(in, hosts, out); err != nil {
 		return err
 	}
+	for _, h := range hosts {
+		for _, r := range h.routes {
+			switch {
+			case r.Respond == nil:
+			case r.Respond.Status < 400:
+				return in.fail(r.src+".respond", "gateway-api has no direct response; a route without backends answers 500, not %d", r.Respond.Status)
+			default:
+				out.warn("ingress %s%s: respond: gateway-api has no direct response; the route has no backends, so the controller answers 500 instead of %d", h.host, r.path, r.Respond.Status)
+			}
+		}
+	}
 	var listeners []any
 	for _, h := range hosts {
 		if !h.owned {
@@ -105,7 +116,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		}
 		for _, r := range h.routes {
 			rule := gatewayRule(in, r)
-			if cors && r.Redirect == nil {
+			if cors && r.Upstream() {
 				cors := corsFields(h.cors, "allowOrigins", func(o string) any { return o })
 				if h.cors.MaxAge != nil {
 					cors["maxAge"] = int64(h.cors.MaxAge.Seconds())
@@ -113,7 +124,7 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 				filters, _ := rule["filters"].([]any)
 				rule["filters"] = append(filters, map[string]any{"type": "CORS", "cors": cors})
 			}
-			if a := h.extAuth; a != nil && r.Redirect == nil && (r.ExtAuth == nil || *r.ExtAuth) {
+			if a := h.extAuth; a != nil && r.Upstream() && (r.ExtAuth == nil || *r.ExtAuth) {
 				filters, _ := rule["filters"].([]any)
 				rule["filters"] = append(filters, map[string]any{"type": "ExternalAuth", "externalAuth": map[string]any{
 					"protocol":   "GRPC",
@@ -179,6 +190,10 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 	}
 	rule := map[string]any{"matches": []any{match}}
 	var filters []any
+	if r.Respond != nil {
+		// No backend: the controller answers 500 itself (refused at validation below 400).
+		return rule
+	}
 	if r.Redirect != nil {
 		rd := redirect(r.Redirect, "statusCode", "hostname", "path", func(p string) any {
 			return map[string]any{"type": "ReplaceFullPath", "replaceFullPath": p}
@@ -270,7 +285,7 @@ var retryCodes = map[string][]int64{
 // channel there is no retry at all, also said.
 func gatewayRetries(in *compileInput, h ingressHost, r ingressRoute, rule map[string]any, out *output) {
 	rt := r.Retries
-	if rt == nil || r.Redirect != nil {
+	if rt == nil || !r.Upstream() {
 		return
 	}
 	g := in.cluster.GatewayAPI

@@ -68,7 +68,7 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 				return in.fail("ingress "+h.host+r.path+": redirect.prefix", "istio replaces the whole path on a redirect, so the matched prefix cannot be swapped; use redirect.path, or the contour or gateway-api provider")
 			}
 			for _, route := range istioIngressRoutes(in, r) {
-				if h.cors != nil && r.Redirect == nil {
+				if h.cors != nil && r.Upstream() {
 					cp := corsFields(h.cors, "allowOrigins", func(o string) any { return map[string]any{"exact": o} })
 					if h.cors.MaxAge != nil {
 						cp["maxAge"] = h.cors.MaxAge.Text
@@ -156,6 +156,14 @@ func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris
 		matches = append(matches, match)
 	}
 	route := map[string]any{"match": matches}
+	if r.Respond != nil {
+		dr := map[string]any{"status": int64(r.Respond.Status)}
+		if r.Respond.Body != "" {
+			dr["body"] = map[string]any{"string": r.Respond.Body}
+		}
+		route["directResponse"] = dr
+		return route
+	}
 	if r.Redirect != nil {
 		route["redirect"] = redirect(r.Redirect, "redirectCode", "authority", "uri", func(p string) any { return p })
 		return route

@@ -590,3 +590,36 @@ func TestGatewaySessionPersistence(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeDirectResponses: a route that answers itself becomes Contour's directResponsePolicy
+// and Istio's directResponse; Gateway API has none, so an error status becomes a route without
+// backends (the controller answers 500, said in a warning) and any other status an error.
+func TestEdgeDirectResponses(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	closed := schema.IngressRoute{Prefix: "/internal", Respond: &schema.Respond{Status: 403, Body: "closed"}}
+	vh.Routes = append([]schema.IngressRoute{closed}, vh.Routes...)
+	d.Ingress.Hosts["www.example.com"] = vh
+	for provider, want := range map[string]string{
+		"contour":     "    directResponsePolicy:\n      body: closed\n      statusCode: 403\n",
+		"istio":       "  - directResponse:\n      body:\n        string: closed\n      status: 403\n",
+		"gateway-api": "  - matches:\n    - path:\n        type: PathPrefix\n        value: /internal\n  - backendRefs:",
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress, c.Contour.ExternalNameServices = provider, true
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		if text := bundleText(b, nil); !strings.Contains(text, want) {
+			t.Errorf("%s: no %q in:\n%s", provider, want, text)
+		}
+		if w := strings.Join(b.Warnings, "\n"); (provider == "gateway-api") != strings.Contains(w, "answers 500 instead of 403") {
+			t.Errorf("%s: warnings %q", provider, w)
+		}
+	}
+	vh.Routes[0].Respond.Status = 200
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."www.example.com".routes[0].respond`, "answers 500, not 200")
+}

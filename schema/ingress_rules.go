@@ -200,11 +200,27 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 			}
 		}
 	}
+	targets := 0
+	for _, set := range []bool{len(r.Backends) > 0, r.Redirect != nil, r.Respond != nil} {
+		if set {
+			targets++
+		}
+	}
 	switch {
-	case r.Redirect != nil && len(r.Backends) > 0:
-		add(p, "a route either redirects or has backends, not both")
-	case r.Redirect == nil && len(r.Backends) == 0:
-		add(p, "a route needs backends or a redirect")
+	case targets == 0:
+		add(p, "a route needs backends, a redirect or a respond")
+	case targets > 1:
+		add(p, "a route either redirects, answers itself (respond) or has backends, one of the three")
+	}
+	if r.Respond != nil {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"rewrite", r.Rewrite != nil}, {"retries", r.Retries != nil}, {"timeout", r.Timeout != nil}, {"websockets", r.WebSockets}, {"healthCheck", r.HealthCheck != nil}, {"requestHeaders", r.RequestHeaders != nil}} {
+			if f.set {
+				add(p.child(f.name), "a route that answers itself (respond) sends nothing upstream; %s has nothing to act on", f.name)
+			}
+		}
 	}
 	if r.Retries != nil {
 		out = append(out, checkRetries(r.Retries, r.Timeout, p.child("retries"))...)

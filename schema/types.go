@@ -534,6 +534,7 @@ type IngressRoute struct {
 	Method          string            `json:"method,omitempty"`
 	Query           map[string]string `json:"query,omitempty"`
 	Backends        []IngressBackend  `json:"backends,omitempty"`
+	Respond         *Respond          `json:"respond,omitempty"`
 	Redirect        *Redirect         `json:"redirect,omitempty"`
 	Rewrite         *Rewrite          `json:"rewrite,omitempty"`
 	Timeout         *Duration         `json:"timeout,omitempty"`
@@ -625,3 +626,13 @@ type EgressHost struct {
 	Port     int    `json:"port"`
 	Protocol string `json:"protocol"`
 }
+
+// Respond is an answer the edge gives itself.
+type Respond struct {
+	Status int    `json:"status"`
+	Body   string `json:"body,omitempty"`
+}
+
+// Upstream reports whether the route sends its requests upstream (neither redirects nor
+// answers itself).
+func (r IngressRoute) Upstream() bool { return r.Redirect == nil && r.Respond == nil }

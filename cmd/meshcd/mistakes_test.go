@@ -62,7 +62,7 @@ var edgeMistakes = []struct {
 	{"credentials for any origin", "designs/platform/design.cue", `allowOrigins: ["https://app.example.com"]`, `allowOrigins: ["*"]`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".cors.allowOrigins\[0\]`, "browsers refuse credentials"},
 	{"a redirect with backends", "designs/platform/design.cue", `{prefix: "/", backends:`, `{prefix: "/", redirect: {scheme: "https"}, backends:`,
-		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\]`, "either redirects or has backends"},
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\]`, "either redirects, answers itself (respond) or has backends"},
 	{"an external upstream where Contour may not reach one", "clusters/edge.cue", `contour: externalNameServices: true`, ``,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[0\].backends`, "enableExternalNameService"},
 	{"a rate limit only one provider keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
@@ -97,7 +97,14 @@ var edgeMistakes = []struct {
 	{"an authorization server only Contour keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
 			extAuth: {service: "query", port: 9001}`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".extAuth`, "experimental channel from v1.4"},
+	{"a route that answers itself and has backends", "designs/platform/design.cue", `{prefix: "/", backends:`, `{prefix: "/", respond: {status: 503}, backends:`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\]`, "one of the three"},
+	{"a maintenance page Gateway API cannot give", "designs/platform/design.cue", legacyRoute, legacyRoute + `
+				{prefix: "/status", respond: {status: 200, body: "ok"}},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].respond`, "gateway-api has no direct response"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
+	{"a path closed at the edge", "designs/platform/design.cue", legacyRoute, legacyRoute + `
+				{prefix: "/internal", respond: {status: 403, body: "closed"}},`, "", ""},
 	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
 	{"the canary at half", "designs/shop/design.cue", `{service: "checkout", version: "stable", weight: 80},
 				{service: "checkout", version: "canary", weight: 20},`, `{service: "checkout", version: "stable", weight: 50},
