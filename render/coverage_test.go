@@ -23,6 +23,9 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	"`method`, `query`": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"v": "2"}
 	},
+	"header matches (`headers: {name: \"value\" | {prefix} | {regex} | {present: true} | {absent: true}}`)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Headers = map[string]schema.HeaderMatch{"x-client": {Prefix: "mobile/"}, "x-beta": {Present: true}}
+	},
 	"path prefix rewrite": func(vh *schema.VirtualHost) { vh.Routes[0].Rewrite = &schema.Rewrite{Prefix: "/"} },
 	"Host rewrite":        func(vh *schema.VirtualHost) { vh.Routes[0].Rewrite = &schema.Rewrite{Host: "api.internal"} },
 	"retries":             func(vh *schema.VirtualHost) { vh.Routes[0].Retries = &schema.Retries{Attempts: 2, On: []string{"5xx"}} },

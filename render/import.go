@@ -216,14 +216,14 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Method = exact
 				continue
 			}
-			if exact, ok := hm["exact"].(string); ok && name != "" && len(hm) == 2 {
+			if m := importHeaderMatch(hm); m != nil && name != "" && name != ":method" && len(hm) == 2 {
 				if ir.Headers == nil {
 					ir.Headers = map[string]any{}
 				}
-				ir.Headers[name] = exact
+				ir.Headers[name] = m
 				continue
 			}
-			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, exact headers, the method and exact query parameters)", where, j, cm))
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, headers by exact value, regex, presence or absence, the method and exact query parameters)", where, j, cm))
 		}
 		imp.importRoutePolicies(where, rm, &ir)
 		prefix := ir.Prefix
@@ -725,4 +725,24 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 	}
 	header := "// Imported by meshcd import ingress. Review the warnings it printed, then set targets.\n"
 	return append([]byte(header), src...), nil
+}
+
+// importHeaderMatch reads an HTTPProxy header condition's match (besides its name) as a
+// design's header match, or nil for one a design cannot say (contains, notexact, ...).
+func importHeaderMatch(hm map[string]any) any {
+	switch {
+	case hm["exact"] != nil:
+		if v, ok := hm["exact"].(string); ok {
+			return v
+		}
+	case hm["regex"] != nil:
+		if v, ok := hm["regex"].(string); ok {
+			return map[string]any{"regex": v}
+		}
+	case hm["present"] == true:
+		return map[string]any{"present": true}
+	case hm["notpresent"] == true:
+		return map[string]any{"absent": true}
+	}
+	return nil
 }

@@ -208,7 +208,18 @@ func contourGuards(in *compileInput, h ingressHost, out *output) []any {
 func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[string]any {
 	conds := []any{path}
 	for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
-		conds = append(conds, map[string]any{"header": map[string]any{"name": k, "exact": r.Headers[k]}})
+		hc := map[string]any{"name": k}
+		switch m := r.Headers[k]; {
+		case m.Exact != nil:
+			hc["exact"] = *m.Exact
+		case m.Present:
+			hc["present"] = true
+		case m.Absent:
+			hc["notpresent"] = true
+		default:
+			hc["regex"], _ = m.AsRegex()
+		}
+		conds = append(conds, map[string]any{"header": hc})
 	}
 	if r.Method != "" {
 		// Envoy matches the method as the :method pseudo-header.

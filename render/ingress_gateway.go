@@ -38,6 +38,11 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 	}
 	for _, h := range hosts {
 		for _, r := range h.routes {
+			for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
+				if r.Headers[k].Absent {
+					return in.fail(fmt.Sprintf("%s.headers.%q", r.src, k), "gateway-api cannot match a header's absence; without it the route would also take requests that carry %s", k)
+				}
+			}
 			switch {
 			case r.Respond == nil:
 			case r.Respond.Status < 400:
@@ -174,7 +179,13 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 	if len(r.Headers) > 0 {
 		var hs []any
 		for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
-			hs = append(hs, map[string]any{"name": k, "type": "Exact", "value": r.Headers[k]})
+			m := r.Headers[k]
+			if m.Exact != nil {
+				hs = append(hs, map[string]any{"name": k, "type": "Exact", "value": *m.Exact})
+				continue
+			}
+			re, _ := m.AsRegex() // absent is refused before rules are built
+			hs = append(hs, map[string]any{"name": k, "type": "RegularExpression", "value": re})
 		}
 		match["headers"] = hs
 	}

@@ -136,12 +136,26 @@ func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris
 	var matches []any
 	for _, uri := range uris {
 		match := map[string]any{"uri": uri}
-		if len(r.Headers) > 0 {
-			hs := map[string]any{}
-			for k, v := range r.Headers {
-				hs[strings.ToLower(k)] = map[string]any{"exact": v}
+		hs, without := map[string]any{}, map[string]any{}
+		for k, m := range r.Headers {
+			switch k = strings.ToLower(k); {
+			case m.Exact != nil:
+				hs[k] = map[string]any{"exact": *m.Exact}
+			case m.Prefix != "":
+				hs[k] = map[string]any{"prefix": m.Prefix}
+			case m.Regex != "":
+				hs[k] = map[string]any{"regex": m.Regex}
+			case m.Present:
+				hs[k] = map[string]any{"regex": ".*"} // Envoy matches a header only when present
+			case m.Absent:
+				without[k] = map[string]any{"regex": ".*"}
 			}
+		}
+		if len(hs) > 0 {
 			match["headers"] = hs
+		}
+		if len(without) > 0 {
+			match["withoutHeaders"] = without
 		}
 		if r.Method != "" {
 			match["method"] = map[string]any{"exact": r.Method}

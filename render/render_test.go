@@ -623,3 +623,52 @@ func TestEdgeDirectResponses(t *testing.T) {
 	c := d.TargetClusters(fleet)[0]
 	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."www.example.com".routes[0].respond`, "answers 500, not 200")
 }
+
+// TestEdgeHeaderMatches: header matches beyond an exact value reach each provider in its own
+// words (Contour's regex, present and notpresent; Istio's prefix, regex and withoutHeaders;
+// Gateway API's RegularExpression), and an absence Gateway API cannot match is refused.
+func TestEdgeHeaderMatches(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "search")
+	vh := d.Ingress.Hosts["search.example.com"]
+	vh.Routes[0].Headers = map[string]schema.HeaderMatch{
+		"x-beta":   {Present: true},
+		"x-client": {Prefix: "mobile/"},
+		"x-build":  {Regex: "[0-9]+"},
+		"x-team":   schema.ExactHeader("search"),
+	}
+	d.Ingress.Hosts["search.example.com"] = vh
+	for provider, wants := range map[string][]string{
+		"contour": {"- header:\n        name: x-beta\n        present: true\n", "- header:\n        name: x-build\n        regex: '[0-9]+'\n",
+			"- header:\n        name: x-client\n        regex: mobile/.*\n", "- header:\n        exact: search\n        name: x-team\n"},
+		"istio": {"headers:\n        x-beta:\n          regex: .*\n        x-build:\n          regex: '[0-9]+'\n        x-client:\n          prefix: mobile/\n        x-team:\n          exact: search\n"},
+		"gateway-api": {"- name: x-beta\n        type: RegularExpression\n        value: .*\n", "- name: x-client\n        type: RegularExpression\n        value: mobile/.*\n",
+			"- name: x-team\n        type: Exact\n        value: search\n"},
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		text := bundleText(b, nil)
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in:\n%s", provider, want, text)
+			}
+		}
+	}
+	vh.Routes[0].Headers = map[string]schema.HeaderMatch{"x-legacy": {Absent: true}}
+	d.Ingress.Hosts["search.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	for provider, want := range map[string]string{"contour": "        name: x-legacy\n        notpresent: true\n", "istio": "withoutHeaders:\n        x-legacy:\n          regex: .*\n"} {
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		if text := bundleText(b, nil); !strings.Contains(text, want) {
+			t.Errorf("%s: no %q in:\n%s", provider, want, text)
+		}
+	}
+	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."search.example.com".routes[0].headers."x-legacy"`, "cannot match a header's absence")
+}

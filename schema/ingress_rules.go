@@ -32,7 +32,7 @@ func checkPrefix(prefix string, p fieldPath) []ruleIssue {
 func routeKey(r IngressRoute) string {
 	k := r.Prefix + "\x00" + r.Method
 	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
-		k += "\x00" + strings.ToLower(h) + "=" + r.Headers[h]
+		k += "\x00" + strings.ToLower(h) + "=" + r.Headers[h].String()
 	}
 	for _, q := range slices.Sorted(maps.Keys(r.Query)) {
 		k += "\x00?" + q + "=" + r.Query[q]
@@ -177,6 +177,23 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	}
 	out = append(out, checkPrefix(r.Prefix, p.child("prefix"))...)
 	out = append(out, checkIPAccess(r.Access, p.child("access"))...)
+	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
+		m, hp := r.Headers[h], p.child("headers", h)
+		n := 0
+		for _, set := range []bool{m.Exact != nil, m.Prefix != "", m.Regex != "", m.Present, m.Absent} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			add(hp, "say exactly one of exact, prefix, regex, present or absent")
+		}
+		if m.Regex != "" {
+			if _, err := regexp.Compile(m.Regex); err != nil {
+				add(hp.child("regex"), "invalid regular expression: %v", err)
+			}
+		}
+	}
 	if r.Timeout != nil && r.Timeout.Seconds() == 0 {
 		add(p.child("timeout"), "a timeout of 0s means no timeout to Istio and Gateway API but is refused or the default elsewhere; leave timeout out for the provider's default, or give a positive duration")
 	}

@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -529,22 +530,22 @@ type TLSDelegation struct {
 }
 
 type IngressRoute struct {
-	Prefix          string            `json:"prefix"`
-	Headers         map[string]string `json:"headers,omitempty"`
-	Method          string            `json:"method,omitempty"`
-	Query           map[string]string `json:"query,omitempty"`
-	Backends        []IngressBackend  `json:"backends,omitempty"`
-	Respond         *Respond          `json:"respond,omitempty"`
-	Redirect        *Redirect         `json:"redirect,omitempty"`
-	Rewrite         *Rewrite          `json:"rewrite,omitempty"`
-	Timeout         *Duration         `json:"timeout,omitempty"`
-	IdleTimeout     *Duration         `json:"idleTimeout,omitempty"`
-	Retries         *Retries          `json:"retries,omitempty"`
-	HealthCheck     *HealthCheck      `json:"healthCheck,omitempty"`
-	RequestHeaders  *HeaderPolicy     `json:"requestHeaders,omitempty"`
-	ResponseHeaders *HeaderPolicy     `json:"responseHeaders,omitempty"`
-	WebSockets      bool              `json:"websockets,omitempty"`
-	RateLimit       *RateLimit        `json:"rateLimit,omitempty"`
+	Prefix          string                 `json:"prefix"`
+	Headers         map[string]HeaderMatch `json:"headers,omitempty"`
+	Method          string                 `json:"method,omitempty"`
+	Query           map[string]string      `json:"query,omitempty"`
+	Backends        []IngressBackend       `json:"backends,omitempty"`
+	Respond         *Respond               `json:"respond,omitempty"`
+	Redirect        *Redirect              `json:"redirect,omitempty"`
+	Rewrite         *Rewrite               `json:"rewrite,omitempty"`
+	Timeout         *Duration              `json:"timeout,omitempty"`
+	IdleTimeout     *Duration              `json:"idleTimeout,omitempty"`
+	Retries         *Retries               `json:"retries,omitempty"`
+	HealthCheck     *HealthCheck           `json:"healthCheck,omitempty"`
+	RequestHeaders  *HeaderPolicy          `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderPolicy          `json:"responseHeaders,omitempty"`
+	WebSockets      bool                   `json:"websockets,omitempty"`
+	RateLimit       *RateLimit             `json:"rateLimit,omitempty"`
 	// JWT is false for a route left open on a host that requires a token (nil: as the host).
 	JWT    *bool     `json:"jwt,omitempty"`
 	Access *IPAccess `json:"access,omitempty"`
@@ -636,3 +637,59 @@ type Respond struct {
 // Upstream reports whether the route sends its requests upstream (neither redirects nor
 // answers itself).
 func (r IngressRoute) Upstream() bool { return r.Redirect == nil && r.Respond == nil }
+
+// HeaderMatch is how an edge route matches one header: exactly one of its fields is set.
+type HeaderMatch struct {
+	Exact   *string `json:"exact,omitempty"`
+	Prefix  string  `json:"prefix,omitempty"`
+	Regex   string  `json:"regex,omitempty"`
+	Present bool    `json:"present,omitempty"`
+	Absent  bool    `json:"absent,omitempty"`
+}
+
+// UnmarshalJSON reads a header match written as a plain string as an exact value.
+func (m *HeaderMatch) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		m.Exact = &s
+		return nil
+	}
+	type plain HeaderMatch
+	return json.Unmarshal(b, (*plain)(m))
+}
+
+// ExactHeader is a header match on an exact value.
+func ExactHeader(v string) HeaderMatch { return HeaderMatch{Exact: &v} }
+
+// String says the match in the design's words, for keys and messages.
+func (m HeaderMatch) String() string {
+	switch {
+	case m.Exact != nil:
+		return *m.Exact
+	case m.Prefix != "":
+		return "prefix:" + m.Prefix
+	case m.Regex != "":
+		return "regex:" + m.Regex
+	case m.Present:
+		return "present"
+	case m.Absent:
+		return "absent"
+	}
+	return ""
+}
+
+// AsRegex is the match as a regular expression over the whole value, for providers without a
+// prefix or presence match; ok is false for absent, which no regex says.
+func (m HeaderMatch) AsRegex() (string, bool) {
+	switch {
+	case m.Exact != nil:
+		return "^" + regexp.QuoteMeta(*m.Exact) + "$", true
+	case m.Prefix != "":
+		return regexp.QuoteMeta(m.Prefix) + ".*", true
+	case m.Regex != "":
+		return m.Regex, true
+	case m.Present:
+		return ".*", true
+	}
+	return "", false
+}

@@ -102,7 +102,13 @@ var edgeMistakes = []struct {
 	{"a maintenance page Gateway API cannot give", "designs/platform/design.cue", legacyRoute, legacyRoute + `
 				{prefix: "/status", respond: {status: 200, body: "ok"}},`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].respond`, "gateway-api has no direct response"},
+	{"a header matched two ways", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", headers: "x-client": {prefix: "mobile/", regex: "m.*"}, backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].headers.x-client`, "exactly one of exact, prefix, regex, present or absent"},
+	{"a header's absence Gateway API cannot match", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", headers: "x-legacy": {absent: true}, backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].headers.x-legacy`, "cannot match a header's absence"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
+	{"beta testers on mobile by their headers", "designs/search/design.cue", `{prefix: "/live", backends:`,
+		`{prefix: "/live", headers: {"x-beta": {present: true}, "x-client": {prefix: "mobile/"}}, backends:`, "", ""},
 	{"a path closed at the edge", "designs/platform/design.cue", legacyRoute, legacyRoute + `
 				{prefix: "/internal", respond: {status: 403, body: "closed"}},`, "", ""},
 	{"a claim written with a trailing slash", "designs/shop/design.cue", "prefix: \"/shop\"\n\t\towner", "prefix: \"/shop/\"\n\t\towner", "", ""},
