@@ -184,7 +184,8 @@ func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
 		}
 	}
 
-	// An authorization server on a host with no delegations: the ExternalAuth filter.
+	// An authorization server on a host with no delegations (the ExternalAuth filter), header
+	// matches by regular expression, and a route without backends.
 	for i := range designs {
 		if designs[i].Name != "platform" {
 			continue
@@ -192,6 +193,9 @@ func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
 		d := &designs[i]
 		vh := d.Ingress.Hosts["www.example.com"]
 		vh.Delegate, vh.ExtAuth = nil, &schema.ExtAuth{Service: "authz", Port: 9001}
+		// and header matches beyond exact values, and a path closed at the edge
+		vh.Routes[0].Headers = map[string]schema.HeaderMatch{"x-client": {Prefix: "mobile/"}, "x-beta": {Present: true}, "x-build": {Regex: "[0-9]+"}}
+		vh.Routes = append(vh.Routes, schema.IngressRoute{Prefix: "/internal", Respond: &schema.Respond{Status: 403}})
 		d.Ingress.Hosts["www.example.com"] = vh
 		c := d.TargetClusters(fleet)[0]
 		c.Ingress = "gateway-api"
