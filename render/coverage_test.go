@@ -23,6 +23,9 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	"`method`, `query`": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"v": "2"}
 	},
+	"gRPC calls by service or method (`grpc: {service, method}` in place of `prefix`; on the design's own hosts)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Prefix, vh.Routes[0].GRPC = "/", &schema.GRPCMatch{Service: "shop.v1.Cart", Method: "Get"}
+	},
 	"header matches (`headers: {name: \"value\" | {prefix} | {regex} | {present: true} | {absent: true}}`)": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Headers = map[string]schema.HeaderMatch{"x-client": {Prefix: "mobile/"}, "x-beta": {Present: true}}
 	},

@@ -48,7 +48,7 @@ func designHosts(in *schema.Ingress) []ingressHost {
 		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, access: vh.Access, extAuth: vh.ExtAuth, delegate: vh.Delegate}
 		for i, r := range vh.Routes {
 			access, _ := schema.CombineIPAccess(vh.Access, r.Access) // validation refuses what cannot combine
-			h.routes = append(h.routes, ingressRoute{path: r.Prefix, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
+			h.routes = append(h.routes, ingressRoute{path: r.MatchPrefix(), src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
 		}
 		out = append(out, h)
 	}

@@ -252,6 +252,9 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 		if b.External != nil && b.External.TLS {
 			s["protocol"] = "tls"
 		}
+		if b.Service != "" && in.services[b.Service].Protocol == "grpc" {
+			s["protocol"] = "h2c" // gRPC servers speak HTTP/2 only
+		}
 		services = append(services, s)
 	}
 	route["services"] = services

@@ -53,9 +53,14 @@ func podSelector(svc string, version map[string]string) map[string]any {
 func versionServices(ns, name string, svc schema.Service, annotations map[string]string) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, v := range slices.Sorted(maps.Keys(svc.Versions)) {
+		port := map[string]any{"name": portName(svc), "port": int64(svc.Port), "targetPort": int64(svc.Port), "protocol": "TCP"}
+		if svc.Protocol == "grpc" {
+			// HTTP/2 without TLS: how Gateway API controllers (and Istio) know to speak it.
+			port["appProtocol"] = "kubernetes.io/h2c"
+		}
 		s := newObject("v1", "Service", ns, name+"-"+v, map[string]any{
 			"selector": podSelector(name, svc.Versions[v].Labels),
-			"ports":    []any{map[string]any{"name": portName(svc), "port": int64(svc.Port), "targetPort": int64(svc.Port), "protocol": "TCP"}},
+			"ports":    []any{port},
 		})
 		if len(annotations) > 0 {
 			s.SetAnnotations(annotations)

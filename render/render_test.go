@@ -672,3 +672,35 @@ func TestEdgeHeaderMatches(t *testing.T) {
 	}
 	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."search.example.com".routes[0].headers."x-legacy"`, "cannot match a header's absence")
 }
+
+// TestEdgeGRPCRoutes: a route for a gRPC service or method matches the calls' path,
+// /<service>/<method>, on every provider, and reaches the gRPC service over HTTP/2 (Contour's
+// h2c protocol; the version Services' kubernetes.io/h2c appProtocol for the others).
+func TestEdgeGRPCRoutes(t *testing.T) {
+	d := &schema.Design{Name: "shop", Namespace: "shop",
+		Services: map[string]schema.Service{"cart": {Port: 9090, Protocol: "grpc",
+			Versions: map[string]schema.Version{"v1": {Labels: map[string]string{"version": "v1"}}},
+			Routes:   []schema.Route{{To: map[string]int{"v1": 100}}}}},
+		Ingress: &schema.Ingress{Hosts: map[string]schema.VirtualHost{"api.example.com": {Routes: []schema.IngressRoute{
+			{Prefix: "/", GRPC: &schema.GRPCMatch{Service: "shop.v1.Cart", Method: "Checkout"}, Backends: []schema.IngressBackend{{Service: "cart", Version: "v1", Weight: 100}}},
+			{Prefix: "/", GRPC: &schema.GRPCMatch{Service: "shop.v1.Cart"}, Backends: []schema.IngressBackend{{Service: "cart", Weight: 100}}},
+		}}}},
+	}
+	for provider, wants := range map[string][]string{
+		"contour": {"    - exact: /shop.v1.Cart/Checkout\n", "    - prefix: /shop.v1.Cart/\n", "      protocol: h2c\n"},
+		"gateway-api": {"        type: PathPrefix\n        value: /shop.v1.Cart/Checkout\n", "  - appProtocol: kubernetes.io/h2c\n    name: grpc\n"},
+		"istio":       {"    - uri:\n        exact: /shop.v1.Cart/Checkout\n", "    - uri:\n        prefix: /shop.v1.Cart/\n"},
+	} {
+		c := &schema.Cluster{Name: "c", Mesh: schema.MeshIstio, Ingress: provider}
+		b, err := Render(t.Context(), d, c, Options{Revision: "r", Repo: NewRepo(nil)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		text := bundleText(b, nil)
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in:\n%s", provider, want, text)
+			}
+		}
+	}
+}

@@ -30,7 +30,7 @@ func checkPrefix(prefix string, p fieldPath) []ruleIssue {
 
 // routeKey identifies what a route matches: its path, method, header and query conditions.
 func routeKey(r IngressRoute) string {
-	k := r.Prefix + "\x00" + r.Method
+	k := r.MatchPrefix() + "\x00" + r.Method
 	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
 		k += "\x00" + strings.ToLower(h) + "=" + r.Headers[h].String()
 	}
@@ -70,8 +70,8 @@ func checkIngress(d *Design) []ruleIssue {
 		for i, r := range vh.Routes {
 			rp := hp.child("routes", strconv.Itoa(i))
 			for j, del := range vh.Delegate {
-				if underPrefix(r.Prefix, del.Prefix) {
-					add(rp.child("prefix"), "%s is delegated to namespace %s (delegate[%d]): this route and that team's would compete for it, and each provider picks differently; route it there or delegate a narrower prefix", r.Prefix, del.Namespace, j)
+				if underPrefix(r.MatchPrefix(), del.Prefix) {
+					add(rp.child("prefix"), "%s is delegated to namespace %s (delegate[%d]): this route and that team's would compete for it, and each provider picks differently; route it there or delegate a narrower prefix", r.MatchPrefix(), del.Namespace, j)
 				}
 			}
 		}
@@ -145,6 +145,11 @@ func checkIngress(d *Design) []ruleIssue {
 		}
 		out = append(out, checkPrefix(c.Prefix, cp.child("prefix"))...)
 		out = append(out, checkRoutes(d, c.Routes, cp)...)
+		for j, r := range c.Routes {
+			if r.GRPC != nil {
+				add(cp.child("routes", strconv.Itoa(j), "grpc"), "a claimed route sits under %s, and gRPC clients call /<service>/<method> at the host's root; ask the host's owner to route the service", c.Prefix)
+			}
+		}
 	}
 	for i, t := range in.TLSDelegations {
 		if len(t.To) == 0 {
@@ -162,7 +167,7 @@ func checkRoutes(d *Design, routes []IngressRoute, p fieldPath) []ruleIssue {
 		rp := p.child("routes", strconv.Itoa(i))
 		out = append(out, checkIngressRoute(d, r, rp)...)
 		if j, dup := routeAt[routeKey(r)]; dup {
-			out = append(out, ruleIssue{rp.child("prefix"), fmt.Sprintf("routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.Prefix)})
+			out = append(out, ruleIssue{rp.child("prefix"), fmt.Sprintf("routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.MatchPrefix())})
 		} else {
 			routeAt[routeKey(r)] = i
 		}
@@ -177,6 +182,14 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	}
 	out = append(out, checkPrefix(r.Prefix, p.child("prefix"))...)
 	out = append(out, checkIPAccess(r.Access, p.child("access"))...)
+	if r.GRPC != nil {
+		if r.Prefix != "/" {
+			add(p.child("grpc"), "grpc matches the call's path itself; say prefix or grpc, not both")
+		}
+		if r.Method != "" {
+			add(p.child("method"), "a gRPC call is always a POST; match it by grpc.service and grpc.method")
+		}
+	}
 	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
 		m, hp := r.Headers[h], p.child("headers", h)
 		n := 0

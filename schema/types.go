@@ -531,6 +531,7 @@ type TLSDelegation struct {
 
 type IngressRoute struct {
 	Prefix          string                 `json:"prefix"`
+	GRPC            *GRPCMatch             `json:"grpc,omitempty"`
 	Headers         map[string]HeaderMatch `json:"headers,omitempty"`
 	Method          string                 `json:"method,omitempty"`
 	Query           map[string]string      `json:"query,omitempty"`
@@ -692,4 +693,22 @@ func (m HeaderMatch) AsRegex() (string, bool) {
 		return ".*", true
 	}
 	return "", false
+}
+
+// GRPCMatch matches gRPC calls to a service, or to one of its methods.
+type GRPCMatch struct {
+	Service string `json:"service"`
+	Method  string `json:"method,omitempty"`
+}
+
+// MatchPrefix is the path prefix the route matches: a gRPC service's or method's path, or
+// Prefix.
+func (r IngressRoute) MatchPrefix() string {
+	if g := r.GRPC; g != nil {
+		if g.Method != "" {
+			return "/" + g.Service + "/" + g.Method
+		}
+		return "/" + g.Service
+	}
+	return r.Prefix
 }

@@ -106,7 +106,13 @@ var edgeMistakes = []struct {
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].headers.x-client`, "exactly one of exact, prefix, regex, present or absent"},
 	{"a header's absence Gateway API cannot match", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", headers: "x-legacy": {absent: true}, backends:`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].headers.x-legacy`, "cannot match a header's absence"},
+	{"a gRPC route with a prefix too", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", grpc: service: "search.v1.Live", backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].grpc`, "say prefix or grpc, not both"},
+	{"a gRPC service under a team's prefix", "designs/shop/design.cue", "\t\t\tprefix: \"/\"\n", "\t\t\tprefix: \"/\"\n\t\t\tgrpc: service: \"shop.v1.Cart\"\n",
+		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].grpc`, "gRPC clients call /<service>/<method> at the host's root"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
+	{"a gRPC service's calls routed by name", "designs/search/design.cue", `{prefix: "/live", backends:`,
+		`{grpc: {service: "search.v1.Suggest", method: "Complete"}, backends: [{service: "query"}]}, {prefix: "/live", backends:`, "", ""},
 	{"beta testers on mobile by their headers", "designs/search/design.cue", `{prefix: "/live", backends:`,
 		`{prefix: "/live", headers: {"x-beta": {present: true}, "x-client": {prefix: "mobile/"}}, backends:`, "", ""},
 	{"a path closed at the edge", "designs/platform/design.cue", legacyRoute, legacyRoute + `
