@@ -687,7 +687,7 @@ func TestEdgeGRPCRoutes(t *testing.T) {
 		}}}},
 	}
 	for provider, wants := range map[string][]string{
-		"contour": {"    - exact: /shop.v1.Cart/Checkout\n", "    - prefix: /shop.v1.Cart/\n", "      protocol: h2c\n"},
+		"contour":     {"    - exact: /shop.v1.Cart/Checkout\n", "    - prefix: /shop.v1.Cart/\n", "      protocol: h2c\n"},
 		"gateway-api": {"        type: PathPrefix\n        value: /shop.v1.Cart/Checkout\n", "  - appProtocol: kubernetes.io/h2c\n    name: grpc\n"},
 		"istio":       {"    - uri:\n        exact: /shop.v1.Cart/Checkout\n", "    - uri:\n        prefix: /shop.v1.Cart/\n"},
 	} {
