@@ -44,6 +44,9 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	},
 	"TLS host: plain HTTP redirected to https": func(vh *schema.VirtualHost) {},
 	"`tls.minVersion` (`\"1.2\"`, `\"1.3\"`)":  func(vh *schema.VirtualHost) { vh.TLS.MinVersion = "1.3" },
+	"client certificates (`tls.clientCA: {secret, optional}`: a CA Secret with `ca.crt`)": func(vh *schema.VirtualHost) {
+		vh.TLS.ClientCA = &schema.ClientCA{Secret: "www-tls-cacert"}
+	},
 	"local rate limit (`rateLimit: {requests, unit, burst}` on a host or a route; 429 above it)": func(vh *schema.VirtualHost) {
 		vh.RateLimit = &schema.RateLimit{Requests: 100, Unit: "second"}
 	},

@@ -86,6 +86,13 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 				if v := h.tls.MinVersion; v != "" {
 					vh["tls"].(map[string]any)["minimumProtocolVersion"] = v
 				}
+				if ca := h.tls.ClientCA; ca != nil {
+					cv := map[string]any{"caSecret": ca.Secret}
+					if ca.Optional {
+						cv["optionalClientCertificate"] = true
+					}
+					vh["tls"].(map[string]any)["clientValidation"] = cv
+				}
 			}
 			spec["virtualhost"] = vh
 			var includes []any

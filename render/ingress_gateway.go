@@ -94,10 +94,18 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		}
 	}
 	if len(listeners) > 0 {
-		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, gatewayName(ns), map[string]any{
+		spec := map[string]any{
 			"gatewayClassName": gatewayClassName(in.cluster),
 			"listeners":        listeners,
-		}))
+		}
+		frontend, err := gatewayClientValidation(in, hosts, out)
+		if err != nil {
+			return err
+		}
+		if frontend != nil {
+			spec["tls"] = map[string]any{"frontend": frontend}
+		}
+		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, gatewayName(ns), spec))
 	}
 	for _, h := range hosts {
 		// Always namespaced: a route that leaves the namespace out names a Gateway in its own
@@ -387,4 +395,43 @@ func gatewayExtAuthAllowed(in *compileInput, hosts []ingressHost, out *output) e
 		}
 	}
 	return nil
+}
+
+// gatewayClientValidation is the Gateway's frontend TLS validation for hosts that check client
+// certificates: Gateway-wide, so every TLS host of the design's Gateway must ask for the same
+// CA; from Gateway API v1.5 (or v1.4's experimental channel). A Secret as the CA is
+// implementation-specific (a ConfigMap is the core kind), said in a warning; a controller that
+// refuses it marks the Gateway, which health then reports.
+func gatewayClientValidation(in *compileInput, hosts []ingressHost, out *output) (map[string]any, error) {
+	var ca *schema.ClientCA
+	var first string
+	for _, h := range hosts {
+		if !h.owned || h.tls == nil {
+			continue
+		}
+		at := fmt.Sprintf("ingress.hosts.%q.tls.clientCA", h.host)
+		switch {
+		case first == "":
+			first, ca = h.host, h.tls.ClientCA
+		case (ca == nil) != (h.tls.ClientCA == nil) || (ca != nil && *ca != *h.tls.ClientCA):
+			return nil, in.fail(at, "gateway-api checks client certificates for the whole Gateway, and %s asks differently; give the design's TLS hosts one clientCA, or use the contour or istio provider", first)
+		}
+	}
+	if ca == nil {
+		return nil, nil
+	}
+	g := in.cluster.GatewayAPI
+	at := fmt.Sprintf("ingress.hosts.%q.tls.clientCA", first)
+	switch {
+	case g.Minor() < 4 || (g.Minor() == 4 && !g.Experimental()):
+		return nil, in.fail(at, "client certificate validation is in Gateway API from v1.5 (v1.4's experimental channel), and this cluster has %s; without it any client would be let in", g)
+	case !g.Supports("GatewayFrontendClientCertificateValidation"):
+		return nil, in.fail(at, "the cluster's Gateway API controller does not list GatewayFrontendClientCertificateValidation in gatewayAPI.features; without it any client would be let in")
+	case ca.Optional:
+		return nil, in.fail(at+".optional", "gateway-api lets clients without a certificate in only through an experimental fallback meshcd does not render; refusing rather than turning every client away or letting bad ones in")
+	}
+	out.warn("ingress %s: tls.clientCA: Gateway API's core CA reference is a ConfigMap; a Secret is up to the controller, and the Gateway's status says whether it took it", first)
+	return map[string]any{"default": map[string]any{"validation": map[string]any{
+		"caCertificateRefs": []any{map[string]any{"group": "", "kind": "Secret", "name": ca.Secret}},
+	}}}, nil
 }

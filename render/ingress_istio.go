@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -42,6 +43,16 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 			tls := map[string]any{"mode": "SIMPLE", "credentialName": h.tls.Secret}
 			if v := h.tls.MinVersion; v != "" {
 				tls["minProtocolVersion"] = "TLSV" + strings.ReplaceAll(v, ".", "_")
+			}
+			if ca := h.tls.ClientCA; ca != nil {
+				// Istio reads the CA from the credential's own ca.crt or from <credential>-cacert.
+				if ca.Secret != h.tls.Secret && ca.Secret != h.tls.Secret+"-cacert" {
+					return in.fail(fmt.Sprintf("ingress.hosts.%q.tls.clientCA.secret", h.host), "istio reads the client CA from the certificate's Secret (key ca.crt) or from %s-cacert, not from %s; without it clients would not be checked", h.tls.Secret, ca.Secret)
+				}
+				tls["mode"] = "MUTUAL"
+				if ca.Optional {
+					tls["mode"] = "OPTIONAL_MUTUAL"
+				}
 			}
 			server["tls"] = tls
 			// Plain HTTP to the host gets a redirect to https, as Contour does on its own.

@@ -704,3 +704,36 @@ func TestEdgeGRPCRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeClientCertificates: a host that checks client certificates gets Contour's
+// clientValidation, Istio's MUTUAL mode (whose CA must sit where Istio reads it), and Gateway
+// API's Gateway-wide frontend validation, which every TLS host of the Gateway must share.
+func TestEdgeClientCertificates(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "search")
+	vh := d.Ingress.Hosts["search.example.com"]
+	vh.TLS.ClientCA = &schema.ClientCA{Secret: "wildcard-tls-cacert"}
+	d.Ingress.Hosts["search.example.com"] = vh
+	for provider, want := range map[string]string{
+		"contour":     "      clientValidation:\n        caSecret: wildcard-tls-cacert\n",
+		"istio":       "      credentialName: wildcard-tls\n      mode: MUTUAL\n",
+		"gateway-api": "  tls:\n    frontend:\n      default:\n        validation:\n          caCertificateRefs:\n          - group: \"\"\n            kind: Secret\n            name: wildcard-tls-cacert\n",
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress = provider
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", provider, err)
+		}
+		if text := bundleText(b, nil); !strings.Contains(text, want) {
+			t.Errorf("%s: no %q in:\n%s", provider, want, text)
+		}
+	}
+	c := d.TargetClusters(fleet)[0]
+	c.GatewayAPI = schema.GatewayAPI{Version: "v1.3"}
+	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."search.example.com".tls.clientCA`, "from v1.5")
+	vh.TLS.ClientCA = &schema.ClientCA{Secret: "office-ca", Optional: true}
+	d.Ingress.Hosts["search.example.com"] = vh
+	c.GatewayAPI = schema.GatewayAPI{}
+	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."search.example.com".tls.clientCA.secret`, "wildcard-tls-cacert")
+	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."search.example.com".tls.clientCA.optional`, "experimental fallback")
+}

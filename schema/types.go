@@ -507,9 +507,16 @@ type CORS struct {
 }
 
 type TLSRef struct {
-	Secret     string `json:"secret"`
-	Namespace  string `json:"namespace,omitempty"`
-	MinVersion string `json:"minVersion,omitempty"`
+	Secret     string    `json:"secret"`
+	Namespace  string    `json:"namespace,omitempty"`
+	MinVersion string    `json:"minVersion,omitempty"`
+	ClientCA   *ClientCA `json:"clientCA,omitempty"`
+}
+
+// ClientCA is the CA a host checks client certificates against.
+type ClientCA struct {
+	Secret   string `json:"secret"`
+	Optional bool   `json:"optional,omitempty"`
 }
 
 type Delegation struct {

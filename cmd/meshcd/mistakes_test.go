@@ -191,6 +191,7 @@ func contourCluster(ctx context.Context, t *testing.T) (*testenv.Env, string, *t
 	tc := env.Clusters[0]
 	must(t, tc.CreateTLSSecret(ctx, "edge", "www-tls", "www.example.com"))
 	must(t, tc.CreateTLSSecret(ctx, "edge", "wildcard-tls", "*.example.com"))
+	must(t, tc.CreateCASecret(ctx, "edge", "partner-ca"))
 	contour, err := tc.StartContour(ctx, testenv.ContourOptions{ExternalNameServices: true})
 	if err != nil {
 		env.Stop()

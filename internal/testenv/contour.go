@@ -172,27 +172,56 @@ func testBinary(name string) (string, error) {
 // CreateTLSSecret puts a kubernetes.io/tls Secret for the hosts into the cluster, as an
 // operator (or cert-manager) would before routes use it: a fresh self-signed certificate.
 func (c *Cluster) CreateTLSSecret(ctx context.Context, namespace, name string, hosts ...string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now().Add(-time.Hour)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		DNSNames:     hosts,
-		NotBefore:    now, NotAfter: now.Add(24 * time.Hour),
+	cert, key, err := selfSigned(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: hosts[0]},
+		DNSNames:    hosts,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	})
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	return c.createSecret(ctx, namespace, name, corev1.SecretTypeTLS, map[string][]byte{"tls.crt": cert, "tls.key": key})
+}
+
+// CreateCASecret creates a Secret holding a new certificate authority's certificate under
+// ca.crt, as a host that checks client certificates names it.
+func (c *Cluster) CreateCASecret(ctx context.Context, namespace, name string) error {
+	cert, _, err := selfSigned(&x509.Certificate{
+		Subject:               pkix.Name{CommonName: name},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	})
 	if err != nil {
 		return err
 	}
+	return c.createSecret(ctx, namespace, name, corev1.SecretTypeOpaque, map[string][]byte{"ca.crt": cert})
+}
+
+// selfSigned signs the template with a new key, valid from an hour ago for a day, and returns
+// the certificate and the key in PEM.
+func selfSigned(tmpl *x509.Certificate) (cert, key []byte, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now().Add(-time.Hour)
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore, tmpl.NotAfter = now, now.Add(24*time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", keyDER), nil
+}
+
+// createSecret creates a Secret, and its namespace when there is none yet.
+func (c *Cluster) createSecret(ctx context.Context, namespace, name string, typ corev1.SecretType, data map[string][]byte) error {
 	cs, err := kubernetes.NewForConfig(c.Config())
 	if err != nil {
 		return err
@@ -200,10 +229,6 @@ func (c *Cluster) CreateTLSSecret(ctx context.Context, namespace, name string, h
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	_, err = cs.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"tls.crt": pemBlock("CERTIFICATE", der), "tls.key": pemBlock("EC PRIVATE KEY", keyDER)},
-	}, metav1.CreateOptions{})
+	_, err = cs.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Type: typ, Data: data}, metav1.CreateOptions{})
 	return err
 }
