@@ -46,7 +46,7 @@ func TestLatencyThresholds(t *testing.T) {
 	for _, tt := range []struct {
 		p99  string
 		pass bool
-	}{{"10ms", false}, {"100ms", true}} {
+	}{{"10ms", false}, {"1s", true}} { // far from the 20 ms floor either way, on a loaded machine too
 		g := gate(url, 50, "2s")
 		g.Thresholds.P99 = dur(tt.p99)
 		r, err := Run(t.Context(), g, Target{Design: "shop", Gate: "checkout-p99", Cluster: "east", Revision: "abc"})
@@ -60,7 +60,7 @@ func TestLatencyThresholds(t *testing.T) {
 		if v.Pass != tt.pass {
 			t.Errorf("p99 <= %s: pass = %v, want %v (observed p99 %.2f ms)\n%s", tt.p99, v.Pass, tt.pass, r.Latencies.P99, v)
 		}
-		if r.Latencies.P50 < 19 || r.Requests < 80 || r.LoadGenerator.Name != "fortio" {
+		if r.Latencies.P50 < 19 || r.Requests < 60 || r.LoadGenerator.Name != "fortio" {
 			t.Errorf("the result does not reflect a 20 ms target: %+v", r)
 		}
 	}

@@ -87,10 +87,12 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		}
 		env.removeDir = true
 	}
+	// A failed start returns a nil env, so the cleanup holds its own reference to what it
+	// started.
+	started := env
 	defer func() {
 		if err != nil {
-			env.Stop()
-			env = nil
+			started.Stop()
 		}
 	}()
 	p, err := newPKI(env.dir)

@@ -412,3 +412,16 @@ func TestLeftoversAreOnlyThisRunsOwn(t *testing.T) {
 		t.Errorf("after the kill: %v", left)
 	}
 }
+
+// TestStartThatFailsCleansUp: a start that fails part-way (here, its context is already done)
+// returns the error and stops what it started, rather than panicking on the env it does not
+// return.
+func TestStartThatFailsCleansUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	dir := t.TempDir()
+	env, err := Start(ctx, Options{Clusters: 1, Dir: dir})
+	if err == nil || env != nil {
+		t.Fatalf("Start with a done context: env %v, err %v; want no env and an error", env, err)
+	}
+}
