@@ -103,6 +103,13 @@ func (imp *Imported) host(name string) *importedHost {
 
 func (imp *Imported) addIngress(o *unstructured.Unstructured) error {
 	id := ObjectID(o)
+	imp.warnAnnotations(o)
+	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+	for _, k := range slices.Sorted(maps.Keys(spec)) {
+		if k != "rules" && k != "tls" {
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.%s is not imported: a design routes its hosts' paths, and the cluster's ingress provider picks the controller", id, k))
+		}
+	}
 	tlsByHost := map[string]string{}
 	tls, _, _ := unstructured.NestedSlice(o.Object, "spec", "tls")
 	for _, t := range tls {
@@ -173,6 +180,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 		return nil
 	}
 	h := imp.host(fqdn)
+	imp.warnAnnotations(o)
 	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
 	for _, k := range slices.Sorted(maps.Keys(spec)) {
 		switch k {
@@ -745,4 +753,16 @@ func importHeaderMatch(hm map[string]any) any {
 		return map[string]any{"absent": true}
 	}
 	return nil
+}
+
+// warnAnnotations names each annotation of an imported object: they configure one controller
+// (rewrites, timeouts, auth for ingress-nginx and others), and a design says what it means
+// in its own fields or not at all.
+func (imp *Imported) warnAnnotations(o *unstructured.Unstructured) {
+	for _, k := range slices.Sorted(maps.Keys(o.GetAnnotations())) {
+		if k == "kubectl.kubernetes.io/last-applied-configuration" {
+			continue // kubectl's own record, not configuration
+		}
+		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: metadata.annotations[%s] is not imported: a controller's annotation; say what it does in the design's own fields, where they can", ObjectID(o), k))
+	}
 }

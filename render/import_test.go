@@ -40,8 +40,10 @@ func TestImportIngressRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(imp.Warnings) != 1 || !strings.Contains(imp.Warnings[0], "pathType Exact") {
-		t.Errorf("warnings = %q, want one about the Exact path", imp.Warnings)
+	// The Exact path, and the class that picked a controller (the cluster's ingress provider
+	// picks it for a design).
+	if w := strings.Join(imp.Warnings, "\n"); len(imp.Warnings) != 2 || !strings.Contains(w, "pathType Exact") || !strings.Contains(w, "spec.ingressClassName is not imported") {
+		t.Errorf("warnings = %q, want one about the Exact path and one about the class", imp.Warnings)
 	}
 	design, err := imp.CUE("web")
 	if err != nil {
@@ -513,4 +515,39 @@ func renderImported(t *testing.T, name string, design []byte) (*Bundle, error) {
 		return nil, err
 	}
 	return Render(context.Background(), &designs[0], &fleet.Clusters[0], Options{Revision: "r"})
+}
+
+// TestImportNamesIngressAnnotationsAndFields: an Ingress's controller annotations and the
+// spec fields a design does not read are named in warnings, never dropped without a word.
+func TestImportNamesIngressAnnotationsAndFields(t *testing.T) {
+	u := &unstructured.Unstructured{}
+	must(t, yaml.Unmarshal([]byte(`apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: web
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /
+    kubectl.kubernetes.io/last-applied-configuration: "{}"
+spec:
+  ingressClassName: nginx
+  defaultBackend: {service: {name: frontend, port: {number: 80}}}
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: frontend, port: {number: 80}}}}`), &u.Object))
+	imp, err := ImportIngress([]*unstructured.Unstructured{u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := strings.Join(imp.Warnings, "\n")
+	for _, want := range []string{"metadata.annotations[nginx.ingress.kubernetes.io/rewrite-target] is not imported", "spec.ingressClassName is not imported", "spec.defaultBackend is not imported"} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("no warning %q in:\n%s", want, warnings)
+		}
+	}
+	if strings.Contains(warnings, "last-applied-configuration") {
+		t.Errorf("kubectl's own annotation is named as configuration:\n%s", warnings)
+	}
 }
