@@ -43,7 +43,10 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 		vh.Routes[0].Backends, vh.Routes[0].Redirect = nil, &schema.Redirect{Port: 8443, Status: 301}
 	},
 	"TLS host: plain HTTP redirected to https": func(vh *schema.VirtualHost) {},
-	"`tls.minVersion` (`\"1.2\"`, `\"1.3\"`)":  func(vh *schema.VirtualHost) { vh.TLS.MinVersion = "1.3" },
+	"TLS passthrough (`hosts.<h>.passthrough: backends: [...]`: connections go unopened to services that terminate TLS)": func(vh *schema.VirtualHost) {
+		vh.TLS, vh.Routes, vh.Passthrough = nil, nil, &schema.Passthrough{Backends: []schema.IngressBackend{{Service: "app", Weight: 100}}}
+	},
+	"`tls.minVersion` (`\"1.2\"`, `\"1.3\"`)": func(vh *schema.VirtualHost) { vh.TLS.MinVersion = "1.3" },
 	"client certificates (`tls.clientCA: {secret, optional}`: a CA Secret with `ca.crt`)": func(vh *schema.VirtualHost) {
 		vh.TLS.ClientCA = &schema.ClientCA{Secret: "www-tls-cacert"}
 	},

@@ -197,6 +197,7 @@ func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
 		vh.Routes[0].Headers = map[string]schema.HeaderMatch{"x-client": {Prefix: "mobile/"}, "x-beta": {Present: true}, "x-build": {Regex: "[0-9]+"}}
 		vh.Routes = append(vh.Routes, schema.IngressRoute{Prefix: "/internal", Respond: &schema.Respond{Status: 403}})
 		vh.TLS.ClientCA = &schema.ClientCA{Secret: "office-ca"}
+		d.Ingress.Hosts["db.example.com"] = schema.VirtualHost{Passthrough: &schema.Passthrough{Backends: []schema.IngressBackend{{Service: "frontend", Weight: 100}}}}
 		d.Ingress.Hosts["www.example.com"] = vh
 		c := d.TargetClusters(fleet)[0]
 		c.Ingress = "gateway-api"

@@ -31,6 +31,8 @@ type importedHost struct {
 	MinTLS                       string
 	CORS, RateLimit, JWT, Access map[string]any
 	Routes                       []importedRoute
+	// Passthrough are where the host's TLS connections go unopened (a passthrough proxy).
+	Passthrough []importedBackend
 }
 
 type importedRoute struct {
@@ -184,7 +186,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
 	for _, k := range slices.Sorted(maps.Keys(spec)) {
 		switch k {
-		case "virtualhost", "routes":
+		case "virtualhost", "routes", "tcpproxy":
 		case "includes":
 			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.includes become delegations; add them under delegate and import the included proxies into their teams' designs", id))
 		default:
@@ -193,6 +195,21 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 	}
 	vh, _ := spec["virtualhost"].(map[string]any)
 	imp.importVirtualHost(id+": spec.virtualhost", vh, h)
+	if tp, ok := spec["tcpproxy"].(map[string]any); ok {
+		if passthrough, _, _ := unstructured.NestedBool(vh, "tls", "passthrough"); passthrough {
+			services, _ := tp["services"].([]any)
+			h.Passthrough = imp.importBackends(id, id+": spec.tcpproxy", services)
+			for _, k := range slices.Sorted(maps.Keys(tp)) {
+				if k != "services" {
+					imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.tcpproxy.%s is not imported: a design cannot say it yet", id, k))
+				}
+			}
+		} else {
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.tcpproxy is not imported: a design proxies TCP only by TLS passthrough", id))
+		}
+	} else if passthrough, _, _ := unstructured.NestedBool(vh, "tls", "passthrough"); passthrough {
+		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.virtualhost.tls.passthrough is not imported: without spec.tcpproxy it names nowhere to pass connections", id))
+	}
 	routes, ok := spec["routes"].([]any)
 	if !ok && spec["routes"] != nil {
 		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: spec.routes is not imported: not a list of routes", id))
@@ -236,29 +253,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 		imp.importRoutePolicies(where, rm, &ir)
 		prefix := ir.Prefix
 		services, _ := rm["services"].([]any)
-		var backends []importedBackend
-		var total int64
-		for j, s := range services {
-			sm, _ := s.(map[string]any)
-			name, _ := sm["name"].(string)
-			for _, k := range slices.Sorted(maps.Keys(sm)) {
-				if k != "name" && k != "port" && k != "weight" {
-					imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.services[%d].%s is not imported: a design's backend is a service, a port and a weight", where, j, k))
-				}
-			}
-			imp.addService(id, name, map[string]any{"number": sm["port"]})
-			w := asInt(sm["weight"])
-			backends = append(backends, importedBackend{Service: name, Weight: w})
-			total += w
-		}
-		// Contour splits evenly when no weights are given.
-		if total == 0 && len(backends) > 0 {
-			for i := range backends {
-				backends[i].Weight = 100 / int64(len(backends))
-			}
-			backends[0].Weight += 100 - 100/int64(len(backends))*int64(len(backends))
-		}
-		ir.Prefix, ir.Backends = prefix, backends
+		ir.Prefix, ir.Backends = prefix, imp.importBackends(id, where, services)
 		if j := slices.IndexFunc(h.Routes, func(o importedRoute) bool { return o.key() == ir.key() }); j >= 0 {
 			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s is not imported: with what it matches as the design says it, it is the same route as %s", where, h.Routes[j].from))
 			continue
@@ -458,6 +453,7 @@ func (imp *Imported) importVirtualHost(where string, vh map[string]any, h *impor
 	}
 	if tls, ok := vh["tls"].(map[string]any); ok {
 		h.TLS, _ = tls["secretName"].(string)
+
 		switch v, _ := tls["minimumProtocolVersion"].(string); v {
 		case "1.2", "1.3":
 			h.MinTLS = v
@@ -466,7 +462,7 @@ func (imp *Imported) importVirtualHost(where string, vh map[string]any, h *impor
 			warn("tls.minimumProtocolVersion %q is not imported (a design says 1.2 or 1.3)", v)
 		}
 		for _, k := range slices.Sorted(maps.Keys(tls)) {
-			if k != "secretName" && k != "minimumProtocolVersion" {
+			if k != "secretName" && k != "minimumProtocolVersion" && k != "passthrough" { // passthrough: read with spec.tcpproxy
 				warn("tls.%s is not imported: a design cannot say it yet", k)
 			}
 		}
@@ -697,6 +693,13 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 			rs = append(rs, route)
 		}
 		vh := map[string]any{"routes": rs}
+		if len(h.Passthrough) > 0 {
+			var bs []any
+			for _, b := range h.Passthrough {
+				bs = append(bs, map[string]any{"service": b.Service, "weight": b.Weight})
+			}
+			vh = map[string]any{"passthrough": map[string]any{"backends": bs}}
+		}
 		if h.TLS != "" {
 			vh["tls"] = map[string]any{"secret": h.TLS}
 			if h.MinTLS != "" {
@@ -765,4 +768,39 @@ func (imp *Imported) warnAnnotations(o *unstructured.Unstructured) {
 		}
 		imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: metadata.annotations[%s] is not imported: a controller's annotation; say what it does in the design's own fields, where they can", ObjectID(o), k))
 	}
+}
+
+// importBackends reads an HTTPProxy route's or tcpproxy's services as backends, splitting
+// evenly when no weights are given, as Contour does, and scaling Contour's relative weights to
+// the design's percentages.
+func (imp *Imported) importBackends(id, where string, services []any) []importedBackend {
+	var backends []importedBackend
+	var total int64
+	for j, s := range services {
+		sm, _ := s.(map[string]any)
+		name, _ := sm["name"].(string)
+		for _, k := range slices.Sorted(maps.Keys(sm)) {
+			if k != "name" && k != "port" && k != "weight" {
+				imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.services[%d].%s is not imported: a design's backend is a service, a port and a weight", where, j, k))
+			}
+		}
+		imp.addService(id, name, map[string]any{"number": sm["port"]})
+		w := asInt(sm["weight"])
+		backends = append(backends, importedBackend{Service: name, Weight: w})
+		total += w
+	}
+	if len(backends) == 0 || total == 100 {
+		return backends
+	}
+	sum := int64(0)
+	for i := range backends {
+		if total == 0 {
+			backends[i].Weight = 100 / int64(len(backends))
+		} else {
+			backends[i].Weight = backends[i].Weight * 100 / total
+		}
+		sum += backends[i].Weight
+	}
+	backends[0].Weight += 100 - sum
+	return backends
 }

@@ -330,6 +330,8 @@ spec:
 // must be named, by its path, in a warning.
 var carriedFields = regexp.MustCompile(`^spec\.(` + strings.Join([]string{
 	`virtualhost\.fqdn`,
+	`virtualhost\.tls\.passthrough`,
+	`tcpproxy\.services\[\d+\]\.(name|port|weight)`,
 	`virtualhost\.tls\.(secretName|minimumProtocolVersion)`,
 	`virtualhost\.corsPolicy\.(allowOrigin|allowMethods|allowHeaders|exposeHeaders)\[\d+\]`,
 	`virtualhost\.corsPolicy\.(maxAge|allowCredentials)`,
@@ -415,7 +417,7 @@ func TestImportKeepsOrNamesEveryFieldOfContoursSamples(t *testing.T) {
 			case warned(imp.Warnings, leaf.path):
 				named++
 			case carriedFields.MatchString(leaf.path):
-				if v := strings.ToLower(fmt.Sprint(leaf.value)); !strings.Contains(text, v) && !carriedAsWord[v] && !strings.HasSuffix(leaf.path, ".jwtProviders[0].name") {
+				if v := strings.ToLower(fmt.Sprint(leaf.value)); !strings.Contains(text, v) && !carriedAsWord[v] && !strings.HasSuffix(leaf.path, ".jwtProviders[0].name") && !strings.HasSuffix(leaf.path, ".weight") {
 					t.Errorf("%s: %s: %s = %v is carried, but the imported design lacks it:\n%s", doc.where, ObjectID(u), leaf.path, leaf.value, design)
 				}
 				carried++
@@ -432,7 +434,8 @@ func TestImportKeepsOrNamesEveryFieldOfContoursSamples(t *testing.T) {
 
 // carriedAsWord are values the design says in its own words: Contour's ":method" header is
 // the design's method, its address sources are peer and forwarded, and a default provider is
-// the design's only one (whose name, jwt, the render gives it).
+// the design's only one (whose name, jwt, the render gives it). Weights are carried as
+// percentages, scaled from Contour's relative weights.
 var carriedAsWord = map[string]bool{":method": true, "peer": true, "remote": true, "true": true}
 
 type sample struct{ where, text string }

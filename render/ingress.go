@@ -28,17 +28,19 @@ type ingressRoute struct {
 // ingressHost is everything one design renders for one host: the host it owns, or its claim on
 // another design's host.
 type ingressHost struct {
-	host     string
-	owned    bool
-	owner    string // namespace of the owning design (claims)
-	tls      *schema.TLSRef
-	cors     *schema.CORS
-	limit    *schema.RateLimit
-	jwt      *schema.JWT
-	access   *schema.IPAccess
-	extAuth  *schema.ExtAuth
-	delegate []schema.Delegation
-	routes   []ingressRoute
+	host    string
+	owned   bool
+	owner   string // namespace of the owning design (claims)
+	tls     *schema.TLSRef
+	cors    *schema.CORS
+	limit   *schema.RateLimit
+	jwt     *schema.JWT
+	access  *schema.IPAccess
+	extAuth *schema.ExtAuth
+	// passthrough are where the host's TLS connections go unopened (nil: the host is HTTP).
+	passthrough []schema.IngressBackend
+	delegate    []schema.Delegation
+	routes      []ingressRoute
 }
 
 func designHosts(in *schema.Ingress) []ingressHost {
@@ -46,6 +48,9 @@ func designHosts(in *schema.Ingress) []ingressHost {
 	for _, host := range slices.Sorted(maps.Keys(in.Hosts)) {
 		vh := in.Hosts[host]
 		h := ingressHost{host: host, owned: true, tls: vh.TLS, cors: vh.CORS, limit: vh.RateLimit, jwt: vh.JWT, access: vh.Access, extAuth: vh.ExtAuth, delegate: vh.Delegate}
+		if vh.Passthrough != nil {
+			h.passthrough = vh.Passthrough.Backends
+		}
 		for i, r := range vh.Routes {
 			access, _ := schema.CombineIPAccess(vh.Access, r.Access) // validation refuses what cannot combine
 			h.routes = append(h.routes, ingressRoute{path: r.MatchPrefix(), src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
@@ -132,32 +137,34 @@ func ingressSupportServices(in *compileInput, hosts []ingressHost, out *output) 
 	}
 	ns := in.design.Namespace
 	for _, h := range hosts {
+		backends := slices.Clone(h.passthrough)
 		for _, r := range h.routes {
-			for _, b := range r.Backends {
-				name := backendService(b)
-				if have[name] {
-					continue
+			backends = append(backends, r.Backends...)
+		}
+		for _, b := range backends {
+			name := backendService(b)
+			if have[name] {
+				continue
+			}
+			switch {
+			case b.External != nil:
+				portName := "http"
+				if b.External.TLS {
+					portName = "https"
 				}
-				switch {
-				case b.External != nil:
-					portName := "http"
-					if b.External.TLS {
-						portName = "https"
-					}
-					out.add(newObject("v1", "Service", ns, name, map[string]any{
-						"type":         "ExternalName",
-						"externalName": b.External.Host,
-						"ports":        []any{map[string]any{"name": portName, "port": int64(b.External.Port), "protocol": "TCP"}},
-					}))
-					have[name] = true
-				case b.Version != "":
-					svc := in.services[b.Service]
-					for _, s := range versionServices(ns, b.Service, schema.Service{Port: svc.Port, Protocol: svc.Protocol,
-						Versions: map[string]schema.Version{b.Version: svc.Versions[b.Version]}}, nil) {
-						out.add(s)
-					}
-					have[name] = true
+				out.add(newObject("v1", "Service", ns, name, map[string]any{
+					"type":         "ExternalName",
+					"externalName": b.External.Host,
+					"ports":        []any{map[string]any{"name": portName, "port": int64(b.External.Port), "protocol": "TCP"}},
+				}))
+				have[name] = true
+			case b.Version != "":
+				svc := in.services[b.Service]
+				for _, s := range versionServices(ns, b.Service, schema.Service{Port: svc.Port, Protocol: svc.Protocol,
+					Versions: map[string]schema.Version{b.Version: svc.Versions[b.Version]}}, nil) {
+					out.add(s)
 				}
+				have[name] = true
 			}
 		}
 	}
@@ -379,4 +386,14 @@ func warnEdgeResilience(hosts []ingressHost, provider string, out *output) {
 			}
 		}
 	}
+}
+
+// passthroughServices are a passthrough host's backends as the Services they reach, with
+// their ports and weights.
+func passthroughServices(in *compileInput, h ingressHost) []map[string]any {
+	var out []map[string]any
+	for _, b := range h.passthrough {
+		out = append(out, map[string]any{"name": backendService(b), "port": backendPort(in, b), "weight": int64(b.Weight)})
+	}
+	return out
 }

@@ -32,6 +32,17 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 		}
 	}()
 	for _, h := range hosts {
+		if h.passthrough != nil {
+			var services []any
+			for _, s := range passthroughServices(in, h) {
+				services = append(services, s)
+			}
+			out.add(newObject("projectcontour.io/v1", "HTTPProxy", ns, slug(h.host), map[string]any{
+				"virtualhost": map[string]any{"fqdn": h.host, "tls": map[string]any{"passthrough": true}},
+				"tcpproxy":    map[string]any{"services": services},
+			}))
+			continue
+		}
 		spec := map[string]any{}
 		if h.owned {
 			vh := map[string]any{"fqdn": h.host}

@@ -57,6 +57,30 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		if !h.owned {
 			continue
 		}
+		if h.passthrough != nil {
+			listeners = append(listeners, map[string]any{"name": slug(h.host), "hostname": h.host, "port": int64(443), "protocol": "TLS",
+				"tls":           map[string]any{"mode": "Passthrough"},
+				"allowedRoutes": map[string]any{"namespaces": map[string]any{"from": "Same"}, "kinds": []any{map[string]any{"kind": "TLSRoute"}}}})
+			var backends []any
+			for _, s := range passthroughServices(in, h) {
+				backends = append(backends, s)
+			}
+			// TLSRoute is standard (v1) from Gateway API v1.5; before, v1alpha2 on the
+			// experimental channel.
+			version := "gateway.networking.k8s.io/v1"
+			if g := in.cluster.GatewayAPI; g.Minor() < 5 {
+				if !g.Experimental() {
+					return in.fail(fmt.Sprintf("ingress.hosts.%q.passthrough", h.host), "TLSRoute is standard from Gateway API v1.5 (experimental before), and this cluster has %s; without it the host would not be served", g)
+				}
+				version = "gateway.networking.k8s.io/v1alpha2"
+			}
+			out.add(newObject(version, "TLSRoute", ns, "ingress-"+slug(h.host), map[string]any{
+				"parentRefs": []any{map[string]any{"name": gatewayName(ns), "namespace": ns, "sectionName": slug(h.host)}},
+				"hostnames":  []any{h.host},
+				"rules":      []any{map[string]any{"backendRefs": backends}},
+			}))
+			continue
+		}
 		l := map[string]any{"name": slug(h.host), "hostname": h.host, "port": int64(80), "protocol": "HTTP"}
 		if h.tls != nil {
 			ref := map[string]any{"kind": "Secret", "group": "", "name": h.tls.Secret}
@@ -108,6 +132,9 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 		out.add(newObject("gateway.networking.k8s.io/v1", "Gateway", ns, gatewayName(ns), spec))
 	}
 	for _, h := range hosts {
+		if h.passthrough != nil {
+			continue // its TLSRoute is rendered with its listener
+		}
 		// Always namespaced: a route that leaves the namespace out names a Gateway in its own
 		// namespace, which a controller reports as NoMatchingParent on every other.
 		owner := ns

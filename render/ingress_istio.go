@@ -29,6 +29,12 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		if !h.owned {
 			continue
 		}
+		if h.passthrough != nil {
+			servers = append(servers, map[string]any{"hosts": []any{ns + "/" + h.host},
+				"port": map[string]any{"number": int64(443), "name": "tls-" + slug(h.host), "protocol": "TLS"},
+				"tls":  map[string]any{"mode": "PASSTHROUGH"}})
+			continue
+		}
 		// Only VirtualServices of the host's own and delegated namespaces may bind to it.
 		bind := []any{ns + "/" + h.host}
 		for _, d := range h.delegate {
@@ -68,6 +74,22 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		}))
 	}
 	for _, h := range hosts {
+		if h.passthrough != nil {
+			var route []any
+			for _, b := range h.passthrough {
+				dest := map[string]any{"host": host(b.Service, ns), "port": map[string]any{"number": backendPort(in, b)}}
+				if b.Version != "" {
+					dest["subset"] = b.Version
+				}
+				route = append(route, map[string]any{"destination": dest, "weight": int64(b.Weight)})
+			}
+			out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{
+				"gateways": []any{ns + "/" + ingressGateway},
+				"hosts":    []any{h.host},
+				"tls":      []any{map[string]any{"match": []any{map[string]any{"sniHosts": []any{h.host}, "port": int64(443)}}, "route": route}},
+			}))
+			continue
+		}
 		warnCORSPerRoute(h, "istio", out)
 		gw := ns + "/" + ingressGateway
 		if !h.owned {

@@ -737,3 +737,40 @@ func TestEdgeClientCertificates(t *testing.T) {
 	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."search.example.com".tls.clientCA.secret`, "wildcard-tls-cacert")
 	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."search.example.com".tls.clientCA.optional`, "experimental fallback")
 }
+
+// TestEdgeTLSPassthrough: a passthrough host's TLS connections go, unopened, to its services:
+// Contour's tcpproxy behind a passthrough virtual host, a Gateway API TLS listener in
+// Passthrough mode with a TLSRoute (v1 from Gateway API v1.5, v1alpha2 on the experimental
+// channel before), and an Istio PASSTHROUGH server with a tls route by SNI.
+func TestEdgeTLSPassthrough(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "search")
+	d.Ingress.Hosts["db.example.com"] = schema.VirtualHost{Passthrough: &schema.Passthrough{Backends: []schema.IngressBackend{{Service: "query", Version: "stable", Weight: 100}}}}
+	for _, tc := range []struct {
+		provider string
+		gateway  schema.GatewayAPI
+		wants    []string
+	}{
+		{"contour", schema.GatewayAPI{}, []string{"  tcpproxy:\n    services:\n    - name: query-stable\n      port: 8080\n      weight: 100\n  virtualhost:\n    fqdn: db.example.com\n    tls:\n      passthrough: true\n"}},
+		{"gateway-api", schema.GatewayAPI{}, []string{"  - allowedRoutes:\n      kinds:\n      - kind: TLSRoute\n      namespaces:\n        from: Same\n    hostname: db.example.com\n    name: db-example-com\n    port: 443\n    protocol: TLS\n    tls:\n      mode: Passthrough\n",
+			"apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\n"}},
+		{"gateway-api", schema.GatewayAPI{Version: "v1.3", Channel: "experimental"}, []string{"apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\n"}},
+		{"istio", schema.GatewayAPI{}, []string{"  - hosts:\n    - search/db.example.com\n    port:\n      name: tls-db-example-com\n      number: 443\n      protocol: TLS\n    tls:\n      mode: PASSTHROUGH\n",
+			"  tls:\n  - match:\n    - port: 443\n      sniHosts:\n      - db.example.com\n    route:\n    - destination:\n        host: query.search.svc.cluster.local\n        port:\n          number: 8080\n        subset: stable\n      weight: 100\n"}},
+	} {
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress, c.GatewayAPI = tc.provider, tc.gateway
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.provider, err)
+		}
+		text := bundleText(b, nil)
+		for _, want := range tc.wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s (%s): no %q in:\n%s", tc.provider, tc.gateway, want, text)
+			}
+		}
+	}
+	c := d.TargetClusters(fleet)[0]
+	c.GatewayAPI = schema.GatewayAPI{Version: "v1.3"}
+	refusedBy(t, d, c, files, []string{"gateway-api"}, `ingress.hosts."db.example.com".passthrough`, "TLSRoute is standard from Gateway API v1.5")
+}

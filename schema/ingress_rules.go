@@ -76,6 +76,38 @@ func checkIngress(d *Design) []ruleIssue {
 			}
 		}
 		out = append(out, checkIPAccess(vh.Access, hp.child("access"))...)
+		if pt := vh.Passthrough; pt != nil {
+			for _, f := range []struct {
+				name string
+				set  bool
+			}{{"tls", vh.TLS != nil}, {"routes", len(vh.Routes) > 0}, {"cors", vh.CORS != nil}, {"rateLimit", vh.RateLimit != nil}, {"jwt", vh.JWT != nil},
+				{"access", vh.Access != nil}, {"extAuth", vh.ExtAuth != nil}, {"delegate", len(vh.Delegate) > 0}} {
+				if f.set {
+					add(hp.child(f.name), "a passthrough host's connections go to its backends unopened: the proxy never sees the HTTP that %s acts on", f.name)
+				}
+			}
+			pp := hp.child("passthrough", "backends")
+			if len(pt.Backends) == 0 {
+				add(pp, "name the services that terminate the host's TLS")
+			}
+			sum := 0
+			for i, b := range pt.Backends {
+				sum += b.Weight
+				bp := pp.child(strconv.Itoa(i))
+				if b.External != nil || b.Service == "" {
+					add(bp, "a passthrough backend is one of the design's services")
+					continue
+				}
+				if svc, ok := d.Services[b.Service]; !ok {
+					add(bp.child("service"), "service %q is not declared in services", b.Service)
+				} else if _, ok := svc.Versions[b.Version]; b.Version != "" && !ok {
+					add(bp.child("version"), "version %q is not declared in services.%s.versions", b.Version, b.Service)
+				}
+			}
+			if len(pt.Backends) > 0 && sum != 100 {
+				add(pp, "weights sum to %d, want 100", sum)
+			}
+		}
 		for i, r := range vh.Routes {
 			if _, why := CombineIPAccess(vh.Access, r.Access); why != "" && checkIPAccess(vh.Access, nil) == nil && checkIPAccess(r.Access, nil) == nil {
 				add(hp.child("routes", strconv.Itoa(i), "access"), "%s", why)

@@ -477,7 +477,9 @@ type VirtualHost struct {
 	JWT       *JWT           `json:"jwt,omitempty"`
 	Access    *IPAccess      `json:"access,omitempty"`
 	ExtAuth   *ExtAuth       `json:"extAuth,omitempty"`
-	Delegate  []Delegation   `json:"delegate,omitempty"`
+	// Passthrough sends the host's TLS connections, unopened, to these backends.
+	Passthrough *Passthrough `json:"passthrough,omitempty"`
+	Delegate    []Delegation `json:"delegate,omitempty"`
 }
 
 // JWT is the token issuer a host requires.
@@ -718,4 +720,9 @@ func (r IngressRoute) MatchPrefix() string {
 		return "/" + g.Service
 	}
 	return r.Prefix
+}
+
+// Passthrough is where a host's TLS connections go, unopened.
+type Passthrough struct {
+	Backends []IngressBackend `json:"backends"`
 }

@@ -110,7 +110,12 @@ var edgeMistakes = []struct {
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].grpc`, "say prefix or grpc, not both"},
 	{"a gRPC service under a team's prefix", "designs/shop/design.cue", "\t\t\tprefix: \"/\"\n", "\t\t\tprefix: \"/\"\n\t\t\tgrpc: service: \"shop.v1.Cart\"\n",
 		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].grpc`, "gRPC clients call /<service>/<method> at the host's root"},
+	{"a passthrough host with routes of its own", "designs/search/design.cue", `hosts: "search.example.com": {`, `hosts: "db.example.com": {passthrough: backends: [{service: "query"}], routes: [{backends: [{service: "query"}]}]}
+		hosts: "search.example.com": {`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."db.example.com".routes`, "connections go to its backends unopened"},
 	// Accepted: Contour accepts them too, and routes them as the design says.
+	{"a database's TLS passed through by its name", "designs/search/design.cue", `hosts: "search.example.com": {`, `hosts: "db.example.com": passthrough: backends: [{service: "query"}]
+		hosts: "search.example.com": {`, "", ""},
 	{"a gRPC service's calls routed by name", "designs/search/design.cue", `{prefix: "/live", backends:`,
 		`{grpc: {service: "search.v1.Suggest", method: "Complete"}, backends: [{service: "query"}]}, {prefix: "/live", backends:`, "", ""},
 	{"beta testers on mobile by their headers", "designs/search/design.cue", `{prefix: "/live", backends:`,
