@@ -89,13 +89,7 @@ func TestREADMEProviderTableMatchesTheRenders(t *testing.T) {
 		}
 		for i, provider := range providers {
 			cell := row[i+1]
-			want := "rendered"
-			switch {
-			case strings.HasPrefix(cell, "error"):
-				want = "error"
-			case strings.HasPrefix(cell, "warning"):
-				want = "warning"
-			}
+			want := cellOutcome(cell)
 			d, fleetDir := coverageDesign(t)
 			vh := d.Ingress.Hosts["www.example.com"]
 			feature(&vh)
@@ -157,25 +151,31 @@ func coverageDesign(t *testing.T) (*schema.Design, string) {
 // providerTable returns the rows of the README's ingress provider table (the one headed
 // "| | contour | gateway-api | istio |"), each as its trimmed cells.
 func providerTable(t *testing.T, readme string) [][]string {
+	return readmeTable(t, readme, "| | contour | gateway-api | istio |")
+}
+
+// readmeTable returns the rows of the README table under this header line, each as its
+// trimmed cells.
+func readmeTable(t *testing.T, readme, header string) [][]string {
 	t.Helper()
 	var rows [][]string
 	in := false
 	for _, line := range strings.Split(readme, "\n") {
 		switch {
-		case strings.HasPrefix(line, "| | contour | gateway-api | istio |"):
+		case strings.HasPrefix(line, header):
 			in = true
 		case in && strings.HasPrefix(line, "|---"):
 		case in && strings.HasPrefix(line, "|"):
 			cells := splitRow(line)
 			if len(cells) != 4 {
-				t.Fatalf("README provider table row with %d cells: %s", len(cells), line)
+				t.Fatalf("README table row with %d cells: %s", len(cells), line)
 			}
 			rows = append(rows, cells)
 		case in:
 			return rows
 		}
 	}
-	t.Fatal("no provider table in the README")
+	t.Fatalf("no table headed %q in the README", header)
 	return nil
 }
 
@@ -201,4 +201,94 @@ func splitRow(line string) []string {
 		}
 	}
 	return cells
+}
+
+// cellOutcome is what a README table cell says a render does: an error, a warning, or a
+// render with no warning, by its first word ("**error**" counts as error).
+func cellOutcome(cell string) string {
+	switch cell = strings.TrimPrefix(cell, "**"); {
+	case strings.HasPrefix(cell, "error"):
+		return "error"
+	case strings.HasPrefix(cell, "warning"):
+		return "warning"
+	}
+	return "rendered"
+}
+
+// meshFeatures make the base service use one feature of the README's mesh table, keyed by
+// the row's first cell. The base is an HTTP service with two versions and a weighted route.
+var meshFeatures = map[string]func(d *schema.Design, svc *schema.Service){
+	"routes, matches, weights": func(d *schema.Design, svc *schema.Service) {},
+	"timeouts":                 func(d *schema.Design, svc *schema.Service) { svc.Timeout = &schema.Duration{Text: "5s"} },
+	"retries (`attempts`, `perTryTimeout`, conditions in `on`, status `codes`, `backoff`)": func(d *schema.Design, svc *schema.Service) {
+		svc.Retries = &schema.Retries{Attempts: 2, On: []string{"5xx"}, Codes: []int{429}}
+	},
+	"outlier detection (`consecutive5xxErrors`, `consecutiveGatewayErrors`, interval, ejection time and percentage), connection pool (limits, `connectTimeout`, `idleTimeout`)": func(d *schema.Design, svc *schema.Service) {
+		svc.OutlierDetection = &schema.OutlierDetection{Consecutive5xxErrors: 5, Interval: schema.Duration{Text: "10s"}, BaseEjectionTime: schema.Duration{Text: "30s"}, MaxEjectionPercent: 10}
+	},
+	"mtls": func(d *schema.Design, svc *schema.Service) { svc.MTLS = "strict" },
+	"authorization `allow` (who: service accounts, namespaces, ipBlocks; what: paths, methods, ports, hosts)": func(d *schema.Design, svc *schema.Service) {
+		svc.Authorization = &schema.Authorization{Allow: []schema.AccessRule{{Namespaces: []string{"web"}}, {IPBlocks: []string{"10.0.0.0/8"}}}}
+	},
+	"authorization `deny`": func(d *schema.Design, svc *schema.Service) {
+		svc.Authorization = &schema.Authorization{Deny: []schema.AccessRule{{Namespaces: []string{"web"}, Paths: []string{"/internal/*"}}}}
+	},
+	"`jwt: {issuer, jwksURI, audiences, forward}` on a service": func(d *schema.Design, svc *schema.Service) {
+		svc.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
+	},
+	"`rateLimit: {requests, unit, burst}` on a service": func(d *schema.Design, svc *schema.Service) {
+		svc.RateLimit = &schema.RateLimit{Requests: 10, Unit: "second"}
+	},
+	"fault injection": func(d *schema.Design, svc *schema.Service) {
+		svc.Routes[0].Fault = &schema.Fault{Abort: &struct {
+			Status  int     `json:"status"`
+			Percent float64 `json:"percent"`
+		}{Status: 503, Percent: 1}}
+	},
+	"`egress: {hosts: [{host, port, protocol: tls | http | tcp}], policy: allow-all | registry-only}`": func(d *schema.Design, svc *schema.Service) {
+		d.Egress = &schema.Egress{Policy: "registry-only", Hosts: []schema.EgressHost{{Host: "api.example.net", Port: 443, Protocol: "tls"}}}
+	},
+}
+
+// TestREADMEMeshTableMatchesTheRenders keeps the README's mesh table ("What a design renders
+// to") true the same way: each row's feature is rendered for each mesh, and the cell's first
+// word must say what the render does; a row without a feature here fails.
+func TestREADMEMeshTableMatchesTheRenders(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := readmeTable(t, string(readme), "| design | istio | linkerd | gateway-api |")
+	if len(rows) < len(meshFeatures) {
+		t.Fatalf("the README's mesh table has %d rows, the features here %d", len(rows), len(meshFeatures))
+	}
+	for _, row := range rows {
+		feature, ok := meshFeatures[row[0]]
+		if !ok {
+			t.Errorf("README row %q has no feature in meshFeatures: add one, so the row is checked", row[0])
+			continue
+		}
+		for i, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd, schema.MeshGatewayAPI} {
+			svc := schema.Service{Port: 8080, Protocol: "http",
+				Versions: map[string]schema.Version{"v1": {Labels: map[string]string{"version": "v1"}}, "v2": {Labels: map[string]string{"version": "v2"}}},
+				Routes:   []schema.Route{{To: map[string]int{"v1": 90, "v2": 10}}}}
+			d := &schema.Design{Name: "shop", Namespace: "shop"}
+			feature(d, &svc)
+			d.Services = map[string]schema.Service{"cart": svc}
+			b, err := Render(t.Context(), d, &schema.Cluster{Name: string(mesh), Mesh: mesh}, Options{Revision: "r", Repo: NewRepo(nil)})
+			got, detail := "rendered", ""
+			var rerr *Error
+			switch {
+			case errors.As(err, &rerr):
+				got, detail = "error", err.Error()
+			case err != nil:
+				t.Fatal(err)
+			case len(b.Warnings) > 0:
+				got, detail = "warning", strings.Join(b.Warnings, "; ")
+			}
+			if want := cellOutcome(row[i+1]); got != want {
+				t.Errorf("README says %s for %q on %s (%q), the render gives %s %s", want, row[0], mesh, row[i+1], got, detail)
+			}
+		}
+	}
 }
