@@ -219,9 +219,13 @@ func (p *Poller) open(url string) (*git.Repository, error) {
 		return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheBytes), filesystem.Options{ExclusiveAccess: true})
 	}
 	r, err := git.Open(storage(), nil)
+	if err == nil {
+		err = readable(r)
+	}
 	if err != nil && !errors.Is(err, git.ErrRepositoryNotExists) {
-		// A cache a killed process left unreadable (a half-written config): it is only a
-		// cache, so start it again rather than fail every poll.
+		// A cache a killed process left unreadable (a half-written config, a ref go-git was
+		// rewriting in place left empty): it is only a cache, so start it again rather than
+		// fail every poll.
 		if rmErr := os.RemoveAll(dir); rmErr != nil {
 			return nil, fmt.Errorf("cache of %s unreadable (%v) and not removable: %w", redact(url), err, rmErr)
 		}
@@ -249,6 +253,21 @@ func (p *Poller) open(url string) (*git.Repository, error) {
 	p.repos[url] = r
 	p.mu.Unlock()
 	return r, nil
+}
+
+// readable reads what a fetch reads before it writes: every reference and the shallow list.
+// go-git rewrites a ref file in place (truncate, then write), so a process killed in between
+// leaves an empty one, and every later fetch fails on it.
+func readable(r *git.Repository) error {
+	refs, err := r.References()
+	if err != nil {
+		return err
+	}
+	if err := refs.ForEach(func(*plumbing.Reference) error { return nil }); err != nil {
+		return err
+	}
+	_, err = r.Storer.Shallow()
+	return err
 }
 
 func resolve(refs map[plumbing.ReferenceName]plumbing.Hash, ref string) (plumbing.ReferenceName, plumbing.Hash, bool) {

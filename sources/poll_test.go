@@ -255,6 +255,28 @@ func TestCacheLeftByAKilledProcess(t *testing.T) {
 			}
 			return os.WriteFile(filepath.Join(dir, "config"), []byte("[core\n\tbare = tr"), 0o600)
 		},
+		// go-git rewrites a ref in place: killed between the truncate and the write, it is
+		// empty, and every fetch after fails with "ref file is empty".
+		"a ref left empty": func(dir string) error {
+			if _, err := localPoller(filepath.Dir(dir)).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"main"}); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "refs", "heads", "main"), nil, 0o600); err != nil {
+				return err
+			}
+			_, err := r.Push(ctx, "main", map[string][]byte{"designs/b/design.cue": []byte("// b\n")}, "b") // so the next poll fetches
+			return err
+		},
+		"a half-written shallow list": func(dir string) error {
+			if _, err := localPoller(filepath.Dir(dir)).Poll(ctx, Repo{URL: r.HTTPURL()}, []string{"main"}); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "shallow"), []byte("0123abc"), 0o600); err != nil {
+				return err
+			}
+			_, err := r.Push(ctx, "main", map[string][]byte{"designs/c/design.cue": []byte("// c\n")}, "c")
+			return err
+		},
 	}
 	for name, breakIt := range broken {
 		t.Run(name, func(t *testing.T) {
