@@ -331,6 +331,8 @@ func TestMeshTokensAndRateLimits(t *testing.T) {
 
 	svc := d.Services["orders"]
 	svc.RateLimit = nil
+	svc.JWT.From = &schema.TokenFrom{Header: "x-token", Prefix: "Token "}
+	svc.JWT.ClaimsToHeaders = map[string]string{"x-user": "sub"}
 	d.Services["orders"] = svc
 	text, _, err := render(schema.MeshIstio)
 	if err != nil {
@@ -338,7 +340,7 @@ func TestMeshTokensAndRateLimits(t *testing.T) {
 	}
 	for _, want := range []string{
 		"kind: RequestAuthentication\n",
-		"  jwtRules:\n  - audiences:\n    - orders\n    issuer: https://auth.example.com\n    jwksUri: https://auth.example.com/jwks.json\n",
+		"  jwtRules:\n  - audiences:\n    - orders\n    fromHeaders:\n    - name: x-token\n      prefix: 'Token '\n    issuer: https://auth.example.com\n    jwksUri: https://auth.example.com/jwks.json\n    outputClaimToHeaders:\n    - claim: sub\n      header: x-user\n",
 		"  name: orders-require-jwt\n",
 		"  action: DENY\n  rules:\n  - from:\n    - source:\n        notRequestPrincipals:\n        - '*'\n    to:\n    - operation:\n        ports:\n        - \"8080\"\n",
 	} {
@@ -364,4 +366,19 @@ func TestMeshTokensAndRateLimits(t *testing.T) {
 	svc.RateLimit.Requests = 100
 	d.Services["orders"] = svc
 	refused(schema.MeshLinkerd, "services.orders.rateLimit", "whole requests per second")
+}
+
+// TestEdgeTokenLocationAndClaims: Contour reads tokens from Authorization: Bearer only and
+// copies no claims, so a host that says otherwise is refused rather than rendered to refuse
+// every client or to leave upstreams without the headers they rely on.
+func TestEdgeTokenLocationAndClaims(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json", From: &schema.TokenFrom{Query: "token"}}
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Contour.ExternalNameServices = true
+	refusedBy(t, d, c, files, []string{"contour"}, `ingress.hosts."www.example.com".jwt.from`, "Authorization: Bearer only")
+	vh.JWT.From, vh.JWT.ClaimsToHeaders = nil, map[string]string{"x-user": "sub"}
+	refusedBy(t, d, c, files, []string{"contour"}, `ingress.hosts."www.example.com".jwt.claimsToHeaders`, "does not copy claims")
 }

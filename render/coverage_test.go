@@ -233,7 +233,7 @@ var meshFeatures = map[string]func(d *schema.Design, svc *schema.Service){
 	"authorization `deny`": func(d *schema.Design, svc *schema.Service) {
 		svc.Authorization = &schema.Authorization{Deny: []schema.AccessRule{{Namespaces: []string{"web"}, Paths: []string{"/internal/*"}}}}
 	},
-	"`jwt: {issuer, jwksURI, audiences, forward}` on a service": func(d *schema.Design, svc *schema.Service) {
+	"`jwt: {issuer, jwksURI, audiences, forward, from, claimsToHeaders}` on a service": func(d *schema.Design, svc *schema.Service) {
 		svc.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
 	},
 	"`rateLimit: {requests, unit, burst}` on a service": func(d *schema.Design, svc *schema.Service) {

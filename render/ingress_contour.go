@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -75,6 +76,13 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 					"protocol": protocol,
 					"services": []any{map[string]any{"name": a.Service, "port": int64(a.Port)}},
 				})
+			}
+			if j := h.jwt; j != nil && (j.From != nil || len(j.ClaimsToHeaders) > 0) {
+				at := fmt.Sprintf("ingress.hosts.%q.jwt", h.host)
+				if j.From != nil {
+					return in.fail(at+".from", "contour reads tokens from Authorization: Bearer only; clients sending them elsewhere would all be refused")
+				}
+				return in.fail(at+".claimsToHeaders", "contour does not copy claims into headers; upstreams relying on them would get requests without them")
 			}
 			if j := h.jwt; j != nil {
 				// The one provider is the default: every route, included ones too, requires it.

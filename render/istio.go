@@ -38,6 +38,25 @@ func compileIstio(in *compileInput, out *output) error {
 			if j.Forward {
 				rule["forwardOriginalToken"] = true
 			}
+			if f := j.From; f != nil {
+				if f.Header != "" {
+					h := map[string]any{"name": f.Header}
+					if f.Prefix != "" {
+						h["prefix"] = f.Prefix
+					}
+					rule["fromHeaders"] = []any{h}
+				}
+				if f.Query != "" {
+					rule["fromParams"] = []any{f.Query}
+				}
+			}
+			var claims []any
+			for _, h := range slices.Sorted(maps.Keys(j.ClaimsToHeaders)) {
+				claims = append(claims, map[string]any{"header": h, "claim": j.ClaimsToHeaders[h]})
+			}
+			if len(claims) > 0 {
+				rule["outputClaimToHeaders"] = claims
+			}
 			out.add(newObject("security.istio.io/v1", "RequestAuthentication", ns, name, map[string]any{
 				"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
 				"jwtRules": []any{rule},

@@ -113,6 +113,7 @@ func checkIngress(d *Design) []ruleIssue {
 				add(hp.child("routes", strconv.Itoa(i), "access"), "%s", why)
 			}
 		}
+		out = append(out, checkTokenFrom(vh.JWT, hp.child("jwt", "from"))...)
 		if vh.JWT != nil && vh.TLS == nil {
 			add(hp.child("jwt"), "a host that requires tokens needs tls: a token sent over plain HTTP can be read and replayed (and Contour refuses it)")
 		}
@@ -533,4 +534,20 @@ func checkIPAccess(a *IPAccess, p fieldPath) []ruleIssue {
 		}
 	}
 	return out
+}
+
+// checkTokenFrom checks where a JWT is read from: one header (a prefix only with it) or one
+// query parameter.
+func checkTokenFrom(j *JWT, p fieldPath) []ruleIssue {
+	if j == nil || j.From == nil {
+		return nil
+	}
+	f := j.From
+	switch {
+	case (f.Header == "") == (f.Query == ""):
+		return []ruleIssue{{p, "say header or query, one of the two"}}
+	case f.Prefix != "" && f.Header == "":
+		return []ruleIssue{{p.child("prefix"), "a prefix is part of a header's value; a query parameter has none"}}
+	}
+	return nil
 }

@@ -102,6 +102,8 @@ func TestRules(t *testing.T) {
 			[]string{f + ":4:84: services.db.routes[0]: a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc"}},
 		{"authorization service account form", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: allow: [{serviceAccounts: [\"frontend\"]}]\n\t}\n",
 			[]string{f + ":8:45: services.checkout.authorization.allow[0].serviceAccounts[0]: service account \"frontend\" must be written namespace/name"}},
+		{"token from a query parameter with a prefix", svc + "\t\troutes: [{to: stable: 100}]\n\t\tjwt: {issuer: \"i\", jwksURI: \"https://i/k\", from: {query: \"t\", prefix: \"B \"}}\n\t}\n",
+			[]string{f + ":8:65: services.checkout.jwt.from.prefix: a prefix is part of a header's value; a query parameter has none"}},
 		{"retry codes and backoff", svc + "\t\troutes: [{to: stable: 100, retries: {attempts: 2, codes: [429, 503], backoff: \"50ms\"}}]\n\t}\n", nil},
 		{"retry codes of a grpc service", "\tservices: api: {port: 9090, protocol: \"grpc\", versions: a: labels: x: \"y\", routes: [{to: a: 100}], retries: {attempts: 2, codes: [503]}}\n",
 			[]string{f + ":4:124: services.api.retries.codes: a gRPC call answers HTTP 200 whatever its status; retry on gRPC statuses in on (unavailable, cancelled, deadline-exceeded)"}},

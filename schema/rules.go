@@ -112,6 +112,7 @@ func checkDesign(d *Design) []ruleIssue {
 				add(rp, "a tcp service can only split traffic by weight; match, retries, timeout and fault need http or grpc")
 			}
 		}
+		out = append(out, checkTokenFrom(svc.JWT, sp.child("jwt", "from"))...)
 		if svc.Protocol == "tcp" && (svc.JWT != nil || svc.RateLimit != nil) {
 			add(sp, "a tcp service has no requests to check a token on or count; jwt and rateLimit need http or grpc")
 		}

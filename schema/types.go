@@ -484,10 +484,20 @@ type VirtualHost struct {
 
 // JWT is the token issuer a host requires.
 type JWT struct {
-	Issuer    string   `json:"issuer"`
-	JWKSURI   string   `json:"jwksURI"`
-	Audiences []string `json:"audiences,omitempty"`
-	Forward   bool     `json:"forward,omitempty"`
+	Issuer          string            `json:"issuer"`
+	JWKSURI         string            `json:"jwksURI"`
+	Audiences       []string          `json:"audiences,omitempty"`
+	Forward         bool              `json:"forward,omitempty"`
+	From            *TokenFrom        `json:"from,omitempty"`
+	ClaimsToHeaders map[string]string `json:"claimsToHeaders,omitempty"`
+}
+
+// TokenFrom is where requests carry a token: a header with a value prefix, or a query
+// parameter.
+type TokenFrom struct {
+	Header string `json:"header,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	Query  string `json:"query,omitempty"`
 }
 
 // RateLimit is a local rate limit: Requests per Unit (second, minute, hour), with Burst more
