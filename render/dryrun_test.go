@@ -63,6 +63,34 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 			}
 		}
 	}
+	// The edge fields of this wave on Istio ingress: header matches, a direct response, client
+	// certificates and a passthrough host.
+	efleet, edesigns, efiles := loadExample(t, "edge")
+	for i := range edesigns {
+		d := &edesigns[i]
+		if d.Name != "search" {
+			continue
+		}
+		vh := d.Ingress.Hosts["search.example.com"]
+		vh.Routes[0].Headers = map[string]schema.HeaderMatch{"x-client": {Prefix: "mobile/"}, "x-beta": {Present: true}, "x-legacy": {Absent: true}}
+		vh.Routes = append(vh.Routes, schema.IngressRoute{Prefix: "/internal", Respond: &schema.Respond{Status: 403, Body: "closed"}})
+		vh.TLS.ClientCA = &schema.ClientCA{Secret: "wildcard-tls-cacert"}
+		d.Ingress.Hosts["search.example.com"] = vh
+		d.Ingress.Hosts["db.example.com"] = schema.VirtualHost{Passthrough: &schema.Passthrough{Backends: []schema.IngressBackend{{Service: "query", Weight: 100}}}}
+		c := d.TargetClusters(efleet)[0]
+		c.Ingress = "istio"
+		b, err := Render(ctx, d, &c, Options{Revision: "r", Repo: NewRepo(efiles)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Objects {
+			if err := apply(ctx, o); err != nil {
+				t.Errorf("search on istio ingress: %s rejected: %v", ObjectID(o), err)
+			}
+			checked++
+		}
+	}
+
 	// A token and a rate limit on a service, each on the mesh that can say it.
 	for mesh, drop := range map[schema.Mesh]string{schema.MeshIstio: "rateLimit", schema.MeshLinkerd: "jwt"} {
 		d := meshPolicyDesign()
