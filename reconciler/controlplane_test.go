@@ -46,6 +46,7 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addPathMatches(designs, false)
 	var edge schema.Cluster
 	for _, fc := range fl.Clusters {
 		if fc.Name == "edge-contour" {
@@ -125,6 +126,15 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 		{"www.example.com", "/", "edge/frontend /"},
 		{"search.example.com", "/live", "search/query /live"},
 		{"search.example.com", "/lively", "search/query /lively"},
+		// exact paths, then regexes, then prefixes, a claim's joined to its prefix
+		{"www.example.com", "/legacy/ping", "edge/frontend /legacy/ping"},
+		{"www.example.com", "/legacy/ping/x", "edge/ext-legacy-api-example-net /legacy/ping/x"},
+		{"www.example.com", "/legacy/42", "edge/frontend /legacy/42"},
+		{"www.example.com", "/legacy/42/x", "edge/ext-legacy-api-example-net /legacy/42/x"},
+		{"www.example.com", "/shop/", "shop/checkout-canary /shop/"},
+		{"www.example.com", "/shop/p/42", "shop/checkout-stable /shop/p/42"},
+		{"www.example.com", "/shop/p/x", "shop/checkout-canary,shop/checkout-stable /p/x"},
+		{"www.example.com", "/shop/p/42/x", "shop/checkout-canary,shop/checkout-stable /p/42/x"},
 	} {
 		if got := envoyReaches(t, routes, "https/"+c.host, c.host, c.path); got != c.want {
 			t.Errorf("%s%s reaches %q, want %q", c.host, c.path, got, c.want)
@@ -275,6 +285,31 @@ func envoyRoutes(configs []map[string]any, config, vhost string) []map[string]an
 	return out
 }
 
+// addPathMatches gives the edge example's platform host an exact path and a regex under its
+// legacy prefix, and the shop team's claim an exact path and a regex under its own; with
+// wholePath, the exact path is rewritten whole (which Contour's HTTPProxy cannot do).
+func addPathMatches(designs []schema.Design, wholePath bool) {
+	frontend := []schema.IngressBackend{{Service: "frontend", Weight: 100}}
+	for i := range designs {
+		d := &designs[i]
+		switch d.Name {
+		case "platform":
+			vh := d.Ingress.Hosts["www.example.com"]
+			ping := schema.IngressRoute{Prefix: "/", Exact: "/legacy/ping", Backends: frontend}
+			if wholePath {
+				ping.Rewrite = &schema.Rewrite{Path: "/ping"}
+			}
+			vh.Routes = append(vh.Routes, ping, schema.IngressRoute{Prefix: "/", Regex: "/legacy/[0-9]+", Backends: frontend})
+			d.Ingress.Hosts["www.example.com"] = vh
+		case "shop":
+			c := &d.Ingress.Claims[0]
+			c.Routes = append(c.Routes,
+				schema.IngressRoute{Prefix: "/", Exact: "/", Backends: []schema.IngressBackend{{Service: "checkout", Version: "canary", Weight: 100}}},
+				schema.IngressRoute{Prefix: "/", Regex: "/p/[0-9]+", Backends: []schema.IngressBackend{{Service: "checkout", Version: "stable", Weight: 100}}})
+		}
+	}
+}
+
 // envoyReaches matches a request path against a virtual host's routes as Envoy does (the first
 // route that matches, prefixes as strings, regexes whole) and says which Services it reaches
 // and with what path.
@@ -293,6 +328,9 @@ func envoyReaches(t *testing.T, configs []map[string]any, config, vhost, path st
 	if rw, ok := action["prefix_rewrite"].(string); ok {
 		if prefix, isPrefix := m["prefix"].(string); isPrefix {
 			upstream = rw + strings.TrimPrefix(path, prefix)
+		}
+		if _, isExact := m["path"].(string); isExact {
+			upstream = rw
 		}
 	}
 	if rr, ok := action["regex_rewrite"].(map[string]any); ok {
@@ -393,6 +431,7 @@ func TestContourGatewayAPIServesTheEdgeExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addPathMatches(designs, true)
 	var edge schema.Cluster
 	for _, fc := range fl.Clusters {
 		if fc.Name == "edge-gateway" {
@@ -493,6 +532,15 @@ func TestContourGatewayAPIServesTheEdgeExample(t *testing.T) {
 		{"/searching", "edge/frontend /searching"},
 		{"/legacy/v1", "edge/ext-legacy-api-example-net /legacy/v1"},
 		{"/legacyx", "edge/frontend /legacyx"},
+		// exact paths (this one rewritten whole), then regexes, then prefixes, a claim's
+		// joined to its prefix
+		{"/legacy/ping", "edge/frontend /ping"},
+		{"/legacy/ping/x", "edge/ext-legacy-api-example-net /legacy/ping/x"},
+		{"/legacy/42", "edge/frontend /legacy/42"},
+		{"/legacy/42/x", "edge/ext-legacy-api-example-net /legacy/42/x"},
+		{"/shop/", "shop/checkout-canary /shop/"},
+		{"/shop/p/42", "shop/checkout-stable /shop/p/42"},
+		{"/shop/p/x", "shop/checkout-canary,shop/checkout-stable /p/x"},
 	} {
 		if got := envoyReaches(t, routes, "https-443/www.example.com", "www.example.com", c.path); got != c.want {
 			t.Errorf("www.example.com%s reaches %q, want %q", c.path, got, c.want)

@@ -100,3 +100,25 @@ func TestIstioAnalyzersCatchWhatTheyShould(t *testing.T) {
 		t.Fatalf("istioctl analyze passed a VirtualService with a missing Gateway: %v", msgs)
 	}
 }
+
+// TestIstioAnalyzersAcceptExactAndRegexPaths: exact and regex uri matches, a whole-path
+// rewrite and a regex rewrite on Istio ingress pass the same analyzers.
+func TestIstioAnalyzersAcceptExactAndRegexPaths(t *testing.T) {
+	d := pathsDesign(&schema.Rewrite{Path: "/healthz"})
+	d.Ingress.Hosts["www.example.com"].Routes[1].Rewrite = &schema.Rewrite{Regex: &schema.RegexRewrite{Match: "^/api/(v[0-9]+)/(.*)$", Substitution: "/\\2"}}
+	c := schema.Cluster{Name: "istio", Mesh: schema.MeshIstio, Ingress: "istio"}
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := testenv.IstioAnalyze(t.Context(), b.Objects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.Level == "Info" || (m.Level == "Warning" && explainedIstioWarnings[m.Code]) {
+			continue
+		}
+		t.Errorf("istioctl analyze: %s", m)
+	}
+}

@@ -20,6 +20,19 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 		vh.Routes[0].Backends = []schema.IngressBackend{{External: &schema.External{Host: "legacy.example.net", Port: 443, TLS: true}, Weight: 100}}
 	},
 	"path prefix": func(vh *schema.VirtualHost) {},
+	"exact and regex paths (`exact: \"/healthz\"` or `regex: \"/p/[0-9]+\"` in place of `prefix`; a claim's relative to its prefix; exact paths are tried first, then regexes, then prefixes, each longest first)": func(vh *schema.VirtualHost) {
+		r := vh.Routes[0]
+		r.Prefix, r.Exact = "/", "/healthz"
+		vh.Routes = append(vh.Routes, r)
+		r.Exact, r.Regex = "", "/p/[0-9]+"
+		vh.Routes = append(vh.Routes, r)
+	},
+	"whole-path rewrite (`rewrite.path`)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Prefix, vh.Routes[0].Exact, vh.Routes[0].Rewrite = "/", "/healthz", &schema.Rewrite{Path: "/status"}
+	},
+	"regex rewrite (`rewrite.regex: {match, substitution}`, RE2 with `\\1` for a group)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Rewrite = &schema.Rewrite{Regex: &schema.RegexRewrite{Match: "^/api/(.*)$", Substitution: "/v2/\\1"}}
+	},
 	"`method`, `query`": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"v": "2"}
 	},

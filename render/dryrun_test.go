@@ -91,6 +91,30 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		}
 	}
 
+	// Exact and regex paths and the rewrites of each provider that has them.
+	for _, provider := range []string{"contour", "gateway-api", "istio"} {
+		d := pathsDesign(&schema.Rewrite{Path: "/healthz"})
+		d.Namespace = "shop" // one the examples' renders created
+		routes := d.Ingress.Hosts["www.example.com"].Routes
+		switch provider {
+		case "contour":
+			routes[2].Rewrite = nil
+		case "istio":
+			routes[1].Rewrite = &schema.Rewrite{Regex: &schema.RegexRewrite{Match: "^/api/(v[0-9]+)/(.*)$", Substitution: "/\\2"}}
+		}
+		c := schema.Cluster{Name: provider, Mesh: schema.MeshIstio, Ingress: provider}
+		b, err := Render(ctx, d, &c, Options{Revision: "r"})
+		if err != nil {
+			t.Fatalf("paths on %s: %v", provider, err)
+		}
+		for _, o := range b.Objects {
+			if err := apply(ctx, o); err != nil {
+				t.Errorf("paths on %s: %s rejected: %v", provider, ObjectID(o), err)
+			}
+			checked++
+		}
+	}
+
 	// A token and a rate limit on a service, each on the mesh that can say it.
 	for mesh, drop := range map[schema.Mesh]string{schema.MeshIstio: "rateLimit", schema.MeshLinkerd: "jwt"} {
 		d := meshPolicyDesign()

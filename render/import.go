@@ -35,6 +35,8 @@ type importedHost struct {
 
 type importedRoute struct {
 	Prefix   string
+	Exact    string // an exact path in place of the prefix
+	Regex    string // a path regex in place of the prefix
 	Backends []importedBackend
 	// The rest is what an HTTPProxy route may also say, in the design's words (nil: unset).
 	Headers, Query                  map[string]any
@@ -50,7 +52,7 @@ type importedRoute struct {
 
 // key is what the route matches, as the design says it.
 func (r importedRoute) key() string {
-	return fmt.Sprint(r.Prefix, r.Method, r.Headers, r.Query)
+	return fmt.Sprint(r.Prefix, r.Exact, r.Regex, r.Method, r.Headers, r.Query)
 }
 
 type importedBackend struct {
@@ -141,7 +143,12 @@ func (imp *Imported) addIngress(o *unstructured.Unstructured) error {
 			if path == "" {
 				path = "/"
 			}
-			if pt, _ := pm["pathType"].(string); pt != "Prefix" {
+			route := importedRoute{Prefix: path}
+			switch pt, _ := pm["pathType"].(string); pt {
+			case "Prefix":
+			case "Exact":
+				route.Prefix, route.Exact = "/", path
+			default:
 				imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s: path %s on %s has pathType %s; imported as a prefix", id, path, hostName, pt))
 			}
 			svc, _, _ := unstructured.NestedString(pm, "backend", "service", "name")
@@ -149,7 +156,8 @@ func (imp *Imported) addIngress(o *unstructured.Unstructured) error {
 				return fmt.Errorf("%s: path %s on %s has no service backend", id, path, hostName)
 			}
 			imp.addService(id, svc, pm["backend"].(map[string]any)["service"].(map[string]any)["port"])
-			h.Routes = append(h.Routes, importedRoute{Prefix: path, Backends: []importedBackend{{Service: svc, Weight: 100}}})
+			route.Backends = []importedBackend{{Service: svc, Weight: 100}}
+			h.Routes = append(h.Routes, route)
 		}
 	}
 	return nil
@@ -204,6 +212,12 @@ func (imp *Imported) CUE(name string) ([]byte, error) {
 				bs = append(bs, map[string]any{"service": b.Service, "weight": b.Weight})
 			}
 			route := map[string]any{"prefix": r.Prefix}
+			switch {
+			case r.Exact != "":
+				route = map[string]any{"exact": r.Exact}
+			case r.Regex != "":
+				route = map[string]any{"regex": r.Regex}
+			}
 			if len(bs) > 0 {
 				route["backends"] = bs
 			}

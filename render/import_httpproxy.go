@@ -61,6 +61,16 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Prefix = p
 				continue
 			}
+			if p, ok := cm["exact"].(string); ok && strings.HasPrefix(p, "/") {
+				ir.Exact = p
+				continue
+			}
+			if re, ok := cm["regex"].(string); ok && strings.HasPrefix(re, "/") {
+				if _, err := regexp.Compile(re); err == nil {
+					ir.Regex = re
+					continue
+				}
+			}
 			if qm, ok := cm["queryParameter"].(map[string]any); ok {
 				name, _ := qm["name"].(string)
 				if exact, ok := qm["exact"].(string); ok && name != "" && len(qm) == 2 {
@@ -84,7 +94,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Headers[name] = m
 				continue
 			}
-			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, headers by exact value, regex, presence or absence, the method and exact query parameters)", where, j, cm))
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, an exact path or a regex starting with /, headers by exact value, regex, presence or absence, the method and exact query parameters)", where, j, cm))
 		}
 		imp.importRoutePolicies(where, rm, &ir)
 		prefix := ir.Prefix

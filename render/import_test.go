@@ -40,10 +40,10 @@ func TestImportIngressRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The Exact path, and the class that picked a controller (the cluster's ingress provider
-	// picks it for a design).
-	if w := strings.Join(imp.Warnings, "\n"); len(imp.Warnings) != 2 || !strings.Contains(w, "pathType Exact") || !strings.Contains(w, "spec.ingressClassName is not imported") {
-		t.Errorf("warnings = %q, want one about the Exact path and one about the class", imp.Warnings)
+	// The class that picked a controller (the cluster's ingress provider picks it for a
+	// design); the Exact path is an exact route.
+	if w := strings.Join(imp.Warnings, "\n"); len(imp.Warnings) != 1 || !strings.Contains(w, "spec.ingressClassName is not imported") {
+		t.Errorf("warnings = %q, want one about the class", imp.Warnings)
 	}
 	design, err := imp.CUE("web")
 	if err != nil {
@@ -105,7 +105,11 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 					pm := p.(map[string]any)
 					svc, _, _ := unstructured.NestedString(pm, "backend", "service", "name")
 					port, _, _ := unstructured.NestedInt64(pm, "backend", "service", "port", "number")
-					out[fmt.Sprint(rm["host"], pm["path"])] = fmt.Sprintf("%s:%d", svc, port)
+					key := fmt.Sprint(rm["host"], pm["path"])
+					if pm["pathType"] == "Exact" {
+						key += " (exact)"
+					}
+					out[key] = fmt.Sprintf("%s:%d", svc, port)
 				}
 			}
 		case "HTTPRoute":
@@ -118,6 +122,9 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 					continue // the plain-HTTP listener's redirect to https: no backend
 				}
 				path, _, _ := unstructured.NestedString(matches[0].(map[string]any), "path", "value")
+				if kind, _, _ := unstructured.NestedString(matches[0].(map[string]any), "path", "type"); kind == "Exact" {
+					path += " (exact)"
+				}
 				var backends []string
 				refs, _ := rm["backendRefs"].([]any)
 				for _, b := range refs {
@@ -131,15 +138,21 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 		case "HTTPProxy":
 			fqdn, _, _ := unstructured.NestedString(o.Object, "spec", "virtualhost", "fqdn")
 			routes, _, _ := unstructured.NestedSlice(o.Object, "spec", "routes")
+			// A design's prefix is rendered as the path itself (exact) and everything under it
+			// (a prefix ending in /), both meaning the Ingress's element-wise Prefix; an exact
+			// condition alone is an exact path.
+			backendsOf, underToo := map[string]string{}, map[string]bool{}
 			for _, r := range routes {
 				rm := r.(map[string]any)
-				// A design's prefix is rendered as the path itself (exact) and everything under
-				// it (a prefix ending in /), both meaning the Ingress's element-wise Prefix.
 				prefix := "/"
 				for _, c := range rm["conditions"].([]any) {
 					cm := c.(map[string]any)
-					if p, ok := cm["prefix"].(string); ok && p != "/" {
+					if p, ok := cm["prefix"].(string); ok {
 						prefix = strings.TrimSuffix(p, "/")
+						underToo[prefix] = true
+						if prefix == "" {
+							prefix = "/"
+						}
 					} else if p, ok := cm["exact"].(string); ok {
 						prefix = p
 					}
@@ -149,7 +162,14 @@ func routeTable(objs []*unstructured.Unstructured) map[string]string {
 					sm := s.(map[string]any)
 					backends = append(backends, fmt.Sprintf("%s:%d", sm["name"], sm["port"]))
 				}
-				out[fqdn+prefix] = strings.Join(backends, ",")
+				backendsOf[prefix] = strings.Join(backends, ",")
+			}
+			for p, b := range backendsOf {
+				if underToo[p] || (p == "/" && underToo[""]) {
+					out[fqdn+p] = b
+				} else {
+					out[fqdn+p+" (exact)"] = b
+				}
 			}
 		}
 	}
@@ -338,7 +358,7 @@ var carriedFields = regexp.MustCompile(`^spec\.(` + strings.Join([]string{
 	`(virtualhost|routes\[\d+\])\.rateLimitPolicy\.local\.(requests|unit|burst)`,
 	`(virtualhost|routes\[\d+\])\.ip(Allow|Deny)Policy\[\d+\]\.(cidr|source)`,
 	`virtualhost\.jwtProviders\[0\]\.(name|issuer|default|forwardJWT|remoteJWKS\.uri|audiences\[\d+\])`,
-	`routes\[\d+\]\.conditions\[\d+\]\.(prefix|header\.(name|exact|regex|present|notpresent)|queryParameter\.(name|exact))`,
+	`routes\[\d+\]\.conditions\[\d+\]\.(prefix|exact|regex|header\.(name|exact|regex|present|notpresent)|queryParameter\.(name|exact))`,
 	`routes\[\d+\]\.services\[\d+\]\.(name|port|weight)`,
 	`routes\[\d+\]\.timeoutPolicy\.(response|idle)`,
 	`routes\[\d+\]\.healthCheckPolicy\.(path|intervalSeconds|timeoutSeconds|unhealthyThresholdCount|healthyThresholdCount|host)`,

@@ -1,8 +1,10 @@
 package render
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -16,6 +18,8 @@ const ingressGateway = "ingress"
 // ingressRoute is one route as a provider renders it: its full path prefix on the host and
 // what it sends where.
 type ingressRoute struct {
+	// kind and path are how and what the route matches, in full: a claim's prefix included.
+	kind schema.PathKind
 	path string
 	// src is where the design says it, for errors: ingress.hosts.<host>.routes[i] or
 	// ingress.claims[i].routes[j].
@@ -53,17 +57,47 @@ func designHosts(in *schema.Ingress) []ingressHost {
 		}
 		for i, r := range vh.Routes {
 			access, _ := schema.CombineIPAccess(vh.Access, r.Access) // validation refuses what cannot combine
-			h.routes = append(h.routes, ingressRoute{path: r.MatchPrefix(), src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
+			kind, path := r.PathMatch()
+			h.routes = append(h.routes, ingressRoute{kind: kind, path: path, src: fmt.Sprintf("ingress.hosts.%q.routes[%d]", host, i), access: access, IngressRoute: r})
 		}
 		out = append(out, h)
 	}
 	for ci, c := range in.Claims {
 		h := ingressHost{host: c.Host, owner: c.Owner}
 		for i, r := range c.Routes {
-			h.routes = append(h.routes, ingressRoute{path: joinPrefix(c.Prefix, r.Prefix), src: fmt.Sprintf("ingress.claims[%d].routes[%d]", ci, i), access: r.Access, IngressRoute: r})
+			kind, path := r.PathMatch()
+			switch base := strings.TrimSuffix(c.Prefix, "/"); kind {
+			case schema.PathExact:
+				path = base + path
+			case schema.PathRegex:
+				// As Contour joins an include's prefix to a regex: the group keeps an
+				// alternation inside the claim.
+				path = regexp.QuoteMeta(base) + "(?:" + path + ")"
+			default:
+				path = joinPrefix(c.Prefix, path)
+			}
+			h.routes = append(h.routes, ingressRoute{kind: kind, path: path, src: fmt.Sprintf("ingress.claims[%d].routes[%d]", ci, i), access: r.Access, IngressRoute: r})
 		}
 		out = append(out, h)
 	}
+	return out
+}
+
+// byPrecedence orders a host's routes the way every provider tries them (Istio tries them in
+// the order given): exact paths, then regular expressions, then prefixes, each longest first;
+// between routes of one path, the one with a method, then more headers, then more query
+// parameters first, as Gateway API orders them.
+func byPrecedence(routes []ingressRoute) []ingressRoute {
+	out := slices.Clone(routes)
+	slices.SortStableFunc(out, func(a, b ingressRoute) int {
+		rank := map[schema.PathKind]int{schema.PathExact: 0, schema.PathRegex: 1, schema.PathPrefix: 2}
+		return cmp.Or(
+			cmp.Compare(rank[a.kind], rank[b.kind]),
+			-cmp.Compare(len(a.path), len(b.path)),
+			-cmp.Compare(len(a.Method), len(b.Method)),
+			-cmp.Compare(len(a.Headers), len(b.Headers)),
+			-cmp.Compare(len(a.Query), len(b.Query)))
+	})
 	return out
 }
 

@@ -16,6 +16,16 @@ import (
 // (with its includes for delegated prefixes) and a child proxy per claim.
 func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, out *output) error {
 	ns := in.design.Namespace
+	for _, h := range hosts {
+		for _, r := range h.routes {
+			if rw := r.Rewrite; rw != nil && rw.Path != "" {
+				return in.fail(r.src+".rewrite.path", "contour rewrites only the prefix a route matched (pathRewritePolicy.replacePrefix, on a prefix condition), never the whole path; for an exact route, a prefix route with rewrite.prefix does it, and rewrites what is under it too")
+			}
+			if rw := r.Rewrite; rw != nil && rw.Regex != nil {
+				return in.fail(r.src+".rewrite.regex", "contour has no regex rewrite; only istio renders one")
+			}
+		}
+	}
 	if !in.cluster.Contour.ExternalNameServices {
 		for _, h := range hosts {
 			for _, r := range h.routes {
@@ -168,9 +178,15 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 func contourPaths(h ingressHost, r ingressRoute) []map[string]any {
 	p := r.path
 	if !h.owned {
-		p = r.Prefix // relative to the prefix the owner included this proxy under
+		// Relative to the prefix the owner included this proxy under: Contour joins the two
+		// as designHosts does.
+		_, p = r.PathMatch()
 	}
 	switch {
+	case r.kind == schema.PathExact:
+		return []map[string]any{{"exact": p}}
+	case r.kind == schema.PathRegex:
+		return []map[string]any{{"regex": p}}
 	case rewritePrefix(r) != "":
 		return []map[string]any{{"prefix": p}}
 	case !h.owned && p == "/":
@@ -201,7 +217,7 @@ func contourGuards(in *compileInput, h ingressHost, out *output) []any {
 		if rewritePrefix(r) != "" {
 			words = append(words, r.path)
 		}
-		if r.path == "/" && len(r.Headers) == 0 && r.Method == "" && len(r.Query) == 0 {
+		if r.kind == schema.PathPrefix && r.path == "/" && len(r.Headers) == 0 && r.Method == "" && len(r.Query) == 0 {
 			fallback = &h.routes[i]
 		}
 	}
@@ -213,8 +229,17 @@ func contourGuards(in *compileInput, h ingressHost, out *output) []any {
 		}
 		clash := ""
 		for _, r := range h.routes {
-			if strings.HasPrefix(r.path, base) && len(r.path) > len(base) && r.path[len(base)] != '/' {
-				clash = r.path
+			p := r.path
+			switch r.kind {
+			case schema.PathExact:
+				continue // Contour tries exact paths before any regex
+			case schema.PathRegex:
+				// A regex of the host's, and the guard, are tried longest first: what the
+				// regex could match under the longer words is where they would compete.
+				p, _ = regexp.MustCompile(p).LiteralPrefix()
+			}
+			if strings.HasPrefix(p, base) && len(p) > len(base) && p[len(base)] != '/' {
+				clash = r.MatchText()
 			}
 		}
 		if clash != "" {

@@ -43,6 +43,12 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 					return in.fail(fmt.Sprintf("%s.headers.%q", r.src, k), "gateway-api cannot match a header's absence; without it the route would also take requests that carry %s", k)
 				}
 			}
+			if rw := r.Rewrite; rw != nil && rw.Regex != nil {
+				return in.fail(r.src+".rewrite.regex", "Gateway API has no regex rewrite; only istio renders one")
+			}
+			if r.kind == schema.PathRegex {
+				out.warn("ingress %s: regex %s: Gateway API leaves a path regex to the controller, its syntax and its order against prefixes both; Envoy-based controllers (Contour, Istio, Envoy Gateway) read RE2 over the whole path", h.host, r.path)
+			}
 			switch {
 			case r.Respond == nil:
 			case r.Respond.Status < 400:
@@ -210,7 +216,8 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 }
 
 func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
-	match := map[string]any{"path": map[string]any{"type": "PathPrefix", "value": r.path}}
+	pathType := map[schema.PathKind]string{schema.PathPrefix: "PathPrefix", schema.PathExact: "Exact", schema.PathRegex: "RegularExpression"}[r.kind]
+	match := map[string]any{"path": map[string]any{"type": pathType, "value": r.path}}
 	if len(r.Headers) > 0 {
 		var hs []any
 		for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
@@ -267,6 +274,9 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 	}
 	if p := rewritePrefix(r); p != "" {
 		rewrite["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": p}
+	}
+	if rw := r.Rewrite; rw != nil && rw.Path != "" {
+		rewrite["path"] = map[string]any{"type": "ReplaceFullPath", "replaceFullPath": rw.Path}
 	}
 	if len(rewrite) > 0 {
 		filters = append(filters, map[string]any{"type": "URLRewrite", "urlRewrite": rewrite})

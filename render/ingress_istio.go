@@ -96,7 +96,7 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 			gw = h.owner + "/" + ingressGateway
 		}
 		var routes []any
-		for _, r := range h.routes {
+		for _, r := range byPrecedence(h.routes) {
 			if r.Redirect != nil && r.Redirect.Prefix != "" {
 				return in.fail("ingress "+h.host+r.path+": redirect.prefix", "istio replaces the whole path on a redirect, so the matched prefix cannot be swapped; use redirect.path, or the contour or gateway-api provider")
 			}
@@ -147,25 +147,46 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 // //cart (rewrite /) or /apicart (rewrite /api): such a route becomes two, the path itself
 // (rewritten to the new prefix) and everything under it (to the new prefix and a slash).
 func istioIngressRoutes(in *compileInput, r ingressRoute) []any {
+	// A whole-path or regex rewrite: uri replaces the whole path only after an exact match, so
+	// any other is a regex rewrite of the path (never its query).
+	var whole map[string]any
+	if rw := r.Rewrite; rw != nil && rw.Regex != nil {
+		whole = map[string]any{"uriRegexRewrite": map[string]any{"match": rw.Regex.Match, "rewrite": rw.Regex.Substitution}}
+	} else if rw != nil && rw.Path != "" {
+		whole = map[string]any{"uriRegexRewrite": map[string]any{"match": "^.*$", "rewrite": rw.Path}}
+		if r.kind == schema.PathExact {
+			whole = map[string]any{"uri": rw.Path}
+		}
+	}
+	switch r.kind {
+	case schema.PathExact:
+		return []any{istioIngressRoute(in, r, whole, map[string]any{"exact": r.path})}
+	case schema.PathRegex:
+		return []any{istioIngressRoute(in, r, whole, map[string]any{"regex": r.path})}
+	}
 	p := rewritePrefix(r)
 	if r.path == "/" {
-		return []any{istioIngressRoute(in, r, p, map[string]any{"prefix": r.path})}
+		if p != "" {
+			whole = map[string]any{"uri": p}
+		}
+		return []any{istioIngressRoute(in, r, whole, map[string]any{"prefix": r.path})}
 	}
 	// Istio matches a prefix as a string: /shop would also take /shopping. The path itself and
 	// everything under a slash give it the meaning it has on every provider.
 	base := strings.TrimSuffix(r.path, "/")
 	exact, under := map[string]any{"exact": base}, map[string]any{"prefix": base + "/"}
 	if p == "" {
-		return []any{istioIngressRoute(in, r, "", exact, under)}
+		return []any{istioIngressRoute(in, r, whole, exact, under)}
 	}
 	return []any{
-		istioIngressRoute(in, r, p, exact),
-		istioIngressRoute(in, r, strings.TrimSuffix(p, "/")+"/", under),
+		istioIngressRoute(in, r, map[string]any{"uri": p}, exact),
+		istioIngressRoute(in, r, map[string]any{"uri": strings.TrimSuffix(p, "/") + "/"}, under),
 	}
 }
 
-// istioIngressRoute renders one HTTP route matching any of the uris.
-func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris ...map[string]any) map[string]any {
+// istioIngressRoute renders one HTTP route matching any of the uris, with pathRewrite (uri or
+// uriRegexRewrite) as its rewrite of the path.
+func istioIngressRoute(in *compileInput, r ingressRoute, pathRewrite map[string]any, uris ...map[string]any) map[string]any {
 	var matches []any
 	for _, uri := range uris {
 		match := map[string]any{"uri": uri}
@@ -233,9 +254,7 @@ func istioIngressRoute(in *compileInput, r ingressRoute, rewriteURI string, uris
 	if host := upstreamHost(r); host != "" {
 		rewrite["authority"] = host
 	}
-	if rewriteURI != "" {
-		rewrite["uri"] = rewriteURI
-	}
+	maps.Copy(rewrite, pathRewrite)
 	if len(rewrite) > 0 {
 		route["rewrite"] = rewrite
 	}

@@ -28,9 +28,32 @@ func checkPrefix(prefix string, p fieldPath) []ruleIssue {
 	return nil
 }
 
+// checkPathText checks a path the design gives in full (an exact match, a rewritten path).
+func checkPathText(path, name string, p fieldPath) []ruleIssue {
+	switch {
+	case !strings.HasPrefix(path, "/"):
+		return []ruleIssue{{p, fmt.Sprintf("%s %q must start with /", name, path)}}
+	case !pathRE.MatchString(path):
+		return []ruleIssue{{p, fmt.Sprintf("%s %q has characters a path cannot have (a query, fragment, space or bare %%)", name, path)}}
+	}
+	return nil
+}
+
+// checkPathRegex checks a path regular expression: RE2, and starting with a slash (Contour
+// refuses any other), so that every provider reads the same expression.
+func checkPathRegex(re string, p fieldPath) []ruleIssue {
+	if _, err := regexp.Compile(re); err != nil {
+		return []ruleIssue{{p, fmt.Sprintf("invalid regular expression: %v", err)}}
+	}
+	if !strings.HasPrefix(re, "/") {
+		return []ruleIssue{{p, fmt.Sprintf("regex %q must start with / (it matches the whole path, and Contour refuses any other)", re)}}
+	}
+	return nil
+}
+
 // routeKey identifies what a route matches: its path, method, header and query conditions.
 func routeKey(r IngressRoute) string {
-	k := r.MatchPrefix() + "\x00" + r.Method
+	k := r.MatchText() + "\x00" + r.Method
 	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
 		k += "\x00" + strings.ToLower(h) + "=" + r.Headers[h].String()
 	}
@@ -69,9 +92,21 @@ func checkIngress(d *Design) []ruleIssue {
 		out = append(out, checkRoutes(d, vh.Routes, hp)...)
 		for i, r := range vh.Routes {
 			rp := hp.child("routes", strconv.Itoa(i))
+			kind, path := r.PathMatch()
 			for j, del := range vh.Delegate {
-				if underPrefix(r.MatchPrefix(), del.Prefix) {
-					add(rp.child("prefix"), "%s is delegated to namespace %s (delegate[%d]): this route and that team's would compete for it, and each provider picks differently; route it there or delegate a narrower prefix", r.MatchPrefix(), del.Namespace, j)
+				switch kind {
+				case PathRegex:
+					if mayMatchUnder(path, del.Prefix) {
+						add(rp.child("regex"), "regex %s may match paths under %s, which is delegated to namespace %s (delegate[%d]): a regular expression is tried before every prefix, so it would take that team's requests; start it with a literal path outside %s", path, del.Prefix, del.Namespace, j, del.Prefix)
+					}
+				case PathExact:
+					if underPrefix(path, del.Prefix) {
+						add(rp.child("exact"), "%s is delegated to namespace %s (delegate[%d]): this route would take a path of that team's; route it there or delegate a narrower prefix", path, del.Namespace, j)
+					}
+				default:
+					if underPrefix(path, del.Prefix) {
+						add(rp.child("prefix"), "%s is delegated to namespace %s (delegate[%d]): this route and that team's would compete for it, and each provider picks differently; route it there or delegate a narrower prefix", path, del.Namespace, j)
+					}
 				}
 			}
 		}
@@ -200,7 +235,8 @@ func checkRoutes(d *Design, routes []IngressRoute, p fieldPath) []ruleIssue {
 		rp := p.child("routes", strconv.Itoa(i))
 		out = append(out, checkIngressRoute(d, r, rp)...)
 		if j, dup := routeAt[routeKey(r)]; dup {
-			out = append(out, ruleIssue{rp.child("prefix"), fmt.Sprintf("routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.MatchPrefix())})
+			field := map[PathKind]string{PathPrefix: "prefix", PathExact: "exact", PathRegex: "regex"}[r.kindOf()]
+			out = append(out, ruleIssue{rp.child(field), fmt.Sprintf("routes[%d] already matches %s with the same method, headers and query; providers keep different ones of the two", j, r.MatchText())})
 		} else {
 			routeAt[routeKey(r)] = i
 		}
@@ -215,10 +251,26 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 	}
 	out = append(out, checkPrefix(r.Prefix, p.child("prefix"))...)
 	out = append(out, checkIPAccess(r.Access, p.child("access"))...)
-	if r.GRPC != nil {
-		if r.Prefix != "/" {
-			add(p.child("grpc"), "grpc matches the call's path itself; say prefix or grpc, not both")
+	var said []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"prefix", r.Prefix != "/"}, {"exact", r.Exact != ""}, {"regex", r.Regex != ""}, {"grpc", r.GRPC != nil}} {
+		if f.set {
+			said = append(said, f.name)
 		}
+	}
+	if len(said) > 1 {
+		add(p.child(said[1]), "a route matches its path one way: say one of prefix, exact, regex or grpc, not %s", strings.Join(said, " and "))
+	}
+	if r.Exact != "" {
+		out = append(out, checkPathText(r.Exact, "exact", p.child("exact"))...)
+	}
+	if r.Regex != "" {
+		out = append(out, checkPathRegex(r.Regex, p.child("regex"))...)
+	}
+	kind, _ := r.PathMatch()
+	if r.GRPC != nil {
 		if r.Method != "" {
 			add(p.child("method"), "a gRPC call is always a POST; match it by grpc.service and grpc.method")
 		}
@@ -310,6 +362,9 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 		if rd.Path != "" && rd.Prefix != "" {
 			add(p.child("redirect"), "say path (the whole path) or prefix (the matched prefix), not both")
 		}
+		if rd.Prefix != "" && kind != PathPrefix {
+			add(p.child("redirect", "prefix"), "the route matches %s, not a prefix, so there is no matched prefix to replace; say redirect.path for the whole path", r.MatchText())
+		}
 		for _, f := range [][2]string{{"path", rd.Path}, {"prefix", rd.Prefix}} {
 			if f[1] != "" && !strings.HasPrefix(f[1], "/") {
 				add(p.child("redirect", f[0]), "%s %q must start with /", f[0], f[1])
@@ -326,6 +381,26 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 		}
 		if rw.Prefix != "" && !strings.HasPrefix(rw.Prefix, "/") {
 			add(rp.child("prefix"), "prefix %q must start with /", rw.Prefix)
+		}
+		n := 0
+		for _, set := range []bool{rw.Prefix != "", rw.Path != "", rw.Regex != nil} {
+			if set {
+				n++
+			}
+		}
+		if n > 1 {
+			add(rp, "say one of prefix (the matched prefix), path (the whole path) or regex, not more")
+		}
+		if rw.Prefix != "" && kind != PathPrefix {
+			add(rp.child("prefix"), "the route matches %s, not a prefix, so there is no matched prefix to replace; say rewrite.path for the whole path", r.MatchText())
+		}
+		if rw.Path != "" {
+			out = append(out, checkPathText(rw.Path, "path", rp.child("path"))...)
+		}
+		if rx := rw.Regex; rx != nil {
+			if _, err := regexp.Compile(rx.Match); err != nil {
+				add(rp.child("regex", "match"), "invalid regular expression: %v", err)
+			}
 		}
 		if rw.Host != "" {
 			out = append(out, checkFQDN(rw.Host, rp.child("host"))...)

@@ -94,6 +94,8 @@ type TLSDelegation struct {
 
 type IngressRoute struct {
 	Prefix          string                 `json:"prefix"`
+	Exact           string                 `json:"exact,omitempty"`
+	Regex           string                 `json:"regex,omitempty"`
 	GRPC            *GRPCMatch             `json:"grpc,omitempty"`
 	Headers         map[string]HeaderMatch `json:"headers,omitempty"`
 	Method          string                 `json:"method,omitempty"`
@@ -158,10 +160,20 @@ type Redirect struct {
 }
 
 // Rewrite changes a request on its way upstream: Prefix replaces the path prefix the route
-// matched, Host the Host header.
+// matched, Path the whole path, Regex what a regular expression matches in it; Host replaces
+// the Host header.
 type Rewrite struct {
-	Prefix string `json:"prefix,omitempty"`
-	Host   string `json:"host,omitempty"`
+	Prefix string        `json:"prefix,omitempty"`
+	Path   string        `json:"path,omitempty"`
+	Regex  *RegexRewrite `json:"regex,omitempty"`
+	Host   string        `json:"host,omitempty"`
+}
+
+// RegexRewrite replaces what Match (RE2) matches in the path with Substitution (\1 for its
+// first group).
+type RegexRewrite struct {
+	Match        string `json:"match"`
+	Substitution string `json:"substitution"`
 }
 
 type HeaderPolicy struct {
@@ -249,6 +261,44 @@ func (m HeaderMatch) AsRegex() (string, bool) {
 type GRPCMatch struct {
 	Service string `json:"service"`
 	Method  string `json:"method,omitempty"`
+}
+
+// PathKind is how a route matches its path.
+type PathKind int
+
+const (
+	PathPrefix PathKind = iota
+	PathExact
+	PathRegex
+)
+
+// PathMatch is how the route matches the path, and what: an exact path, a regular expression,
+// or a prefix (MatchPrefix).
+func (r IngressRoute) PathMatch() (PathKind, string) {
+	switch {
+	case r.Exact != "":
+		return PathExact, r.Exact
+	case r.Regex != "":
+		return PathRegex, r.Regex
+	}
+	return PathPrefix, r.MatchPrefix()
+}
+
+func (r IngressRoute) kindOf() PathKind {
+	k, _ := r.PathMatch()
+	return k
+}
+
+// MatchText says what the route matches in the design's words, for keys and messages.
+func (r IngressRoute) MatchText() string {
+	switch k, p := r.PathMatch(); k {
+	case PathExact:
+		return "exactly " + p
+	case PathRegex:
+		return "regex " + p
+	default:
+		return p
+	}
 }
 
 // MatchPrefix is the path prefix the route matches: a gRPC service's or method's path, or

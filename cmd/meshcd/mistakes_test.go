@@ -107,7 +107,31 @@ var edgeMistakes = []struct {
 	{"a header's absence Gateway API cannot match", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", headers: "x-legacy": {absent: true}, backends:`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].headers.x-legacy`, "cannot match a header's absence"},
 	{"a gRPC route with a prefix too", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", grpc: service: "search.v1.Live", backends:`,
-		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].grpc`, "say prefix or grpc, not both"},
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].grpc`, "say one of prefix, exact, regex or grpc, not prefix and grpc"},
+	{"a path matched as a prefix and exactly", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", exact: "/live/now", backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].exact`, "not prefix and exact"},
+	{"a path regex that does not compile", "designs/search/design.cue", `{prefix: "/live", backends:`, `{regex: "/live/(", backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].regex`, "invalid regular expression"},
+	{"a path regex without its slash", "designs/search/design.cue", `{prefix: "/live", backends:`, `{regex: "live/.*", backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].regex`, "must start with /"},
+	{"the owner's regex over a team's prefix", "designs/platform/design.cue", legacyRoute, legacyRoute + `
+				{regex: "/(shop|store)/sale", backends: [{service: "frontend"}]},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].regex`, "may match paths under /shop"},
+	{"the owner's exact path in a team's prefix", "designs/platform/design.cue", legacyRoute, legacyRoute + `
+				{exact: "/shop/sale", backends: [{service: "frontend"}]},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].exact`, "delegated to namespace shop"},
+	{"a prefix rewrite of an exact path", "designs/platform/design.cue", legacyRoute, legacyRoute + `
+				{exact: "/healthz", backends: [{service: "frontend"}], rewrite: prefix: "/status"},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].rewrite.prefix`, "no matched prefix to replace; say rewrite.path"},
+	{"a whole-path rewrite Contour cannot do", "designs/platform/design.cue", legacyRoute, legacyRoute + `
+				{exact: "/healthz", backends: [{service: "frontend"}], rewrite: path: "/status"},`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].rewrite.path`, "contour rewrites only the prefix a route matched"},
+	{"a rewrite said two ways", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", rewrite: {prefix: "/", path: "/stream"}, backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].rewrite`, "say one of prefix (the matched prefix), path (the whole path) or regex"},
+	{"one exact path routed twice", "designs/search/design.cue", `{prefix: "/live", backends:`, `{exact: "/live/now", backends: [{service: "query"}]}, {exact: "/live/now", backends: [{service: "query"}]}, {prefix: "/live", backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[1\].exact`, "routes[0] already matches exactly /live/now"},
+	{"a regex rewrite only Istio renders", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", rewrite: regex: {match: "^/live/(.*)$", substitution: "/stream/\\1"}, backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].rewrite.regex`, "only istio renders one"},
 	{"a gRPC service under a team's prefix", "designs/shop/design.cue", "\t\t\tprefix: \"/\"\n", "\t\t\tprefix: \"/\"\n\t\t\tgrpc: service: \"shop.v1.Cart\"\n",
 		`designs/shop/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].grpc`, "gRPC clients call /<service>/<method> at the host's root"},
 	{"a passthrough host with routes of its own", "designs/search/design.cue", `hosts: "search.example.com": {`, `hosts: "db.example.com": {passthrough: backends: [{service: "query"}], routes: [{backends: [{service: "query"}]}]}
@@ -128,6 +152,10 @@ var edgeMistakes = []struct {
 				{service: "checkout", version: "canary", weight: 50},`, "", ""},
 	{"a route for GETs with a query parameter", "designs/search/design.cue", `{prefix: "/live", backends:`,
 		`{prefix: "/live", method: "GET", query: {mode: "stream"}, backends:`, "", ""},
+	{"a health path exactly, and item pages by a regex", "designs/search/design.cue", `{prefix: "/live", backends:`,
+		`{exact: "/live/health", backends: [{service: "query"}], timeout: "1s"}, {regex: "/item/[0-9]+", backends: [{service: "query"}]}, {prefix: "/live", backends:`, "", ""},
+	{"a team's exact path and regex under its claim", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
+		`routes: [{exact: "/", backends: [{service: "query"}]}, {regex: "/(q|query)/.+", backends: [{service: "query"}]}, {prefix: "/", backends: [{service: "query"}]}]`, "", ""},
 	{"a second delegated team route", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
 		`routes: [{prefix: "/suggest", backends: [{service: "query"}], timeout: "1s"}, {prefix: "/", backends: [{service: "query"}]}]`, "", ""},
 }
