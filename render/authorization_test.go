@@ -366,6 +366,26 @@ func TestMeshTokensAndRateLimits(t *testing.T) {
 	svc.RateLimit.Requests = 100
 	d.Services["orders"] = svc
 	refused(schema.MeshLinkerd, "services.orders.rateLimit", "whole requests per second")
+
+	// Istio, where the cluster opts in to EnvoyFilters: Envoy's local rate limit on the
+	// service's inbound port, 600 a minute with a bucket of 600 (the burst is below it).
+	b, err := Render(t.Context(), meshPolicyDesign(), &schema.Cluster{Name: "c", Mesh: schema.MeshIstio, Istio: schema.IstioConfig{EnvoyFilters: true}}, Options{Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = bundleText(b, nil)
+	for _, want := range []string{
+		"kind: EnvoyFilter\nmetadata:\n  annotations:",
+		"  name: orders-ratelimit\n",
+		"      context: SIDECAR_INBOUND\n      listener:\n        filterChain:\n          filter:\n            name: envoy.filters.network.http_connection_manager\n            subFilter:\n              name: envoy.filters.http.router\n        portNumber: 8080\n",
+		"        name: envoy.filters.http.local_ratelimit\n",
+		"          token_bucket:\n            fill_interval: 60s\n            max_tokens: 600\n            tokens_per_fill: 600\n",
+		"  workloadSelector:\n    labels:\n      app: orders\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("istio with envoyFilters: no %q in:\n%s", want, text)
+		}
+	}
 }
 
 // TestEdgeTokenLocationAndClaims: Contour reads tokens from Authorization: Bearer only and
@@ -381,4 +401,39 @@ func TestEdgeTokenLocationAndClaims(t *testing.T) {
 	refusedBy(t, d, c, files, []string{"contour"}, `ingress.hosts."www.example.com".jwt.from`, "Authorization: Bearer only")
 	vh.JWT.From, vh.JWT.ClaimsToHeaders = nil, map[string]string{"x-user": "sub"}
 	refusedBy(t, d, c, files, []string{"contour"}, `ingress.hosts."www.example.com".jwt.claimsToHeaders`, "does not copy claims")
+}
+
+// TestMeshExternalAuthorization: a service's extAuth becomes an Istio CUSTOM policy naming the
+// cluster's extension provider, on the service's port and but for the skipped paths (a prefix
+// as itself and everything below it); a provider the cluster does not list, and the meshes
+// without external authorization, are refused rather than left open.
+func TestMeshExternalAuthorization(t *testing.T) {
+	d := meshPolicyDesign()
+	svc := d.Services["orders"]
+	svc.JWT, svc.RateLimit = nil, nil
+	svc.ExtAuth = &schema.MeshExtAuth{Provider: "opa", SkipPaths: []string{"/healthz", "/debug/*"}}
+	d.Services["orders"] = svc
+	c := schema.Cluster{Name: "east", Mesh: schema.MeshIstio, Istio: schema.IstioConfig{ExtAuthProviders: []string{"opa"}}}
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "  name: orders-ext-authz\n  namespace: orders\nspec:\n  action: CUSTOM\n  provider:\n    name: opa\n  rules:\n  - to:\n    - operation:\n        notPaths:\n        - /healthz\n        - /debug\n        - /debug/*\n        ports:\n        - \"8080\"\n  selector:\n    matchLabels:\n      app: orders\n"
+	if text := bundleText(b, nil); !strings.Contains(text, want) {
+		t.Errorf("istio: no %q in:\n%s", want, text)
+	}
+	for _, c := range []struct {
+		cluster    schema.Cluster
+		path, says string
+	}{
+		{schema.Cluster{Name: "west", Mesh: schema.MeshIstio}, "services.orders.extAuth.provider", `cluster west lists no Istio extension provider "opa"`},
+		{schema.Cluster{Name: "l", Mesh: schema.MeshLinkerd}, "services.orders.extAuth", "linkerd has no external authorization"},
+		{schema.Cluster{Name: "g", Mesh: schema.MeshGatewayAPI}, "services.orders.extAuth", "gateway-api has no external authorization"},
+	} {
+		_, err := Render(t.Context(), d, &c.cluster, Options{Revision: "r"})
+		var rerr *Error
+		if !errors.As(err, &rerr) || rerr.Path != c.path || !strings.Contains(rerr.Message, c.says) {
+			t.Errorf("%s: %v, want an error at %s saying %q", c.cluster.Name, err, c.path, c.says)
+		}
+	}
 }

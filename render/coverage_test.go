@@ -252,6 +252,9 @@ var meshFeatures = map[string]func(d *schema.Design, svc *schema.Service){
 	"`rateLimit: {requests, unit, burst}` on a service": func(d *schema.Design, svc *schema.Service) {
 		svc.RateLimit = &schema.RateLimit{Requests: 10, Unit: "second"}
 	},
+	"`extAuth: {provider, skipPaths}` on a service (an external authorization server checks each request)": func(d *schema.Design, svc *schema.Service) {
+		svc.ExtAuth = &schema.MeshExtAuth{Provider: "opa", SkipPaths: []string{"/healthz"}}
+	},
 	"fault injection": func(d *schema.Design, svc *schema.Service) {
 		svc.Routes[0].Fault = &schema.Fault{Abort: &struct {
 			Status  int     `json:"status"`

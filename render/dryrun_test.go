@@ -115,17 +115,18 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		}
 	}
 
-	// A token and a rate limit on a service, each on the mesh that can say it.
-	for mesh, drop := range map[schema.Mesh]string{schema.MeshIstio: "rateLimit", schema.MeshLinkerd: "jwt"} {
+	// A token and a rate limit on a service, each on the mesh that can say it (Istio's rate
+	// limit where the cluster opts in to EnvoyFilters).
+	for _, mesh := range []schema.Mesh{schema.MeshIstio, schema.MeshLinkerd} {
 		d := meshPolicyDesign()
 		svc := d.Services["orders"]
-		if drop == "jwt" {
+		if mesh == schema.MeshLinkerd {
 			svc.JWT = nil
 		} else {
-			svc.RateLimit = nil
+			svc.ExtAuth = &schema.MeshExtAuth{Provider: "opa", SkipPaths: []string{"/healthz", "/debug/*"}}
 		}
 		d.Services["orders"] = svc
-		b, err := Render(ctx, d, &schema.Cluster{Name: string(mesh), Mesh: mesh}, Options{Revision: "r", Repo: NewRepo(nil)})
+		b, err := Render(ctx, d, &schema.Cluster{Name: string(mesh), Mesh: mesh, Istio: schema.IstioConfig{EnvoyFilters: true, ExtAuthProviders: []string{"opa"}}}, Options{Revision: "r", Repo: NewRepo(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,6 +234,26 @@ func TestExperimentalGatewayAPIRendersAreAccepted(t *testing.T) {
 	for _, o := range b.Objects {
 		if err := apply(ctx, o); err != nil {
 			t.Errorf("cart with session affinity: %s rejected: %v", ObjectID(o), err)
+		}
+	}
+
+	// A tcp service's TCPRoute and an egress host's TLSRoute on Linkerd, at v1 for a v1.6
+	// cluster and v1alpha2 for an older experimental one; this channel serves both.
+	for _, g := range []schema.GatewayAPI{{Version: "v1.6"}, {Version: "v1.4", Channel: "experimental"}} {
+		d := &schema.Design{Name: "db", Namespace: "shop",
+			Services: map[string]schema.Service{"pg": {Port: 5432, Protocol: "tcp",
+				Versions: map[string]schema.Version{"v1": {Labels: map[string]string{"version": "v1"}}},
+				Routes:   []schema.Route{{To: map[string]int{"v1": 100}}}}},
+			Egress: &schema.Egress{Policy: "registry-only", Hosts: []schema.EgressHost{{Host: "backup.example.net", Port: 443, Protocol: "tls"}}},
+		}
+		b, err := Render(ctx, d, &schema.Cluster{Name: "c", Mesh: schema.MeshLinkerd, GatewayAPI: g}, Options{Revision: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Objects {
+			if err := apply(ctx, o); err != nil {
+				t.Errorf("tcp and tls routes for %s: %s %s rejected: %v", g, o.GetAPIVersion(), ObjectID(o), err)
+			}
 		}
 	}
 

@@ -57,7 +57,15 @@ func compileEgress(in *compileInput, out *output) error {
 			case "tcp":
 				return in.fail(fmt.Sprintf("egress.hosts[%d].protocol", i), "linkerd tells bare TCP destinations apart by port only: letting %s:%d through would let every host on port %d through; say tls if the workload speaks TLS, or use allow-all", h.Host, h.Port, h.Port)
 			}
-			out.add(newObject("gateway.networking.k8s.io/v1", kind, ns, egressName(h), map[string]any{
+			version := "gateway.networking.k8s.io/v1"
+			if kind == "TLSRoute" {
+				v, err := streamRouteVersion(in, kind, fmt.Sprintf("egress.hosts[%d]", i))
+				if err != nil {
+					return err
+				}
+				version = v
+			}
+			out.add(newObject(version, kind, ns, egressName(h), map[string]any{
 				"hostnames":  []any{h.Host},
 				"parentRefs": []any{parent(h.Port)},
 				"rules":      []any{map[string]any{"backendRefs": []any{parent(h.Port)}}},

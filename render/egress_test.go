@@ -76,3 +76,49 @@ func TestEgressPerMesh(t *testing.T) {
 		t.Errorf("linkerd with a bare TCP host: %v, want an error at egress.hosts[3].protocol", err)
 	}
 }
+
+// TestStreamRouteVersionsFollowTheCluster: a tcp service's TCPRoute and an egress host's
+// TLSRoute on Linkerd are written at a version the cluster's Gateway API serves: v1 once the
+// kind is standard (v1.6 for TCPRoute, v1.5 for TLSRoute), v1alpha2 on an older experimental
+// channel (as Linkerd's own CRDs serve them), and an error on an older standard channel,
+// which has neither kind.
+func TestStreamRouteVersionsFollowTheCluster(t *testing.T) {
+	d := &schema.Design{Name: "db", Namespace: "data",
+		Services: map[string]schema.Service{"pg": {Port: 5432, Protocol: "tcp",
+			Versions: map[string]schema.Version{"v1": {Labels: map[string]string{"version": "v1"}}},
+			Routes:   []schema.Route{{To: map[string]int{"v1": 100}}}}},
+		Egress: &schema.Egress{Policy: "registry-only", Hosts: []schema.EgressHost{{Host: "backup.example.net", Port: 443, Protocol: "tls"}}},
+	}
+	for _, c := range []struct {
+		version, channel string
+		tcp, tls         string // apiVersions, or the path refused
+	}{
+		{"v1.6", "standard", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1"},
+		{"v1.5", "standard", "services.pg.routes[0]", "gateway.networking.k8s.io/v1"},
+		{"v1.5", "experimental", "gateway.networking.k8s.io/v1alpha2", "gateway.networking.k8s.io/v1"},
+		{"v1.4", "experimental", "gateway.networking.k8s.io/v1alpha2", "gateway.networking.k8s.io/v1alpha2"},
+		{"v1.4", "standard", "services.pg.routes[0]", "services.pg.routes[0]"},
+	} {
+		cluster := schema.Cluster{Name: "c", Mesh: schema.MeshLinkerd, GatewayAPI: schema.GatewayAPI{Version: c.version, Channel: c.channel}}
+		b, err := Render(t.Context(), d, &cluster, Options{Revision: "r"})
+		var rerr *Error
+		if errors.As(err, &rerr) {
+			if rerr.Path != c.tcp && rerr.Path != c.tls || !strings.Contains(rerr.Message, "is standard from Gateway API") {
+				t.Errorf("%s %s: %v, want TCPRoute %s and TLSRoute %s", c.version, c.channel, err, c.tcp, c.tls)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, o := range b.Objects {
+			if k := o.GetKind(); k == "TCPRoute" || k == "TLSRoute" {
+				got[k] = o.GetAPIVersion()
+			}
+		}
+		if got["TCPRoute"] != c.tcp || got["TLSRoute"] != c.tls {
+			t.Errorf("%s %s: TCPRoute %s and TLSRoute %s, want %s and %s", c.version, c.channel, got["TCPRoute"], got["TLSRoute"], c.tcp, c.tls)
+		}
+	}
+}

@@ -75,7 +75,15 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 				rule["timeouts"] = map[string]any{"request": timeout.Text}
 			}
 		}
-		o := newObject("gateway.networking.k8s.io/v1", kind, ns, routeName(name, i, r), map[string]any{
+		version := "gateway.networking.k8s.io/v1"
+		if kind == "TCPRoute" {
+			v, err := streamRouteVersion(in, kind, path)
+			if err != nil {
+				return err
+			}
+			version = v
+		}
+		o := newObject(version, kind, ns, routeName(name, i, r), map[string]any{
 			"parentRefs": []any{parent},
 			"rules":      []any{rule},
 		})
@@ -87,6 +95,24 @@ func gammaRoutes(in *compileInput, name string, svc schema.Service, opts gammaOp
 		out.add(o)
 	}
 	return nil
+}
+
+// streamRouteVersion is the version of TCPRoute or TLSRoute the cluster's Gateway API CRDs
+// serve: v1 from the release that made the kind standard (v1.6 for TCPRoute, v1.5 for
+// TLSRoute), v1alpha2 on the experimental channel before it (and in the CRDs Linkerd's own
+// chart installs), none on the standard channel before it. The CRDs convert between the two
+// (their schemas are one), so a controller reads either; what must hold is that the cluster
+// serves the one meshcd writes.
+func streamRouteVersion(in *compileInput, kind, path string) (string, error) {
+	standardFrom := map[string]int{"TCPRoute": 6, "TLSRoute": 5}[kind]
+	g := in.cluster.GatewayAPI
+	switch {
+	case g.Minor() >= standardFrom:
+		return "gateway.networking.k8s.io/v1", nil
+	case g.Experimental():
+		return "gateway.networking.k8s.io/v1alpha2", nil
+	}
+	return "", in.fail(path, "%s is standard from Gateway API v1.%d (experimental before), and cluster %s declares %s, which has no %s; declare the channel it serves (gatewayAPI: channel: \"experimental\"), as Linkerd's own CRDs chart does", kind, standardFrom, in.cluster.Name, g, kind)
 }
 
 // mirrorFilter is a RequestMirror filter to the version's own Service: percent when it is a
@@ -173,6 +199,9 @@ func compileGatewayAPI(in *compileInput, out *output) error {
 		}
 		if svc.RateLimit != nil {
 			return in.fail(path+".rateLimit", "gateway-api has no rate limit; without one the service would take every request")
+		}
+		if svc.ExtAuth != nil {
+			return in.fail(path+".extAuth", "gateway-api has no external authorization for a mesh service; without it the service would take every request unchecked")
 		}
 		if svc.Retries != nil {
 			out.warn("%s.retries: gateway-api (standard channel) has no retries; not rendered", path)
@@ -323,6 +352,9 @@ func linkerdPolicy(in *compileInput, name string, svc schema.Service, out *outpu
 	path := "services." + name
 	if svc.JWT != nil {
 		return nil, in.fail(path+".jwt", "linkerd does not validate tokens; refusing to render a service that would take requests without one")
+	}
+	if svc.ExtAuth != nil {
+		return nil, in.fail(path+".extAuth", "linkerd has no external authorization; refusing to render a service that would take every request unchecked")
 	}
 	if svc.MTLS == "disabled" {
 		out.warn("%s.mtls: linkerd always encrypts traffic between meshed pods; \"disabled\" has no effect", path)

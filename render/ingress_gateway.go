@@ -71,14 +71,9 @@ func compileGatewayIngress(in *compileInput, ing *schema.Ingress, hosts []ingres
 			for _, s := range passthroughServices(in, h) {
 				backends = append(backends, s)
 			}
-			// TLSRoute is standard (v1) from Gateway API v1.5; before, v1alpha2 on the
-			// experimental channel.
-			version := "gateway.networking.k8s.io/v1"
-			if g := in.cluster.GatewayAPI; g.Minor() < 5 {
-				if !g.Experimental() {
-					return in.fail(fmt.Sprintf("ingress.hosts.%q.passthrough", h.host), "TLSRoute is standard from Gateway API v1.5 (experimental before), and this cluster has %s; without it the host would not be served", g)
-				}
-				version = "gateway.networking.k8s.io/v1alpha2"
+			version, err := streamRouteVersion(in, "TLSRoute", fmt.Sprintf("ingress.hosts.%q.passthrough", h.host))
+			if err != nil {
+				return err
 			}
 			out.add(newObject(version, "TLSRoute", ns, "ingress-"+slug(h.host), map[string]any{
 				"parentRefs": []any{map[string]any{"name": gatewayName(ns), "namespace": ns, "sectionName": slug(h.host)}},

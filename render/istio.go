@@ -72,8 +72,17 @@ func compileIstio(in *compileInput, out *output) error {
 				}},
 			}))
 		}
-		if svc.RateLimit != nil {
-			return in.fail("services."+name+".rateLimit", "istio has no local rate limit for a service but an EnvoyFilter, which meshcd does not write; without one the service would take every request")
+		if l := svc.RateLimit; l != nil {
+			if !in.cluster.Istio.EnvoyFilters {
+				return in.fail("services."+name+".rateLimit", "istio has no local rate limit for a service but an EnvoyFilter, which meshcd writes only where the cluster opts in (istio: envoyFilters: true; an Istio upgrade may break it); without one the service would take every request")
+			}
+			out.add(newObject("networking.istio.io/v1alpha3", "EnvoyFilter", ns, name+"-ratelimit", istioRateLimitFilter(name, svc.Port, l)))
+		}
+		if ea := svc.ExtAuth; ea != nil {
+			if !slices.Contains(in.cluster.Istio.ExtAuthProviders, ea.Provider) {
+				return in.fail("services."+name+".extAuth.provider", "cluster %s lists no Istio extension provider %q (istio: extAuthProviders: the names its meshConfig declares); Istio would refuse every request to a policy naming one it lacks", in.cluster.Name, ea.Provider)
+			}
+			out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", ns, name+"-ext-authz", istioExtAuthz(name, svc.Port, ea)))
 		}
 		if a := svc.Authorization; a != nil {
 			if !a.AllowsAll() {
@@ -264,6 +273,30 @@ func istioMTLSMode(mode string) string {
 	return "DISABLE"
 }
 
+// istioExtAuthz is a CUSTOM AuthorizationPolicy that sends the service's requests, on its
+// port and but for the skipped paths, to the extension provider for a verdict.
+func istioExtAuthz(name string, port int, ea *schema.MeshExtAuth) map[string]any {
+	op := map[string]any{"ports": []any{strconv.Itoa(port)}}
+	var skip []string
+	for _, p := range ea.SkipPaths {
+		switch base, prefix := schema.AccessPath(p); {
+		case prefix && base == "/":
+			skip = append(skip, "/*")
+		case prefix:
+			skip = append(skip, base, base+"/*")
+		default:
+			skip = append(skip, base)
+		}
+	}
+	setStrings(op, "notPaths", skip)
+	return map[string]any{
+		"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+		"action":   "CUSTOM",
+		"provider": map[string]any{"name": ea.Provider},
+		"rules":    []any{map[string]any{"to": []any{map[string]any{"operation": op}}}},
+	}
+}
+
 // istioAuthorization is an AuthorizationPolicy with one Istio rule per access rule: who in
 // from, what in to. An ALLOW policy without rules refuses everyone. A DENY rule on paths,
 // methods or hosts names the service's port unless it names ports itself: Istio cannot read
@@ -365,5 +398,50 @@ func istioRetryPolicy(r *schema.Retries, rr map[string]any) {
 	}
 	if r.Backoff != nil {
 		rr["backoff"] = r.Backoff.Text
+	}
+}
+
+// istioRateLimitFilter is an EnvoyFilter that puts Envoy's local rate limit in front of the
+// service's port on its own sidecars: a token bucket refilled with requests per unit, holding
+// burst (or requests) tokens, answering 429 when empty. Each replica counts for itself.
+func istioRateLimitFilter(name string, port int, l *schema.RateLimit) map[string]any {
+	bucket := l.Requests
+	if l.Burst > bucket {
+		bucket = l.Burst
+	}
+	fill := map[string]string{"second": "1s", "minute": "60s", "hour": "3600s"}[l.Unit]
+	all := map[string]any{"numerator": int64(100), "denominator": "HUNDRED"}
+	return map[string]any{
+		"workloadSelector": map[string]any{"labels": map[string]any{"app": name}},
+		// A relative insert without a priority may land out of order (IST0151).
+		"priority": int64(10),
+		"configPatches": []any{map[string]any{
+			"applyTo": "HTTP_FILTER",
+			"match": map[string]any{
+				"context": "SIDECAR_INBOUND",
+				"listener": map[string]any{
+					"portNumber": int64(port),
+					"filterChain": map[string]any{"filter": map[string]any{
+						"name":      "envoy.filters.network.http_connection_manager",
+						"subFilter": map[string]any{"name": "envoy.filters.http.router"},
+					}},
+				},
+			},
+			"patch": map[string]any{
+				"operation": "INSERT_BEFORE",
+				"value": map[string]any{
+					"name": "envoy.filters.http.local_ratelimit",
+					"typed_config": map[string]any{
+						"@type":       "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+						"stat_prefix": "http_local_rate_limiter",
+						"token_bucket": map[string]any{
+							"max_tokens": int64(bucket), "tokens_per_fill": int64(l.Requests), "fill_interval": fill,
+						},
+						"filter_enabled":  map[string]any{"runtime_key": "local_rate_limit_enabled", "default_value": all},
+						"filter_enforced": map[string]any{"runtime_key": "local_rate_limit_enforced", "default_value": all},
+					},
+				},
+			},
+		}},
 	}
 }

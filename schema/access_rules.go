@@ -71,10 +71,7 @@ func checkAccessRule(r AccessRule, svc Service, p fieldPath) []ruleIssue {
 		}
 	}
 	for j, path := range r.Paths {
-		base, _ := AccessPath(path)
-		if !strings.HasPrefix(path, "/") || strings.Contains(base, "*") || strings.Contains(base, "//") {
-			add(p.child("paths", strconv.Itoa(j)), "path %q must start with / and may end in /* (a prefix); * elsewhere is not a pattern every mesh reads alike", path)
-		}
+		out = append(out, checkAccessPath(path, p.child("paths", strconv.Itoa(j)))...)
 	}
 	for j, h := range r.Hosts {
 		if h == "" || strings.ContainsAny(h, "/ ") {
@@ -85,6 +82,15 @@ func checkAccessRule(r AccessRule, svc Service, p fieldPath) []ruleIssue {
 		add(p, "a tcp service has no paths, methods or hosts to match; rules of a tcp service name callers only")
 	}
 	return out
+}
+
+// checkAccessPath checks a path as access rules write it: exact, or a prefix ending in /*.
+func checkAccessPath(path string, p fieldPath) []ruleIssue {
+	base, _ := AccessPath(path)
+	if !strings.HasPrefix(path, "/") || strings.Contains(base, "*") || strings.Contains(base, "//") {
+		return []ruleIssue{{p, fmt.Sprintf("path %q must start with / and may end in /* (a prefix); * elsewhere is not a pattern every mesh reads alike", path)}}
+	}
+	return nil
 }
 
 // CombineIPAccess is what a route's address rule must say for the route to be held to both

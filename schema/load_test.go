@@ -129,6 +129,11 @@ func TestRules(t *testing.T) {
 			}},
 		{"authorization of a tcp service by path", "\tservices: db: {port: 5432, protocol: \"tcp\", versions: a: labels: x: \"y\", routes: [{to: a: 100}], authorization: allow: [{namespaces: [\"shop\"], paths: [\"/x\"]}]}\n",
 			[]string{f + ":4:122: services.db.authorization.allow[0]: a tcp service has no paths, methods or hosts to match; rules of a tcp service name callers only"}},
+		{"external authorization skipping probes", svc + "\t\troutes: [{to: stable: 100}]\n\t\textAuth: {provider: \"opa\", skipPaths: [\"/healthz\", \"/debug/*\"]}\n\t}\n", nil},
+		{"external authorization path pattern", svc + "\t\troutes: [{to: stable: 100}]\n\t\textAuth: {provider: \"opa\", skipPaths: [\"/debug*\"]}\n\t}\n",
+			[]string{f + ":8:42: services.checkout.extAuth.skipPaths[0]: path \"/debug*\" must start with / and may end in /* (a prefix); * elsewhere is not a pattern every mesh reads alike"}},
+		{"external authorization of a tcp service", "\tservices: db: {port: 5432, protocol: \"tcp\", versions: a: labels: x: \"y\", routes: [{to: a: 100}], extAuth: provider: \"opa\"}\n",
+			[]string{f + ":4:12: services.db: a tcp service has no requests to check a token on, count or authorize; jwt, rateLimit and extAuth need http or grpc"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

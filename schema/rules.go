@@ -113,8 +113,13 @@ func checkDesign(d *Design) []ruleIssue {
 			}
 		}
 		out = append(out, checkTokenFrom(svc.JWT, sp.child("jwt", "from"))...)
-		if svc.Protocol == "tcp" && (svc.JWT != nil || svc.RateLimit != nil) {
-			add(sp, "a tcp service has no requests to check a token on or count; jwt and rateLimit need http or grpc")
+		if svc.Protocol == "tcp" && (svc.JWT != nil || svc.RateLimit != nil || svc.ExtAuth != nil) {
+			add(sp, "a tcp service has no requests to check a token on, count or authorize; jwt, rateLimit and extAuth need http or grpc")
+		}
+		if ea := svc.ExtAuth; ea != nil {
+			for j, path := range ea.SkipPaths {
+				out = append(out, checkAccessPath(path, sp.child("extAuth", "skipPaths", strconv.Itoa(j)))...)
+			}
 		}
 		if svc.Protocol == "grpc" {
 			const grpcCodes = "a gRPC call answers HTTP 200 whatever its status; retry on gRPC statuses in on (unavailable, cancelled, deadline-exceeded)"

@@ -35,6 +35,7 @@ type Cluster struct {
 	KubernetesVersion string            `json:"kubernetesVersion,omitempty"`
 	GatewayAPI        GatewayAPI        `json:"gatewayAPI"`
 	Contour           ContourConfig     `json:"contour"`
+	Istio             IstioConfig       `json:"istio"`
 	Values            map[string]any    `json:"values"`
 	// File is where the cluster is defined, relative to the repo root.
 	File string `json:"-"`
@@ -84,6 +85,12 @@ func (g GatewayAPI) String() string {
 		ch = "standard"
 	}
 	return fmt.Sprintf("Gateway API v1.%d (%s channel)", g.Minor(), ch)
+}
+
+// IstioConfig is what meshcd may write for a cluster's Istio beyond its stable APIs.
+type IstioConfig struct {
+	EnvoyFilters     bool     `json:"envoyFilters,omitempty"`
+	ExtAuthProviders []string `json:"extAuthProviders,omitempty"`
 }
 
 // ContourConfig is what a cluster's Contour is configured to accept.
@@ -147,7 +154,15 @@ type Service struct {
 	MTLS             string             `json:"mtls,omitempty"`
 	JWT              *JWT               `json:"jwt,omitempty"`
 	RateLimit        *RateLimit         `json:"rateLimit,omitempty"`
+	ExtAuth          *MeshExtAuth       `json:"extAuth,omitempty"`
 	Authorization    *Authorization     `json:"authorization,omitempty"`
+}
+
+// MeshExtAuth is an external authorization server, by the name the cluster's mesh knows it,
+// that checks a service's requests but those to SkipPaths.
+type MeshExtAuth struct {
+	Provider  string   `json:"provider"`
+	SkipPaths []string `json:"skipPaths,omitempty"`
 }
 
 type Version struct {
