@@ -127,6 +127,9 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 		{"search.example.com", "/live", "search/query /live"},
 		{"search.example.com", "/lively", "search/query /lively"},
 		// exact paths, then regexes, then prefixes, a claim's joined to its prefix
+		{"www.example.com", "/legacy/v2/reports", "edge/frontend /legacy/v2/reports"},
+		{"www.example.com", "/legacy/v2/reports/q3", "edge/frontend /legacy/v2/reports/q3"},
+		{"www.example.com", "/legacy/v2/reportsx", "edge/ext-legacy-api-example-net /legacy/v2/reportsx"},
 		{"www.example.com", "/legacy/ping", "edge/frontend /legacy/ping"},
 		{"www.example.com", "/legacy/ping/x", "edge/ext-legacy-api-example-net /legacy/ping/x"},
 		{"www.example.com", "/legacy/42", "edge/frontend /legacy/42"},
@@ -140,6 +143,8 @@ func TestContourServesTheEdgeExample(t *testing.T) {
 			t.Errorf("%s%s reaches %q, want %q", c.host, c.path, got, c.want)
 		}
 	}
+	wantJSON(t, "the favicon's caching", envoyRouteBy(t, routes, "https/www.example.com", "www.example.com", "path", "/favicon.ico"), "response_headers_to_add",
+		`[{"append_action":"OVERWRITE_IF_EXISTS_OR_ADD","header":{"key":"Cache-Control","value":"max-age=86400"}}]`)
 	// Plain HTTP on a TLS host only redirects.
 	wantJSON(t, "plain HTTP", envoyRoute(t, routes, "ingress_http", "www.example.com", "/shop/"), "redirect", `{"https_redirect":true}`)
 
@@ -534,6 +539,9 @@ func TestContourGatewayAPIServesTheEdgeExample(t *testing.T) {
 		{"/legacyx", "edge/frontend /legacyx"},
 		// exact paths (this one rewritten whole), then regexes, then prefixes, a claim's
 		// joined to its prefix
+		{"/legacy/v2/reports", "edge/frontend /legacy/v2/reports"},
+		{"/legacy/v2/reports/q3", "edge/frontend /legacy/v2/reports/q3"},
+		{"/legacy/v2/reportsx", "edge/ext-legacy-api-example-net /legacy/v2/reportsx"},
 		{"/legacy/ping", "edge/frontend /ping"},
 		{"/legacy/ping/x", "edge/ext-legacy-api-example-net /legacy/ping/x"},
 		{"/legacy/42", "edge/frontend /legacy/42"},

@@ -155,3 +155,37 @@ func TestIstioAnalyzersAcceptTheRateLimitFilter(t *testing.T) {
 		t.Errorf("istioctl analyze no longer cautions against EnvoyFilters (%v); the opt-in's reason in the README may be out of date", msgs)
 	}
 }
+
+// TestIstioAnalyzersAcceptTheIngressJWT: a host's JWT on Istio ingress, with its policies in
+// the gateway's namespace, passes the analyzers.
+func TestIstioAnalyzersAcceptTheIngressJWT(t *testing.T) {
+	fleet, designs, files := loadExample(t, "edge")
+	for i := range designs {
+		d := &designs[i]
+		if d.Name != "platform" {
+			continue
+		}
+		vh := d.Ingress.Hosts["www.example.com"]
+		open := false
+		vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
+		vh.Routes[1].JWT = &open
+		vh.Routes = vh.Routes[:len(vh.Routes)-1] // the regex route
+		d.Ingress.Hosts["www.example.com"] = vh
+		c := d.TargetClusters(fleet)[0]
+		c.Ingress, c.Istio.IngressNamespace = "istio", "istio-system"
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := testenv.IstioAnalyze(t.Context(), b.Objects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if m.Level == "Info" || (m.Level == "Warning" && explainedIstioWarnings[m.Code]) {
+				continue
+			}
+			t.Errorf("istioctl analyze: %s", m)
+		}
+	}
+}

@@ -91,6 +91,36 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		}
 	}
 
+	// A host's JWT on Istio ingress, its policies in the gateway's namespace (one that
+	// exists here stands for istio-system).
+	{
+		fleet, designs, files := loadExample(t, "edge")
+		for i := range designs {
+			d := &designs[i]
+			if d.Name != "platform" {
+				continue
+			}
+			vh := d.Ingress.Hosts["www.example.com"]
+			open := false
+			vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json", ClaimsToHeaders: map[string]string{"x-user": "sub"}}
+			vh.Routes[1].JWT = &open
+			vh.Routes = vh.Routes[:len(vh.Routes)-1] // the regex route
+			d.Ingress.Hosts["www.example.com"] = vh
+			c := d.TargetClusters(fleet)[0]
+			c.Ingress, c.Istio.IngressNamespace = "istio", "shop"
+			b, err := Render(ctx, d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range b.Objects {
+				if err := apply(ctx, o); err != nil {
+					t.Errorf("platform's JWT on istio ingress: %s rejected: %v", ObjectID(o), err)
+				}
+				checked++
+			}
+		}
+	}
+
 	// Exact and regex paths and the rewrites of each provider that has them.
 	for _, provider := range []string{"contour", "gateway-api", "istio"} {
 		d := pathsDesign(&schema.Rewrite{Path: "/healthz"})

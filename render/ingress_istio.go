@@ -14,7 +14,7 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		return err
 	}
 	warnEdgeResilience(hosts, "istio", out)
-	if err := refuseJWT(in, hosts, "istio", "RequestAuthentication and AuthorizationPolicy would have to go into the ingress gateway's own namespace, outside the design's; use the contour provider"); err != nil {
+	if err := istioIngressJWT(in, hosts, out); err != nil {
 		return err
 	}
 	if err := refuseExtAuth(in, hosts, "istio", "a CUSTOM AuthorizationPolicy needs an extension provider in the mesh config and would live in the ingress gateway's namespace, outside the design's; use the contour provider"); err != nil {

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -146,4 +147,99 @@ func TestEdgeExactAndRegexPaths(t *testing.T) {
 		t.Errorf("istio: no regex rewrite in:\n%s", text)
 	}
 	refusedBy(t, d, c, nil, []string{"contour", "gateway-api"}, `ingress.hosts."www.example.com".routes[1].rewrite.regex`, "only istio renders one")
+}
+
+// TestIstioIngressJWT: where the cluster names the ingress gateway's namespace, a host's JWT
+// on Istio ingress is a RequestAuthentication and a DENY policy there, kept to the host and to
+// the routes that require a token; each request is judged here as Istio judges it. Without the
+// namespace, a regex route beside an open one, and a team opening its own route, are refused.
+func TestIstioIngressJWT(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
+	open := false
+	vh.Routes[1].JWT = &open // the front page
+	regex := vh.Routes[len(vh.Routes)-1]
+	// and the legacy API's health check open inside its protected prefix
+	health := schema.IngressRoute{Prefix: "/", Exact: "/legacy/health", JWT: &open, Backends: vh.Routes[0].Backends}
+	vh.Routes = append(vh.Routes[:len(vh.Routes)-1], health)
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress = "istio"
+	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."www.example.com".jwt`, "unless the cluster names the ingress gateway's namespace")
+
+	c.Istio.IngressNamespace = "istio-system"
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []any
+	for _, o := range b.Objects {
+		switch {
+		case o.GetKind() == "RequestAuthentication" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com":
+		case o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-require-jwt":
+			rules = o.Object["spec"].(map[string]any)["rules"].([]any)
+		}
+	}
+	if rules == nil {
+		t.Fatalf("no require-jwt policy in istio-system:\n%s", bundleText(b, nil))
+	}
+	for path, refused := range map[string]bool{
+		"/": false, "/about": false, "/shopping": false, "/legacy": true, "/legacy/v1": true,
+		"/shop": true, "/shop/cart": true, "/search/q": true, "/favicon.ico": true, "/favicon.icox": false,
+		"/legacy/health": false, "/legacy/health/x": true,
+	} {
+		if got := istioDenies(rules, "www.example.com", path); got != refused {
+			t.Errorf("www.example.com%s without a token: refused %v, want %v", path, got, refused)
+		}
+	}
+	if istioDenies(rules, "search.example.com", "/legacy") {
+		t.Error("the policy refuses another host's requests")
+	}
+	for _, r := range rules {
+		if op := r.(map[string]any)["to"].([]any)[0].(map[string]any)["operation"].(map[string]any); fmt.Sprint(op["ports"]) != "[8443]" {
+			t.Errorf("a rule names ports %v, want the gateway's HTTPS port only (IST0133): %v", op["ports"], r)
+		}
+	}
+	// A passthrough host on the same gateway port would have all its connections refused.
+	d.Ingress.Hosts["db.example.com"] = schema.VirtualHost{Passthrough: &schema.Passthrough{Backends: []schema.IngressBackend{{Service: "frontend", Weight: 100}}}}
+	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."db.example.com".passthrough`, "Istio cannot read a path or a token in a connection it does not open")
+	delete(d.Ingress.Hosts, "db.example.com")
+
+	vh.Routes = append(vh.Routes, regex)
+	d.Ingress.Hosts["www.example.com"] = vh
+	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."www.example.com".routes[4].regex`, "match paths exactly or by prefix")
+
+	_, shop, files := edgeDesign(t, "shop")
+	shop.Ingress.Claims[0].Routes[0].JWT = &open
+	refusedBy(t, shop, c, files, []string{"istio"}, "ingress.claims[0].routes[0].jwt", "a team's route cannot open itself there")
+}
+
+// istioDenies judges a request without a token against DENY rules as Istio does: a rule
+// matches when its hosts and paths match and its notPaths do not.
+func istioDenies(rules []any, host, path string) bool {
+	match := func(patterns []any, v string) bool {
+		for _, p := range patterns {
+			p := p.(string)
+			if base, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(v, base) || p == v {
+				return true
+			}
+		}
+		return false
+	}
+	for _, r := range rules {
+		op := r.(map[string]any)["to"].([]any)[0].(map[string]any)["operation"].(map[string]any)
+		hosts, _ := op["hosts"].([]any)
+		if !match(hosts, host) {
+			continue
+		}
+		if paths, ok := op["paths"].([]any); ok && !match(paths, path) {
+			continue
+		}
+		if notPaths, ok := op["notPaths"].([]any); ok && match(notPaths, path) {
+			continue
+		}
+		return true
+	}
+	return false
 }

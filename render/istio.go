@@ -31,32 +31,7 @@ func compileIstio(in *compileInput, out *output) error {
 			}))
 		}
 		if j := svc.JWT; j != nil {
-			rule := map[string]any{"issuer": j.Issuer, "jwksUri": j.JWKSURI}
-			if len(j.Audiences) > 0 {
-				rule["audiences"] = stringsAny(j.Audiences)
-			}
-			if j.Forward {
-				rule["forwardOriginalToken"] = true
-			}
-			if f := j.From; f != nil {
-				if f.Header != "" {
-					h := map[string]any{"name": f.Header}
-					if f.Prefix != "" {
-						h["prefix"] = f.Prefix
-					}
-					rule["fromHeaders"] = []any{h}
-				}
-				if f.Query != "" {
-					rule["fromParams"] = []any{f.Query}
-				}
-			}
-			var claims []any
-			for _, h := range slices.Sorted(maps.Keys(j.ClaimsToHeaders)) {
-				claims = append(claims, map[string]any{"header": h, "claim": j.ClaimsToHeaders[h]})
-			}
-			if len(claims) > 0 {
-				rule["outputClaimToHeaders"] = claims
-			}
+			rule := istioJWTRule(j)
 			out.add(newObject("security.istio.io/v1", "RequestAuthentication", ns, name, map[string]any{
 				"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
 				"jwtRules": []any{rule},
@@ -444,4 +419,36 @@ func istioRateLimitFilter(name string, port int, l *schema.RateLimit) map[string
 			},
 		}},
 	}
+}
+
+// istioJWTRule is a RequestAuthentication's rule for a design's JWT: the issuer and its keys,
+// the audiences, where the token is read from and the claims copied into headers.
+func istioJWTRule(j *schema.JWT) map[string]any {
+	rule := map[string]any{"issuer": j.Issuer, "jwksUri": j.JWKSURI}
+	if len(j.Audiences) > 0 {
+		rule["audiences"] = stringsAny(j.Audiences)
+	}
+	if j.Forward {
+		rule["forwardOriginalToken"] = true
+	}
+	if f := j.From; f != nil {
+		if f.Header != "" {
+			h := map[string]any{"name": f.Header}
+			if f.Prefix != "" {
+				h["prefix"] = f.Prefix
+			}
+			rule["fromHeaders"] = []any{h}
+		}
+		if f.Query != "" {
+			rule["fromParams"] = []any{f.Query}
+		}
+	}
+	var claims []any
+	for _, h := range slices.Sorted(maps.Keys(j.ClaimsToHeaders)) {
+		claims = append(claims, map[string]any{"header": h, "claim": j.ClaimsToHeaders[h]})
+	}
+	if len(claims) > 0 {
+		rule["outputClaimToHeaders"] = claims
+	}
+	return rule
 }

@@ -91,6 +91,16 @@ func (g GatewayAPI) String() string {
 type IstioConfig struct {
 	EnvoyFilters     bool     `json:"envoyFilters,omitempty"`
 	ExtAuthProviders []string `json:"extAuthProviders,omitempty"`
+	IngressNamespace string   `json:"ingressNamespace,omitempty"`
+	IngressHTTPSPort int      `json:"ingressHTTPSPort,omitempty"`
+}
+
+// HTTPSPort is the gateway workloads' own HTTPS port: 8443 unless the cluster says.
+func (c IstioConfig) HTTPSPort() int {
+	if c.IngressHTTPSPort == 0 {
+		return 8443
+	}
+	return c.IngressHTTPSPort
 }
 
 // ContourConfig is what a cluster's Contour is configured to accept.
