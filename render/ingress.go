@@ -21,6 +21,9 @@ type ingressRoute struct {
 	// kind and path are how and what the route matches, in full: a claim's prefix included.
 	kind schema.PathKind
 	path string
+	// delegateTo is the namespace a delegated prefix goes to, for a provider that lists
+	// delegations among the owner's routes (istio).
+	delegateTo string
 	// src is where the design says it, for errors: ingress.hosts.<host>.routes[i] or
 	// ingress.claims[i].routes[j].
 	src string

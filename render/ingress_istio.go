@@ -35,11 +35,8 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 				"tls":  map[string]any{"mode": "PASSTHROUGH"}})
 			continue
 		}
-		// Only VirtualServices of the host's own and delegated namespaces may bind to it.
+		// Only the host's own VirtualService binds to it; the teams' are delegates of it.
 		bind := []any{ns + "/" + h.host}
-		for _, d := range h.delegate {
-			bind = append(bind, d.Namespace+"/"+h.host)
-		}
 		server := map[string]any{"hosts": bind, "port": map[string]any{"number": int64(80), "name": "http-" + slug(h.host), "protocol": "HTTP"}}
 		if h.tls != nil {
 			if h.tls.Namespace != "" && h.tls.Namespace != ns {
@@ -90,29 +87,33 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 			}))
 			continue
 		}
-		warnCORSPerRoute(h, "istio", out)
-		gw := ns + "/" + ingressGateway
-		if !h.owned {
-			gw = h.owner + "/" + ingressGateway
-		}
 		var routes []any
-		for _, r := range byPrecedence(h.routes) {
+		for _, r := range byPrecedence(append(slices.Clone(h.routes), delegations(h)...)) {
+			if r.delegateTo != "" {
+				routes = append(routes, istioDelegateRoute(h, r))
+				continue
+			}
+			if !h.owned && r.kind == schema.PathRegex {
+				return in.fail(r.src+".regex", "istio merges a team's routes into the owner's under its prefix, and refuses a regex there (it cannot tell the regex stays inside the prefix); use exact paths and prefixes, or the contour provider")
+			}
 			if r.Redirect != nil && r.Redirect.Prefix != "" {
 				return in.fail("ingress "+h.host+r.path+": redirect.prefix", "istio replaces the whole path on a redirect, so the matched prefix cannot be swapped; use redirect.path, or the contour or gateway-api provider")
 			}
 			for _, route := range istioIngressRoutes(in, r) {
 				if h.cors != nil && r.Upstream() {
-					cp := corsFields(h.cors, "allowOrigins", func(o string) any { return map[string]any{"exact": o} })
-					if h.cors.MaxAge != nil {
-						cp["maxAge"] = h.cors.MaxAge.Text
-					}
-					route.(map[string]any)["corsPolicy"] = cp
+					route.(map[string]any)["corsPolicy"] = istioCORS(h.cors)
 				}
 				routes = append(routes, route)
 			}
 		}
+		if !h.owned {
+			// A delegate: bound to no gateway and no host, it is merged into the owner's
+			// VirtualService where that routes the claimed prefix here.
+			out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{"http": routes}))
+			continue
+		}
 		out.add(newObject("networking.istio.io/v1", "VirtualService", ns, "ingress-"+slug(h.host), map[string]any{
-			"gateways": []any{gw},
+			"gateways": []any{ns + "/" + ingressGateway},
 			"hosts":    []any{h.host},
 			"http":     routes,
 		}))
@@ -140,6 +141,38 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		}
 	}
 	return nil
+}
+
+// delegations are a host's delegated prefixes as routes of the owner's, each handing its
+// requests to the team's VirtualService.
+func delegations(h ingressHost) []ingressRoute {
+	var out []ingressRoute
+	for _, d := range h.delegate {
+		out = append(out, ingressRoute{kind: schema.PathPrefix, path: d.Prefix, delegateTo: d.Namespace})
+	}
+	return out
+}
+
+// istioDelegateRoute hands a delegated prefix to the team's VirtualService. Istio merges the
+// team's routes in at this place in the owner's list (their matches within the prefix's), so
+// they are tried where the prefix is, however old either VirtualService is: VirtualServices of
+// one host merged side by side are tried oldest first, and the owner's / would take the
+// teams' requests. The host's CORS policy is passed on to the team's routes.
+func istioDelegateRoute(h ingressHost, r ingressRoute) map[string]any {
+	base := strings.TrimSuffix(r.path, "/")
+	matches := []any{map[string]any{"uri": map[string]any{"prefix": "/"}}}
+	if base != "" {
+		matches = []any{map[string]any{"uri": map[string]any{"exact": base}}, map[string]any{"uri": map[string]any{"prefix": base + "/"}}}
+	}
+	route := map[string]any{
+		"name":     "delegate-" + r.delegateTo,
+		"match":    matches,
+		"delegate": map[string]any{"name": "ingress-" + slug(h.host), "namespace": r.delegateTo},
+	}
+	if h.cors != nil {
+		route["corsPolicy"] = istioCORS(h.cors)
+	}
+	return route
 }
 
 // istioIngressRoutes renders a route for an Istio gateway. Istio's uri rewrite replaces the
@@ -295,4 +328,13 @@ func istioHeaderOps(h *schema.HeaderPolicy) map[string]any {
 		m["remove"] = stringsAny(h.Remove)
 	}
 	return m
+}
+
+// istioCORS is a host's CORS policy as a route's corsPolicy.
+func istioCORS(c *schema.CORS) map[string]any {
+	cp := corsFields(c, "allowOrigins", func(o string) any { return map[string]any{"exact": o} })
+	if c.MaxAge != nil {
+		cp["maxAge"] = c.MaxAge.Text
+	}
+	return cp
 }

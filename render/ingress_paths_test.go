@@ -109,14 +109,27 @@ func TestEdgeExactAndRegexPaths(t *testing.T) {
 		{Prefix: "/", Regex: "/p/[0-9]+|/q", Backends: []schema.IngressBackend{{Service: "api", Weight: 100}}},
 	}}}
 	c := schema.Cluster{Name: "edge", Mesh: "istio", GatewayAPI: schema.GatewayAPI{Version: "v1.3"}}
+	// Istio merges a claim's routes into the owner's under its prefix, and refuses a regex
+	// there.
+	c.Ingress = "istio"
+	refusedBy(t, d, c, nil, []string{"istio"}, "ingress.claims[0].routes[1].regex", "refuses a regex there")
 	for provider, wants := range map[string][]string{
 		"istio": {"- uri:\n        exact: /api/v1/health\n    rewrite:\n      uri: /healthz\n", "- uri:\n        regex: /api/v[0-9]+/.*\n",
-			"- uri:\n        exact: /shop/\n", "- uri:\n        regex: /shop(?:/p/[0-9]+|/q)\n"},
+			"- uri:\n        exact: /shop/\n"},
 		"gateway-api": {"- path:\n        type: Exact\n        value: /api/v1/health\n", "path:\n          replaceFullPath: /healthz\n          type: ReplaceFullPath\n",
 			"- path:\n        type: RegularExpression\n        value: /api/v[0-9]+/.*\n", "type: Exact\n        value: /shop/\n",
 			"type: RegularExpression\n        value: /shop(?:/p/[0-9]+|/q)\n", "# warning: ingress www.example.com: regex /api/v[0-9]+/.*: Gateway API leaves a path regex to the controller"},
 	} {
 		c.Ingress = provider
+		d := d
+		if provider == "istio" {
+			claimed := *d.Ingress
+			claimed.Claims = []schema.Claim{d.Ingress.Claims[0]}
+			claimed.Claims[0].Routes = claimed.Claims[0].Routes[:1]
+			dd := *d
+			dd.Ingress = &claimed
+			d = &dd
+		}
 		b, err := Render(t.Context(), d, &c, Options{Revision: "r"})
 		text := bundleText(b, err)
 		for _, want := range wants {
@@ -140,6 +153,7 @@ func TestEdgeExactAndRegexPaths(t *testing.T) {
 	}
 
 	// A regex rewrite is Istio's alone.
+	d.Ingress.Claims[0].Routes = d.Ingress.Claims[0].Routes[:1]
 	d.Ingress.Hosts["www.example.com"].Routes[1].Rewrite = &schema.Rewrite{Regex: &schema.RegexRewrite{Match: "^/api/(v[0-9]+)/(.*)$", Substitution: "/\\2?version=\\1"}}
 	c.Ingress = "istio"
 	b, err = Render(t.Context(), d, &c, Options{Revision: "r"})
