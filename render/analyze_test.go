@@ -156,9 +156,9 @@ func TestIstioAnalyzersAcceptTheRateLimitFilter(t *testing.T) {
 	}
 }
 
-// TestIstioAnalyzersAcceptTheIngressJWT: a host's JWT on Istio ingress, with its policies in
-// the gateway's namespace, passes the analyzers.
-func TestIstioAnalyzersAcceptTheIngressJWT(t *testing.T) {
+// TestIstioAnalyzersAcceptTheIngressPolicies: a host's JWT and address rules on Istio ingress,
+// with their policies in the gateway's namespace, pass the analyzers.
+func TestIstioAnalyzersAcceptTheIngressPolicies(t *testing.T) {
 	fleet, designs, files := loadExample(t, "edge")
 	for i := range designs {
 		d := &designs[i]
@@ -170,6 +170,9 @@ func TestIstioAnalyzersAcceptTheIngressJWT(t *testing.T) {
 		vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
 		vh.Routes[1].JWT = &open
 		vh.Routes = vh.Routes[:len(vh.Routes)-1] // the regex route
+		// and address rules: the host's, and the legacy API's own
+		vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
+		vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"}
 		d.Ingress.Hosts["www.example.com"] = vh
 		c := d.TargetClusters(fleet)[0]
 		c.Ingress, c.Istio.IngressNamespace = "istio", "istio-system"

@@ -91,8 +91,8 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		}
 	}
 
-	// A host's JWT on Istio ingress, its policies in the gateway's namespace (one that
-	// exists here stands for istio-system).
+	// A host's JWT and address rules on Istio ingress, their policies in the gateway's
+	// namespace (one that exists here stands for istio-system).
 	{
 		fleet, designs, files := loadExample(t, "edge")
 		for i := range designs {
@@ -105,6 +105,8 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 			vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json", ClaimsToHeaders: map[string]string{"x-user": "sub"}}
 			vh.Routes[1].JWT = &open
 			vh.Routes = vh.Routes[:len(vh.Routes)-1] // the regex route
+			vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
+			vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"}
 			d.Ingress.Hosts["www.example.com"] = vh
 			c := d.TargetClusters(fleet)[0]
 			c.Ingress, c.Istio.IngressNamespace = "istio", "shop"

@@ -14,13 +14,10 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 		return err
 	}
 	warnEdgeResilience(hosts, "istio", out)
-	if err := istioIngressJWT(in, hosts, out); err != nil {
+	if err := istioGatewayPolicies(in, hosts, out); err != nil {
 		return err
 	}
 	if err := refuseExtAuth(in, hosts, "istio", "a CUSTOM AuthorizationPolicy needs an extension provider in the mesh config and would live in the ingress gateway's namespace, outside the design's; use the contour provider"); err != nil {
-		return err
-	}
-	if err := refuseIPAccess(in, hosts, "istio", "an AuthorizationPolicy would have to go into the ingress gateway's own namespace, outside the design's; use the contour provider"); err != nil {
 		return err
 	}
 	ns := in.design.Namespace

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -203,11 +204,11 @@ func TestIstioIngressJWT(t *testing.T) {
 		"/shop": true, "/shop/cart": true, "/search/q": true, "/favicon.ico": true, "/favicon.icox": false,
 		"/legacy/health": false, "/legacy/health/x": true,
 	} {
-		if got := istioDenies(rules, "www.example.com", path); got != refused {
+		if got := istioRefuses(rules, "www.example.com", path, "198.51.100.1", false); got != refused {
 			t.Errorf("www.example.com%s without a token: refused %v, want %v", path, got, refused)
 		}
 	}
-	if istioDenies(rules, "search.example.com", "/legacy") {
+	if istioRefuses(rules, "search.example.com", "/legacy", "198.51.100.1", false) {
 		t.Error("the policy refuses another host's requests")
 	}
 	for _, r := range rules {
@@ -217,7 +218,7 @@ func TestIstioIngressJWT(t *testing.T) {
 	}
 	// A passthrough host on the same gateway port would have all its connections refused.
 	d.Ingress.Hosts["db.example.com"] = schema.VirtualHost{Passthrough: &schema.Passthrough{Backends: []schema.IngressBackend{{Service: "frontend", Weight: 100}}}}
-	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."db.example.com".passthrough`, "Istio cannot read a path or a token in a connection it does not open")
+	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."db.example.com".passthrough`, "in a connection it does not open")
 	delete(d.Ingress.Hosts, "db.example.com")
 
 	vh.Routes = append(vh.Routes, regex)
@@ -229,9 +230,10 @@ func TestIstioIngressJWT(t *testing.T) {
 	refusedBy(t, shop, c, files, []string{"istio"}, "ingress.claims[0].routes[0].jwt", "a team's route cannot open itself there")
 }
 
-// istioDenies judges a request without a token against DENY rules as Istio does: a rule
-// matches when its hosts and paths match and its notPaths do not.
-func istioDenies(rules []any, host, path string) bool {
+// istioRefuses judges a request against DENY rules as Istio does: a rule refuses it when its
+// source (no token of the issuer; the client's address in or out of blocks), hosts and paths
+// match and its notPaths do not.
+func istioRefuses(rules []any, host, path, addr string, token bool) bool {
 	match := func(patterns []any, v string) bool {
 		for _, p := range patterns {
 			p := p.(string)
@@ -241,10 +243,30 @@ func istioDenies(rules []any, host, path string) bool {
 		}
 		return false
 	}
+	inBlocks := func(blocks []any) bool {
+		for _, b := range blocks {
+			if netip.MustParsePrefix(b.(string)).Contains(netip.MustParseAddr(addr)) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, r := range rules {
-		op := r.(map[string]any)["to"].([]any)[0].(map[string]any)["operation"].(map[string]any)
-		hosts, _ := op["hosts"].([]any)
-		if !match(hosts, host) {
+		rule := r.(map[string]any)
+		source := rule["from"].([]any)[0].(map[string]any)["source"].(map[string]any)
+		refused := true
+		for k, v := range source {
+			switch k {
+			case "notRequestPrincipals":
+				refused = refused && !token
+			case "ipBlocks", "remoteIpBlocks":
+				refused = refused && inBlocks(v.([]any))
+			case "notIpBlocks", "notRemoteIpBlocks":
+				refused = refused && !inBlocks(v.([]any))
+			}
+		}
+		op := rule["to"].([]any)[0].(map[string]any)["operation"].(map[string]any)
+		if hosts, _ := op["hosts"].([]any); !refused || !match(hosts, host) {
 			continue
 		}
 		if paths, ok := op["paths"].([]any); ok && !match(paths, path) {
@@ -256,4 +278,65 @@ func istioDenies(rules []any, host, path string) bool {
 		return true
 	}
 	return false
+}
+
+// TestIstioIngressAddressRules: where the cluster names the ingress gateway's namespace, a
+// host's address rules and a route's own become DENY policies there, each path held to the
+// rule its route is; a team's route with a rule of its own, under a host without one, gets its
+// own policy. Each request is judged here as Istio judges it.
+func TestIstioIngressAddressRules(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
+	vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"} // the legacy API, for the office
+	vh.Routes = vh.Routes[:len(vh.Routes)-1]                                                     // the regex route
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress = "istio"
+	refusedBy(t, d, c, files, []string{"istio"}, `ingress.hosts."www.example.com".access`, "unless the cluster names the ingress gateway's namespace")
+	c.Istio.IngressNamespace = "istio-system"
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []any
+	for _, o := range b.Objects {
+		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-access" {
+			rules = o.Object["spec"].(map[string]any)["rules"].([]any)
+		}
+	}
+	for _, c := range []struct {
+		path, addr string
+		refused    bool
+	}{
+		{"/legacy/v1", "192.0.2.7", false}, {"/legacy/v1", "198.51.100.1", true}, {"/legacy", "203.0.113.5", true},
+		{"/", "203.0.113.5", true}, {"/", "198.51.100.1", false}, {"/shop/cart", "203.0.113.5", true},
+		{"/shop/cart", "192.0.2.7", false}, {"/favicon.ico", "203.0.113.5", true}, {"/legacyx", "198.51.100.1", false},
+	} {
+		if got := istioRefuses(rules, "www.example.com", c.path, c.addr, true); got != c.refused {
+			t.Errorf("www.example.com%s from %s: refused %v, want %v (rules %v)", c.path, c.addr, got, c.refused, rules)
+		}
+	}
+	if istioRefuses(rules, "search.example.com", "/", "203.0.113.5", true) {
+		t.Error("the policy refuses another host's clients")
+	}
+
+	// A team's own rule on its claimed route, under a host without one.
+	_, shop, files := edgeDesign(t, "shop")
+	shop.Ingress.Claims[0].Routes[0].Access = &schema.IPAccess{Deny: []string{"198.51.100.0/24"}, Source: "peer"}
+	b, err = Render(t.Context(), shop, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules = nil
+	for _, o := range b.Objects {
+		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-shop-access" {
+			rules = o.Object["spec"].(map[string]any)["rules"].([]any)
+		}
+	}
+	for path, refused := range map[string]bool{"/shop/cart": true, "/shop": true, "/shopping": false, "/": false} {
+		if got := istioRefuses(rules, "www.example.com", path, "198.51.100.9", true); got != refused {
+			t.Errorf("a team's rule: www.example.com%s: refused %v, want %v (rules %v)", path, got, refused, rules)
+		}
+	}
 }
