@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -339,4 +340,24 @@ func TestIstioIngressAddressRules(t *testing.T) {
 			t.Errorf("a team's rule: www.example.com%s: refused %v, want %v (rules %v)", path, got, refused, rules)
 		}
 	}
+}
+
+// gatewayPoliciesDesign is examples/edge's platform design for an Istio ingress cluster whose
+// gateway runs in gatewayNamespace, with a JWT (the front page left open) and address rules
+// (the host's, and the legacy API's own); without its regex route, which the gateway's
+// policies could not tell apart.
+func gatewayPoliciesDesign(t *testing.T, gatewayNamespace string) (*schema.Design, schema.Cluster, fs.FS) {
+	t.Helper()
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	open := false
+	vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json", ClaimsToHeaders: map[string]string{"x-user": "sub"}}
+	vh.Routes[1].JWT = &open
+	vh.Routes = vh.Routes[:len(vh.Routes)-1]
+	vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
+	vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"}
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress, c.Istio.IngressNamespace = "istio", gatewayNamespace
+	return d, c, files
 }

@@ -252,18 +252,7 @@ func istioMTLSMode(mode string) string {
 // port and but for the skipped paths, to the extension provider for a verdict.
 func istioExtAuthz(name string, port int, ea *schema.MeshExtAuth) map[string]any {
 	op := map[string]any{"ports": []any{strconv.Itoa(port)}}
-	var skip []string
-	for _, p := range ea.SkipPaths {
-		switch base, prefix := schema.AccessPath(p); {
-		case prefix && base == "/":
-			skip = append(skip, "/*")
-		case prefix:
-			skip = append(skip, base, base+"/*")
-		default:
-			skip = append(skip, base)
-		}
-	}
-	setStrings(op, "notPaths", skip)
+	setStrings(op, "notPaths", istioAccessPaths(ea.SkipPaths))
 	return map[string]any{
 		"selector": map[string]any{"matchLabels": map[string]any{"app": name}},
 		"action":   "CUSTOM",
@@ -298,18 +287,7 @@ func istioAuthorization(name, action string, rules []schema.AccessRule, port int
 			rule["from"] = []any{map[string]any{"source": src}}
 		}
 		op := map[string]any{}
-		var paths []string
-		for _, p := range r.Paths {
-			switch base, prefix := schema.AccessPath(p); {
-			case prefix && base == "/":
-				paths = append(paths, "/*")
-			case prefix:
-				paths = append(paths, base, base+"/*")
-			default:
-				paths = append(paths, base)
-			}
-		}
-		setStrings(op, "paths", paths)
+		setStrings(op, "paths", istioAccessPaths(r.Paths))
 		setStrings(op, "methods", r.Methods)
 		setStrings(op, "hosts", r.Hosts)
 		var ports []string
@@ -451,4 +429,21 @@ func istioJWTRule(j *schema.JWT) map[string]any {
 		rule["outputClaimToHeaders"] = claims
 	}
 	return rule
+}
+
+// istioAccessPaths are access-rule paths as Istio's policies write them: an exact path, or a
+// prefix ("/admin/*") as itself and everything below it.
+func istioAccessPaths(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		switch base, prefix := schema.AccessPath(p); {
+		case prefix && base == "/":
+			out = append(out, "/*")
+		case prefix:
+			out = append(out, base, base+"/*")
+		default:
+			out = append(out, base)
+		}
+	}
+	return out
 }
