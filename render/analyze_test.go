@@ -106,6 +106,8 @@ func TestIstioAnalyzersCatchWhatTheyShould(t *testing.T) {
 func TestIstioAnalyzersAcceptExactAndRegexPaths(t *testing.T) {
 	d := pathsDesign(&schema.Rewrite{Path: "/healthz"})
 	d.Ingress.Hosts["www.example.com"].Routes[1].Rewrite = &schema.Rewrite{Regex: &schema.RegexRewrite{Match: "^/api/(v[0-9]+)/(.*)$", Substitution: "/\\2"}}
+	// and query parameters matched every way
+	d.Ingress.Hosts["www.example.com"].Routes[0].Query = map[string]schema.HeaderMatch{"tab": {Prefix: "new"}, "v": {Regex: "[0-9]+"}, "debug": {Present: true}}
 	c := schema.Cluster{Name: "istio", Mesh: schema.MeshIstio, Ingress: "istio"}
 	b, err := Render(t.Context(), d, &c, Options{Revision: "r"})
 	if err != nil {

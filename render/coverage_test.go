@@ -33,8 +33,8 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	"regex rewrite (`rewrite.regex: {match, substitution}`, RE2 with `\\1` for a group)": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Rewrite = &schema.Rewrite{Regex: &schema.RegexRewrite{Match: "^/api/(.*)$", Substitution: "/v2/\\1"}}
 	},
-	"`method`, `query`": func(vh *schema.VirtualHost) {
-		vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"v": "2"}
+	"`method`, `query` (`query: {name: \"value\" | {prefix} | {regex} | {present: true}}`)": func(vh *schema.VirtualHost) {
+		vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]schema.HeaderMatch{"v": schema.ExactHeader("2"), "tab": {Prefix: "new"}, "debug": {Present: true}}
 	},
 	"gRPC calls by service or method (`grpc: {service, method}` in place of `prefix`; on the design's own hosts)": func(vh *schema.VirtualHost) {
 		vh.Routes[0].Prefix, vh.Routes[0].GRPC = "/", &schema.GRPCMatch{Service: "shop.v1.Cart", Method: "Get"}

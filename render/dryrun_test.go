@@ -107,11 +107,13 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		}
 	}
 
-	// Exact and regex paths and the rewrites of each provider that has them.
+	// Exact and regex paths, the rewrites of each provider that has them, and query
+	// parameters matched every way.
 	for _, provider := range []string{"contour", "gateway-api", "istio"} {
 		d := pathsDesign(&schema.Rewrite{Path: "/healthz"})
 		d.Namespace = "shop" // one the examples' renders created
 		routes := d.Ingress.Hosts["www.example.com"].Routes
+		routes[0].Query = map[string]schema.HeaderMatch{"tab": {Prefix: "new"}, "v": {Regex: "[0-9]+"}, "debug": {Present: true}}
 		switch provider {
 		case "contour":
 			routes[2].Rewrite = nil

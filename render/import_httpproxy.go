@@ -73,11 +73,11 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 			}
 			if qm, ok := cm["queryParameter"].(map[string]any); ok {
 				name, _ := qm["name"].(string)
-				if exact, ok := qm["exact"].(string); ok && name != "" && len(qm) == 2 {
+				if m := importQueryMatch(qm); m != nil && name != "" && len(qm) == 2 {
 					if ir.Query == nil {
 						ir.Query = map[string]any{}
 					}
-					ir.Query[name] = exact
+					ir.Query[name] = m
 					continue
 				}
 			}
@@ -94,7 +94,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Headers[name] = m
 				continue
 			}
-			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, an exact path or a regex starting with /, headers by exact value, regex, presence or absence, the method and exact query parameters)", where, j, cm))
+			imp.Warnings = append(imp.Warnings, fmt.Sprintf("%s.conditions[%d] %v is not imported (a design matches a path prefix, an exact path or a regex starting with /, headers by exact value, regex, presence or absence, the method, and query parameters by exact value, prefix, regex or presence)", where, j, cm))
 		}
 		imp.importRoutePolicies(where, rm, &ir)
 		prefix := ir.Prefix
@@ -524,4 +524,26 @@ func (imp *Imported) importBackends(id, where string, services []any) []imported
 	}
 	backends[0].Weight += 100 - sum
 	return backends
+}
+
+// importQueryMatch is a Contour query parameter condition as a design's query match, or nil for
+// one a design cannot say (suffix, contains, ignoreCase, ...).
+func importQueryMatch(qm map[string]any) any {
+	switch {
+	case qm["exact"] != nil:
+		if v, ok := qm["exact"].(string); ok {
+			return v
+		}
+	case qm["prefix"] != nil:
+		if v, ok := qm["prefix"].(string); ok && v != "" {
+			return map[string]any{"prefix": v}
+		}
+	case qm["regex"] != nil:
+		if v, ok := qm["regex"].(string); ok {
+			return map[string]any{"regex": v}
+		}
+	case qm["present"] == true:
+		return map[string]any{"present": true}
+	}
+	return nil
 }

@@ -358,7 +358,7 @@ var carriedFields = regexp.MustCompile(`^spec\.(` + strings.Join([]string{
 	`(virtualhost|routes\[\d+\])\.rateLimitPolicy\.local\.(requests|unit|burst)`,
 	`(virtualhost|routes\[\d+\])\.ip(Allow|Deny)Policy\[\d+\]\.(cidr|source)`,
 	`virtualhost\.jwtProviders\[0\]\.(name|issuer|default|forwardJWT|remoteJWKS\.uri|audiences\[\d+\])`,
-	`routes\[\d+\]\.conditions\[\d+\]\.(prefix|exact|regex|header\.(name|exact|regex|present|notpresent)|queryParameter\.(name|exact))`,
+	`routes\[\d+\]\.conditions\[\d+\]\.(prefix|exact|regex|header\.(name|exact|regex|present|notpresent)|queryParameter\.(name|exact|prefix|regex|present))`,
 	`routes\[\d+\]\.services\[\d+\]\.(name|port|weight)`,
 	`routes\[\d+\]\.timeoutPolicy\.(response|idle)`,
 	`routes\[\d+\]\.healthCheckPolicy\.(path|intervalSeconds|timeoutSeconds|unhealthyThresholdCount|healthyThresholdCount|host)`,

@@ -277,7 +277,18 @@ func contourRoute(in *compileInput, path map[string]any, r ingressRoute) map[str
 		conds = append(conds, map[string]any{"header": map[string]any{"name": ":method", "exact": r.Method}})
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Query)) {
-		conds = append(conds, map[string]any{"queryParameter": map[string]any{"name": k, "exact": r.Query[k]}})
+		qc := map[string]any{"name": k}
+		switch m := r.Query[k]; {
+		case m.Exact != nil:
+			qc["exact"] = *m.Exact
+		case m.Prefix != "":
+			qc["prefix"] = m.Prefix
+		case m.Present:
+			qc["present"] = true
+		default:
+			qc["regex"] = m.Regex
+		}
+		conds = append(conds, map[string]any{"queryParameter": qc})
 	}
 	route := map[string]any{"conditions": conds}
 	if r.Respond != nil {

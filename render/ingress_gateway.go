@@ -232,7 +232,12 @@ func gatewayRule(in *compileInput, r ingressRoute) map[string]any {
 	if len(r.Query) > 0 {
 		var qs []any
 		for _, k := range slices.Sorted(maps.Keys(r.Query)) {
-			qs = append(qs, map[string]any{"name": k, "type": "Exact", "value": r.Query[k]})
+			if m := r.Query[k]; m.Exact != nil {
+				qs = append(qs, map[string]any{"name": k, "type": "Exact", "value": *m.Exact})
+			} else {
+				re, _ := m.AsRegex()
+				qs = append(qs, map[string]any{"name": k, "type": "RegularExpression", "value": re})
+			}
 		}
 		match["queryParams"] = qs
 	}

@@ -246,8 +246,17 @@ func istioIngressRoute(in *compileInput, r ingressRoute, pathRewrite map[string]
 		}
 		if len(r.Query) > 0 {
 			qs := map[string]any{}
-			for k, v := range r.Query {
-				qs[k] = map[string]any{"exact": v}
+			for k, m := range r.Query {
+				switch {
+				case m.Exact != nil:
+					qs[k] = map[string]any{"exact": *m.Exact}
+				case m.Prefix != "":
+					qs[k] = map[string]any{"prefix": m.Prefix}
+				case m.Present:
+					qs[k] = map[string]any{"regex": ".*"} // Envoy matches a parameter only when present
+				default:
+					qs[k] = map[string]any{"regex": m.Regex}
+				}
 			}
 			match["queryParams"] = qs
 		}

@@ -460,17 +460,21 @@ func TestLocalRateLimits(t *testing.T) {
 	refusedBy(t, d, c, files, []string{"gateway-api", "istio"}, `ingress.hosts."www.example.com".rateLimit`, "no local rate limit")
 }
 
-// TestEdgeMethodAndQueryMatches: a route's method and query conditions reach every provider in
-// its own words (Contour matches the method as Envoy's :method header).
+// TestEdgeMethodAndQueryMatches: a route's method and query conditions (an exact value, a
+// prefix, a regex, presence) reach every provider in its own words (Contour matches the method
+// as Envoy's :method header; Istio and Gateway API say presence as the regex .*).
 func TestEdgeMethodAndQueryMatches(t *testing.T) {
 	fleet, d, files := edgeDesign(t, "search")
 	vh := d.Ingress.Hosts["search.example.com"]
-	vh.Routes[0].Method, vh.Routes[0].Query = "GET", map[string]string{"mode": "stream"}
+	vh.Routes[0].Method = "GET"
+	vh.Routes[0].Query = map[string]schema.HeaderMatch{"mode": schema.ExactHeader("stream"), "lang": {Prefix: "en"}, "v": {Regex: "[0-9]+"}, "debug": {Present: true}}
 	d.Ingress.Hosts["search.example.com"] = vh
 	for provider, wants := range map[string][]string{
-		"contour":     {"- header:\n        exact: GET\n        name: :method", "- queryParameter:\n        exact: stream\n        name: mode"},
-		"gateway-api": {"method: GET", "queryParams:\n      - name: mode\n        type: Exact\n        value: stream"},
-		"istio":       {"method:\n        exact: GET", "queryParams:\n        mode:\n          exact: stream"},
+		"contour": {"- header:\n        exact: GET\n        name: :method", "- queryParameter:\n        exact: stream\n        name: mode",
+			"- queryParameter:\n        name: lang\n        prefix: en\n", "- queryParameter:\n        name: v\n        regex: '[0-9]+'\n", "- queryParameter:\n        name: debug\n        present: true\n"},
+		"gateway-api": {"method: GET", "- name: mode\n        type: Exact\n        value: stream", "- name: lang\n        type: RegularExpression\n        value: en.*\n",
+			"- name: v\n        type: RegularExpression\n        value: '[0-9]+'\n", "- name: debug\n        type: RegularExpression\n        value: .*\n"},
+		"istio": {"method:\n        exact: GET", "queryParams:\n        debug:\n          regex: .*\n        lang:\n          prefix: en\n        mode:\n          exact: stream\n        v:\n          regex: '[0-9]+'\n"},
 	} {
 		c := d.TargetClusters(fleet)[0]
 		c.Ingress = provider

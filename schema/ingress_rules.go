@@ -28,6 +28,27 @@ func checkPrefix(prefix string, p fieldPath) []ruleIssue {
 	return nil
 }
 
+// checkValueMatch checks a header's or a query parameter's match: exactly one way, and a
+// regular expression that compiles.
+func checkValueMatch(m HeaderMatch, ways string, p fieldPath) []ruleIssue {
+	var out []ruleIssue
+	n := 0
+	for _, set := range []bool{m.Exact != nil, m.Prefix != "", m.Regex != "", m.Present, m.Absent} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		out = append(out, ruleIssue{p, "say exactly one of " + ways})
+	}
+	if m.Regex != "" {
+		if _, err := regexp.Compile(m.Regex); err != nil {
+			out = append(out, ruleIssue{p.child("regex"), fmt.Sprintf("invalid regular expression: %v", err)})
+		}
+	}
+	return out
+}
+
 // checkPathText checks a path the design gives in full (an exact match, a rewritten path).
 func checkPathText(path, name string, p fieldPath) []ruleIssue {
 	switch {
@@ -58,7 +79,7 @@ func routeKey(r IngressRoute) string {
 		k += "\x00" + strings.ToLower(h) + "=" + r.Headers[h].String()
 	}
 	for _, q := range slices.Sorted(maps.Keys(r.Query)) {
-		k += "\x00?" + q + "=" + r.Query[q]
+		k += "\x00?" + q + "=" + r.Query[q].String()
 	}
 	return k
 }
@@ -276,21 +297,10 @@ func checkIngressRoute(d *Design, r IngressRoute, p fieldPath) []ruleIssue {
 		}
 	}
 	for _, h := range slices.Sorted(maps.Keys(r.Headers)) {
-		m, hp := r.Headers[h], p.child("headers", h)
-		n := 0
-		for _, set := range []bool{m.Exact != nil, m.Prefix != "", m.Regex != "", m.Present, m.Absent} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
-			add(hp, "say exactly one of exact, prefix, regex, present or absent")
-		}
-		if m.Regex != "" {
-			if _, err := regexp.Compile(m.Regex); err != nil {
-				add(hp.child("regex"), "invalid regular expression: %v", err)
-			}
-		}
+		out = append(out, checkValueMatch(r.Headers[h], "exact, prefix, regex, present or absent", p.child("headers", h))...)
+	}
+	for _, q := range slices.Sorted(maps.Keys(r.Query)) {
+		out = append(out, checkValueMatch(r.Query[q], "exact, prefix, regex or present", p.child("query", q))...)
 	}
 	if r.Timeout != nil && r.Timeout.Seconds() == 0 {
 		add(p.child("timeout"), "a timeout of 0s means no timeout to Istio and Gateway API but is refused or the default elsewhere; leave timeout out for the provider's default, or give a positive duration")

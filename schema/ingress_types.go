@@ -99,7 +99,7 @@ type IngressRoute struct {
 	GRPC            *GRPCMatch             `json:"grpc,omitempty"`
 	Headers         map[string]HeaderMatch `json:"headers,omitempty"`
 	Method          string                 `json:"method,omitempty"`
-	Query           map[string]string      `json:"query,omitempty"`
+	Query           map[string]HeaderMatch `json:"query,omitempty"`
 	Backends        []IngressBackend       `json:"backends,omitempty"`
 	Respond         *Respond               `json:"respond,omitempty"`
 	Redirect        *Redirect              `json:"redirect,omitempty"`

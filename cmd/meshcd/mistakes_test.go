@@ -133,6 +133,8 @@ var edgeMistakes = []struct {
 	{"a team's regex under its claim, where Istio merges the team's routes into the owner's", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
 		`routes: [{regex: "/(q|query)/.+", backends: [{service: "query"}]}, {prefix: "/", backends: [{service: "query"}]}]`,
 		`designs/search/design.cue:\d+:\d+: ingress.claims\[0\].routes\[0\].regex`, "refuses a regex there"},
+	{"a query parameter matched two ways", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", query: lang: {prefix: "en", regex: "e.*"}, backends:`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].query.lang`, "exactly one of exact, prefix, regex or present"},
 	{"a regex rewrite only Istio renders", "designs/search/design.cue", `{prefix: "/live", backends:`, `{prefix: "/live", rewrite: regex: {match: "^/live/(.*)$", substitution: "/stream/\\1"}, backends:`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".routes\[0\].rewrite.regex`, "only istio renders one"},
 	{"a gRPC service under a team's prefix", "designs/shop/design.cue", "\t\t\tprefix: \"/\"\n", "\t\t\tprefix: \"/\"\n\t\t\tgrpc: service: \"shop.v1.Cart\"\n",
@@ -159,6 +161,8 @@ var edgeMistakes = []struct {
 		`{exact: "/live/health", backends: [{service: "query"}], timeout: "1s"}, {regex: "/item/[0-9]+", backends: [{service: "query"}]}, {prefix: "/live", backends:`, "", ""},
 	{"a team's exact path under its claim", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
 		`routes: [{exact: "/", backends: [{service: "query"}]}, {prefix: "/", backends: [{service: "query"}]}]`, "", ""},
+	{"a route for a query parameter's prefix and another's presence", "designs/search/design.cue", `{prefix: "/live", backends:`,
+		`{prefix: "/live", query: {lang: {prefix: "en"}, debug: {present: true}}, backends: [{service: "query"}]}, {prefix: "/live", backends:`, "", ""},
 	{"a second delegated team route", "designs/search/design.cue", `routes: [{prefix: "/", backends: [{service: "query"}]}]`,
 		`routes: [{prefix: "/suggest", backends: [{service: "query"}], timeout: "1s"}, {prefix: "/", backends: [{service: "query"}]}]`, "", ""},
 }
