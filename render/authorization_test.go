@@ -254,7 +254,7 @@ func TestExternalAuthorization(t *testing.T) {
 	}
 
 	const at = `ingress.hosts."www.example.com".extAuth`
-	refusedBy(t, d, c, files, []string{"istio"}, at, "CUSTOM AuthorizationPolicy")
+	refusedBy(t, d, c, files, []string{"istio"}, at, "unless the cluster names the ingress gateway's namespace")
 	refusedBy(t, d, c, files, []string{"gateway-api"}, at, "experimental channel from v1.4")
 	c.Ingress = "gateway-api"
 	c.GatewayAPI = schema.GatewayAPI{Version: "v1.6", Channel: "experimental"}

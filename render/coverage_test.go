@@ -69,7 +69,7 @@ var ingressFeatures = map[string]func(vh *schema.VirtualHost){
 	"JWT (`hosts.<h>.jwt: {issuer, jwksURI, audiences, forward}`; `jwt: false` leaves a route open)": func(vh *schema.VirtualHost) {
 		vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json"}
 	},
-	"external authorization (`hosts.<h>.extAuth: {service, port, tls, failOpen, timeout}`, Envoy's ext_authz over gRPC; `extAuth: false` leaves a route unchecked)": func(vh *schema.VirtualHost) {
+	"external authorization (`hosts.<h>.extAuth: {service, port, tls, failOpen, timeout}` or `{provider}` for Istio, Envoy's ext_authz over gRPC; `extAuth: false` leaves a route unchecked)": func(vh *schema.VirtualHost) {
 		vh.ExtAuth = &schema.ExtAuth{Service: "authz", Port: 9001}
 	},
 	"address rules (`access: {allow | deny: [CIDRs], source: peer | forwarded}` on a host or a route)": func(vh *schema.VirtualHost) {

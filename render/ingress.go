@@ -398,17 +398,6 @@ func contourIPFilters(into map[string]any, a *schema.IPAccess) {
 	into[key] = rules
 }
 
-// refuseExtAuth is the error of a provider that cannot check requests with an authorization
-// server: leaving the check out would open the host.
-func refuseExtAuth(in *compileInput, hosts []ingressHost, provider, why string) error {
-	for _, h := range hosts {
-		if h.extAuth != nil {
-			return in.fail(fmt.Sprintf("ingress.hosts.%q.extAuth", h.host), "%s cannot check requests with an authorization server here (%s); without it the host would be open to anyone", provider, why)
-		}
-	}
-	return nil
-}
-
 // warnEdgeResilience names the route settings a provider leaves to its defaults: a per-route
 // idle timeout and active health checks (passive checks and the Endpoints' readiness still
 // apply, so leaving them out is safe).

@@ -69,6 +69,9 @@ func compileContour(in *compileInput, ing *schema.Ingress, hosts []ingressHost, 
 			}
 			contourIPFilters(vh, h.access)
 			if a := h.extAuth; a != nil {
+				if a.Provider != "" {
+					return in.fail(fmt.Sprintf("ingress.hosts.%q.extAuth.provider", h.host), "contour checks requests with an ExtensionService it builds from the server's Service: say extAuth.service and port, not an Istio provider")
+				}
 				auth := map[string]any{"extensionRef": map[string]any{"name": a.Service + "-extauth", "namespace": ns}}
 				if a.FailOpen {
 					auth["failOpen"] = true

@@ -415,6 +415,8 @@ func gatewayExtAuthAllowed(in *compileInput, hosts []ingressHost, out *output) e
 		}
 		at := fmt.Sprintf("ingress.hosts.%q.extAuth", h.host)
 		switch {
+		case a.Provider != "":
+			return in.fail(at+".provider", "gateway-api's ExternalAuth filter names the server's Service: say extAuth.service and port, not an Istio provider")
 		case !g.Experimental() || g.Minor() < 4:
 			return in.fail(at, "the ExternalAuth filter is in Gateway API's experimental channel from v1.4, and this cluster has %s; without it the host would be open to anyone (say gatewayAPI: {version: \"v1.4\", channel: \"experimental\"} if the cluster serves it, or use the contour provider)", g)
 		case !g.Supports("HTTPRouteExternalAuth"):

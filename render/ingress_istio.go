@@ -17,9 +17,6 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 	if err := istioGatewayPolicies(in, hosts, out); err != nil {
 		return err
 	}
-	if err := refuseExtAuth(in, hosts, "istio", "a CUSTOM AuthorizationPolicy needs an extension provider in the mesh config and would live in the ingress gateway's namespace, outside the design's; use the contour provider"); err != nil {
-		return err
-	}
 	ns := in.design.Namespace
 	var servers []any
 	for _, h := range hosts {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,11 +16,14 @@ import (
 func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) error {
 	gwns := in.cluster.Istio.IngressNamespace
 	for _, h := range hosts {
-		asks := h.jwt != nil || h.access != nil
+		asks := h.jwt != nil || h.access != nil || h.extAuth != nil
 		for _, r := range h.routes {
 			asks = asks || r.access != nil
 			if !h.owned && r.JWT != nil && !*r.JWT {
 				return in.fail(r.src+".jwt", "istio checks tokens by the owner's policy at the gateway, which names the paths it leaves open; a team's route cannot open itself there, so ask the owner of %s to leave the path open", h.host)
+			}
+			if !h.owned && r.ExtAuth != nil && !*r.ExtAuth {
+				return in.fail(r.src+".extAuth", "istio sends requests to the authorization server by the owner's policy at the gateway, which names the paths it leaves unchecked; a team's route cannot leave itself unchecked there, so ask the owner of %s", h.host)
 			}
 		}
 		if !asks {
@@ -27,7 +31,9 @@ func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) er
 		}
 		if gwns == "" {
 			at, what := fmt.Sprintf("ingress.hosts.%q.jwt", h.host), "require a JWT"
-			if h.jwt == nil {
+			if h.jwt == nil && h.extAuth != nil {
+				at, what = fmt.Sprintf("ingress.hosts.%q.extAuth", h.host), "check requests with an authorization server"
+			} else if h.jwt == nil {
 				at, what = fmt.Sprintf("ingress.hosts.%q.access", h.host), "admit or refuse clients by address"
 				if h.access == nil {
 					for _, r := range h.routes {
@@ -61,6 +67,25 @@ func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) er
 			}))
 			out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", gwns, name+"-require-jwt", map[string]any{"selector": selector, "action": "DENY", "rules": rules}))
 			out.warn("ingress %s: jwt: istio validates tokens of %s at the gateway for every host it serves (a RequestAuthentication selects workloads, not hosts): another host's client that sends a bad token of this issuer is refused too, and so is every connection another design passes through on port %d", h.host, h.jwt.Issuer, in.cluster.Istio.HTTPSPort())
+		}
+		if a := h.extAuth; a != nil {
+			at := fmt.Sprintf("ingress.hosts.%q.extAuth", h.host)
+			switch {
+			case a.Provider == "":
+				return in.fail(at, "istio checks requests with an extension provider of its meshConfig, by name: say extAuth.provider (one the cluster lists in istio.extAuthProviders), not a Service")
+			case !slices.Contains(in.cluster.Istio.ExtAuthProviders, a.Provider):
+				return in.fail(at+".provider", "cluster %s lists no Istio extension provider %q (istio: extAuthProviders: the names its meshConfig declares); Istio would refuse every request to a policy naming one it lacks", in.cluster.Name, a.Provider)
+			}
+			if a.FailOpen || a.Timeout != nil {
+				out.warn("ingress %s: extAuth: failOpen and timeout are settings of Istio's extension provider %s in meshConfig; the design's are not rendered", h.host, a.Provider)
+			}
+			rules, err := istioGatewayRules(in, h, extAuthUnits(h))
+			if err != nil {
+				return err
+			}
+			out.add(newObject("security.istio.io/v1", "AuthorizationPolicy", gwns, name+"-ext-authz", map[string]any{
+				"selector": selector, "action": "CUSTOM", "provider": map[string]any{"name": a.Provider}, "rules": rules,
+			}))
 		}
 		if units := accessUnits(h); units != nil {
 			rules, err := istioGatewayRules(in, h, units)
@@ -100,6 +125,25 @@ func jwtUnits(h ingressHost) []gatewayUnit {
 	}
 	for _, d := range h.delegate {
 		units = append(units, gatewayUnit{kind: schema.PathPrefix, path: d.Prefix, key: "jwt", from: need})
+	}
+	return units
+}
+
+// extAuthUnits are the host's paths with whether the authorization server checks them: all but
+// the routes left unchecked (a CUSTOM rule names no source: every request to its paths is
+// checked).
+func extAuthUnits(h ingressHost) []gatewayUnit {
+	anyone := []any{}
+	var units []gatewayUnit
+	for i, r := range h.routes {
+		u := gatewayUnit{kind: r.kind, path: r.path, key: "check", from: anyone, route: &h.routes[i]}
+		if r.ExtAuth != nil && !*r.ExtAuth {
+			u.key, u.from = "", nil
+		}
+		units = append(units, u)
+	}
+	for _, d := range h.delegate {
+		units = append(units, gatewayUnit{kind: schema.PathPrefix, path: d.Prefix, key: "check", from: anyone})
 	}
 	return units
 }
@@ -171,7 +215,7 @@ func istioGatewayRules(in *compileInput, h ingressHost, units []gatewayUnit) ([]
 		if units[0].from == nil {
 			return nil, nil
 		}
-		return []any{map[string]any{"from": units[0].from, "to": []any{map[string]any{"operation": map[string]any{"hosts": hosts, "ports": ports}}}}}, nil
+		return []any{policyRule(units[0].from, map[string]any{"hosts": hosts, "ports": ports})}, nil
 	}
 	for _, u := range units {
 		r := u.route
@@ -198,9 +242,18 @@ func istioGatewayRules(in *compileInput, h ingressHost, units []gatewayUnit) ([]
 		if len(skip) > 0 {
 			op["notPaths"] = stringsAny(skip)
 		}
-		rules = append(rules, map[string]any{"from": u.from, "to": []any{map[string]any{"operation": op}}})
+		rules = append(rules, policyRule(u.from, op))
 	}
 	return rules, nil
+}
+
+// policyRule is one rule of a gateway policy: from whom (none named: anyone), to what.
+func policyRule(from []any, op map[string]any) map[string]any {
+	rule := map[string]any{"to": []any{map[string]any{"operation": op}}}
+	if len(from) > 0 {
+		rule["from"] = from
+	}
+	return rule
 }
 
 // unitPaths are a unit's paths as an AuthorizationPolicy writes them: an exact path, or a

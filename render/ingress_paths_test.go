@@ -231,9 +231,10 @@ func TestIstioIngressJWT(t *testing.T) {
 	refusedBy(t, shop, c, files, []string{"istio"}, "ingress.claims[0].routes[0].jwt", "a team's route cannot open itself there")
 }
 
-// istioRefuses judges a request against DENY rules as Istio does: a rule refuses it when its
-// source (no token of the issuer; the client's address in or out of blocks), hosts and paths
-// match and its notPaths do not.
+// istioRefuses judges a request against a policy's rules as Istio does (for DENY, refused; for
+// CUSTOM, sent to the provider): a rule matches when its source (anyone without one; no token
+// of the issuer; the client's address in or out of blocks), hosts and paths match and its
+// notPaths do not.
 func istioRefuses(rules []any, host, path, addr string, token bool) bool {
 	match := func(patterns []any, v string) bool {
 		for _, p := range patterns {
@@ -254,7 +255,10 @@ func istioRefuses(rules []any, host, path, addr string, token bool) bool {
 	}
 	for _, r := range rules {
 		rule := r.(map[string]any)
-		source := rule["from"].([]any)[0].(map[string]any)["source"].(map[string]any)
+		source := map[string]any{} // no from: anyone
+		if from, ok := rule["from"].([]any); ok {
+			source = from[0].(map[string]any)["source"].(map[string]any)
+		}
 		refused := true
 		for k, v := range source {
 			switch k {
@@ -343,9 +347,9 @@ func TestIstioIngressAddressRules(t *testing.T) {
 }
 
 // gatewayPoliciesDesign is examples/edge's platform design for an Istio ingress cluster whose
-// gateway runs in gatewayNamespace, with a JWT (the front page left open) and address rules
-// (the host's, and the legacy API's own); without its regex route, which the gateway's
-// policies could not tell apart.
+// gateway runs in gatewayNamespace, with a JWT and an authorization server (the front page
+// left open to both) and address rules (the host's, and the legacy API's own); without its
+// regex route, which the gateway's policies could not tell apart.
 func gatewayPoliciesDesign(t *testing.T, gatewayNamespace string) (*schema.Design, schema.Cluster, fs.FS) {
 	t.Helper()
 	fleet, d, files := edgeDesign(t, "platform")
@@ -353,11 +357,65 @@ func gatewayPoliciesDesign(t *testing.T, gatewayNamespace string) (*schema.Desig
 	open := false
 	vh.JWT = &schema.JWT{Issuer: "https://auth.example.com", JWKSURI: "https://auth.example.com/jwks.json", ClaimsToHeaders: map[string]string{"x-user": "sub"}}
 	vh.Routes[1].JWT = &open
+	vh.ExtAuth, vh.Routes[1].ExtAuth = &schema.ExtAuth{Provider: "opa"}, &open
 	vh.Routes = vh.Routes[:len(vh.Routes)-1]
 	vh.Access = &schema.IPAccess{Deny: []string{"203.0.113.0/24"}, Source: "forwarded"}
 	vh.Routes[0].Access = &schema.IPAccess{Allow: []string{"192.0.2.0/24"}, Source: "forwarded"}
 	d.Ingress.Hosts["www.example.com"] = vh
 	c := d.TargetClusters(fleet)[0]
-	c.Ingress, c.Istio.IngressNamespace = "istio", gatewayNamespace
+	c.Ingress, c.Istio.IngressNamespace, c.Istio.ExtAuthProviders = "istio", gatewayNamespace, []string{"opa"}
 	return d, c, files
+}
+
+// TestIstioIngressExternalAuthorization: where the cluster names the ingress gateway's
+// namespace and lists the extension provider, a host's extAuth is a CUSTOM policy there that
+// sends the host's requests to the provider, but for the routes left unchecked; a Service in
+// place of a provider (Istio checks by provider), a provider on Contour or Gateway API (they
+// check by Service), an unlisted provider and a team leaving its route unchecked are refused.
+func TestIstioIngressExternalAuthorization(t *testing.T) {
+	fleet, d, files := edgeDesign(t, "platform")
+	vh := d.Ingress.Hosts["www.example.com"]
+	vh.ExtAuth = &schema.ExtAuth{Provider: "opa", Timeout: &schema.Duration{Text: "1s"}}
+	unchecked := false
+	vh.Routes[1].ExtAuth = &unchecked // the front page
+	vh.Routes = vh.Routes[:len(vh.Routes)-1]
+	d.Ingress.Hosts["www.example.com"] = vh
+	c := d.TargetClusters(fleet)[0]
+	c.Ingress, c.Istio.IngressNamespace = "istio", "istio-system"
+	const at = `ingress.hosts."www.example.com".extAuth`
+	refusedBy(t, d, c, files, []string{"istio"}, at+".provider", `lists no Istio extension provider "opa"`)
+	refusedBy(t, d, c, files, []string{"contour"}, at+".provider", "say extAuth.service and port")
+	refusedBy(t, d, c, files, []string{"gateway-api"}, at+".provider", "say extAuth.service and port")
+
+	c.Istio.ExtAuthProviders = []string{"opa"}
+	b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	for _, o := range b.Objects {
+		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-ext-authz" {
+			spec = o.Object["spec"].(map[string]any)
+		}
+	}
+	if spec == nil || spec["action"] != "CUSTOM" || fmt.Sprint(spec["provider"]) != "map[name:opa]" {
+		t.Fatalf("no CUSTOM policy naming opa in istio-system:\n%s", bundleText(b, nil))
+	}
+	// A CUSTOM rule names no source: a request it matches goes to the provider.
+	for path, checked := range map[string]bool{"/": false, "/about": false, "/legacy/v1": true, "/shop/cart": true, "/favicon.ico": true} {
+		if got := istioRefuses(spec["rules"].([]any), "www.example.com", path, "198.51.100.1", true); got != checked {
+			t.Errorf("www.example.com%s: checked %v, want %v", path, got, checked)
+		}
+	}
+	if w := strings.Join(b.Warnings, "\n"); !strings.Contains(w, "failOpen and timeout are settings of Istio's extension provider opa") {
+		t.Errorf("no warning that the timeout is the provider's: %s", w)
+	}
+
+	vh.ExtAuth = &schema.ExtAuth{Service: "authz", Port: 9001}
+	d.Ingress.Hosts["www.example.com"] = vh
+	refusedBy(t, d, c, files, []string{"istio"}, at, "say extAuth.provider")
+
+	_, shop, files := edgeDesign(t, "shop")
+	shop.Ingress.Claims[0].Routes[0].ExtAuth = &unchecked
+	refusedBy(t, shop, c, files, []string{"istio"}, "ingress.claims[0].routes[0].extAuth", "cannot leave itself unchecked there")
 }

@@ -186,6 +186,9 @@ func checkIngress(d *Design) []ruleIssue {
 				add(hp.child("extAuth"), "a host checked by an authorization server needs tls: the credentials it checks would cross the network in plain text (and Contour refuses it)")
 			}
 			out = append(out, checkDurationPositive(vh.ExtAuth.Timeout, hp.child("extAuth", "timeout"))...)
+			if a := vh.ExtAuth; (a.Provider != "") == (a.Service != "" || a.Port != 0) || (a.Service != "") != (a.Port != 0) {
+				add(hp.child("extAuth"), "say service and port (a Service of the design's, for Contour and Gateway API) or provider (an extension provider of the cluster's Istio), one of the two")
+			}
 		}
 		if c := vh.CORS; c != nil {
 			cp := hp.child("cors")

@@ -122,8 +122,9 @@ type IngressRoute struct {
 
 // ExtAuth is an external authorization server a host checks requests with.
 type ExtAuth struct {
-	Service  string    `json:"service"`
-	Port     int       `json:"port"`
+	Service  string    `json:"service,omitempty"`
+	Port     int       `json:"port,omitempty"`
+	Provider string    `json:"provider,omitempty"`
 	TLS      bool      `json:"tls,omitempty"`
 	FailOpen bool      `json:"failOpen,omitempty"`
 	Timeout  *Duration `json:"timeout,omitempty"`

@@ -89,6 +89,9 @@ var edgeMistakes = []struct {
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".access`, "gateway-api cannot admit or refuse clients by address"},
 	{"an authorization server over plain HTTP", "designs/platform/design.cue", `tls: secret: "www-tls"`, `extAuth: {service: "frontend", port: 8080}`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".extAuth`, "needs tls"},
+	{"an authorization server named two ways", "designs/platform/design.cue", `tls: secret: "www-tls"`, `tls: secret: "www-tls"
+			extAuth: {service: "frontend", port: 8080, provider: "opa"}`,
+		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".extAuth`, "say service and port"},
 	{"a route left unchecked where nothing checks", "designs/platform/design.cue", `{prefix: "/", backends:`, `{prefix: "/", extAuth: false, backends:`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".routes\[1\].extAuth`, "this host has none"},
 	{"a team opening a route the owner never closed", "designs/shop/design.cue", `timeout: "5s"`, `timeout: "5s"
