@@ -93,9 +93,8 @@ func designHosts(in *schema.Ingress) []ingressHost {
 func byPrecedence(routes []ingressRoute) []ingressRoute {
 	out := slices.Clone(routes)
 	slices.SortStableFunc(out, func(a, b ingressRoute) int {
-		rank := map[schema.PathKind]int{schema.PathExact: 0, schema.PathRegex: 1, schema.PathPrefix: 2}
 		return cmp.Or(
-			cmp.Compare(rank[a.kind], rank[b.kind]),
+			cmp.Compare(pathRank[a.kind], pathRank[b.kind]),
 			-cmp.Compare(len(a.path), len(b.path)),
 			-cmp.Compare(len(a.Method), len(b.Method)),
 			-cmp.Compare(len(a.Headers), len(b.Headers)),
@@ -103,6 +102,9 @@ func byPrecedence(routes []ingressRoute) []ingressRoute {
 	})
 	return out
 }
+
+// pathRank is the order providers try path matches in.
+var pathRank = map[schema.PathKind]int{schema.PathExact: 0, schema.PathRegex: 1, schema.PathPrefix: 2}
 
 func joinPrefix(base, p string) string {
 	if p == "/" || p == "" {

@@ -239,7 +239,11 @@ func contourGuards(in *compileInput, h ingressHost, out *output) []any {
 			case schema.PathRegex:
 				// A regex of the host's, and the guard, are tried longest first: what the
 				// regex could match under the longer words is where they would compete.
-				p, _ = regexp.MustCompile(p).LiteralPrefix()
+				re, err := regexp.Compile(p)
+				if err != nil {
+					continue // refused by validation
+				}
+				p, _ = re.LiteralPrefix()
 			}
 			if strings.HasPrefix(p, base) && len(p) > len(base) && p[len(base)] != '/' {
 				clash = r.MatchText()

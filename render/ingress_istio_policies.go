@@ -10,7 +10,7 @@ import (
 )
 
 // istioGatewayPolicies renders what a host asks of the Istio ingress gateway beyond routing,
-// a JWT and address rules, as policies in the gateway's namespace (a policy selects workloads
+// a JWT, an authorization server and address rules, as policies in the gateway's namespace (a policy selects workloads
 // of its own namespace only): a RequestAuthentication, and DENY AuthorizationPolicies kept to
 // the host by its Host header and, where routes differ, to each route's paths.
 func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) error {
@@ -30,18 +30,17 @@ func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) er
 			continue
 		}
 		if gwns == "" {
-			at, what := fmt.Sprintf("ingress.hosts.%q.jwt", h.host), "require a JWT"
-			if h.jwt == nil && h.extAuth != nil {
-				at, what = fmt.Sprintf("ingress.hosts.%q.extAuth", h.host), "check requests with an authorization server"
-			} else if h.jwt == nil {
-				at, what = fmt.Sprintf("ingress.hosts.%q.access", h.host), "admit or refuse clients by address"
-				if h.access == nil {
-					for _, r := range h.routes {
-						if r.access != nil {
-							at = r.src + ".access"
-							break
-						}
-					}
+			at := fmt.Sprintf("ingress.hosts.%q.", h.host)
+			var what string
+			switch {
+			case h.jwt != nil:
+				at, what = at+"jwt", "require a JWT"
+			case h.extAuth != nil:
+				at, what = at+"extAuth", "check requests with an authorization server"
+			default:
+				at, what = at+"access", "admit or refuse clients by address"
+				if i := slices.IndexFunc(h.routes, func(r ingressRoute) bool { return r.access != nil }); h.access == nil && i >= 0 {
+					at = h.routes[i].src + ".access"
 				}
 			}
 			return in.fail(at, "istio cannot %s here unless the cluster names the ingress gateway's namespace (istio: ingressNamespace), where the policies that select the gateway must live; without them every client would reach the host", what)
@@ -57,7 +56,8 @@ func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) er
 			name += "-" + in.design.Namespace // a team's own policy beside the owner's
 		}
 		if h.jwt != nil {
-			rules, err := istioGatewayRules(in, h, jwtUnits(h))
+			need := []any{map[string]any{"source": map[string]any{"notRequestPrincipals": []any{h.jwt.Issuer + "/*"}}}}
+			rules, err := istioGatewayRules(in, h, requiredUnits(h, need, func(r ingressRoute) bool { return r.JWT != nil && !*r.JWT }))
 			if err != nil {
 				return err
 			}
@@ -79,7 +79,8 @@ func istioGatewayPolicies(in *compileInput, hosts []ingressHost, out *output) er
 			if a.FailOpen || a.Timeout != nil {
 				out.warn("ingress %s: extAuth: failOpen and timeout are settings of Istio's extension provider %s in meshConfig; the design's are not rendered", h.host, a.Provider)
 			}
-			rules, err := istioGatewayRules(in, h, extAuthUnits(h))
+			// A CUSTOM rule names no source: every request to its paths is checked.
+			rules, err := istioGatewayRules(in, h, requiredUnits(h, []any{}, func(r ingressRoute) bool { return r.ExtAuth != nil && !*r.ExtAuth }))
 			if err != nil {
 				return err
 			}
@@ -111,39 +112,20 @@ type gatewayUnit struct {
 	route *ingressRoute
 }
 
-// jwtUnits are the host's paths with what they need of a token: one of the issuer's, or none
-// for a route left open.
-func jwtUnits(h ingressHost) []gatewayUnit {
-	need := []any{map[string]any{"source": map[string]any{"notRequestPrincipals": []any{h.jwt.Issuer + "/*"}}}}
+// requiredUnits are the host's paths with what a host-wide requirement (a token, a check by the
+// authorization server) asks of them: from, on every route but those exempt and on every
+// delegated prefix, whose teams' routes the requirement reaches too.
+func requiredUnits(h ingressHost, from []any, exempt func(ingressRoute) bool) []gatewayUnit {
 	var units []gatewayUnit
 	for i, r := range h.routes {
-		u := gatewayUnit{kind: r.kind, path: r.path, key: "jwt", from: need, route: &h.routes[i]}
-		if r.JWT != nil && !*r.JWT {
+		u := gatewayUnit{kind: r.kind, path: r.path, key: "required", from: from, route: &h.routes[i]}
+		if exempt(r) {
 			u.key, u.from = "", nil
 		}
 		units = append(units, u)
 	}
 	for _, d := range h.delegate {
-		units = append(units, gatewayUnit{kind: schema.PathPrefix, path: d.Prefix, key: "jwt", from: need})
-	}
-	return units
-}
-
-// extAuthUnits are the host's paths with whether the authorization server checks them: all but
-// the routes left unchecked (a CUSTOM rule names no source: every request to its paths is
-// checked).
-func extAuthUnits(h ingressHost) []gatewayUnit {
-	anyone := []any{}
-	var units []gatewayUnit
-	for i, r := range h.routes {
-		u := gatewayUnit{kind: r.kind, path: r.path, key: "check", from: anyone, route: &h.routes[i]}
-		if r.ExtAuth != nil && !*r.ExtAuth {
-			u.key, u.from = "", nil
-		}
-		units = append(units, u)
-	}
-	for _, d := range h.delegate {
-		units = append(units, gatewayUnit{kind: schema.PathPrefix, path: d.Prefix, key: "check", from: anyone})
+		units = append(units, gatewayUnit{kind: schema.PathPrefix, path: d.Prefix, key: "required", from: from})
 	}
 	return units
 }
@@ -259,14 +241,10 @@ func policyRule(from []any, op map[string]any) map[string]any {
 // unitPaths are a unit's paths as an AuthorizationPolicy writes them: an exact path, or a
 // prefix as itself and everything below it.
 func unitPaths(u gatewayUnit) []string {
-	switch {
-	case u.kind == schema.PathExact:
+	if u.kind == schema.PathExact {
 		return []string{u.path}
-	case u.path == "/":
-		return []string{"/*"}
 	}
-	base := strings.TrimSuffix(u.path, "/")
-	return []string{base, base + "/*"}
+	return istioAccessPaths([]string{strings.TrimSuffix(u.path, "/") + "/*"})
 }
 
 // within reports whether every request o matches also matches u, and goes to o (the more

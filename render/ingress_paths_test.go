@@ -189,14 +189,7 @@ func TestIstioIngressJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rules []any
-	for _, o := range b.Objects {
-		switch {
-		case o.GetKind() == "RequestAuthentication" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com":
-		case o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-require-jwt":
-			rules = o.Object["spec"].(map[string]any)["rules"].([]any)
-		}
-	}
+	rules, _ := gatewayPolicy(b, "ingress-www-example-com-require-jwt")["rules"].([]any)
 	if rules == nil {
 		t.Fatalf("no require-jwt policy in istio-system:\n%s", bundleText(b, nil))
 	}
@@ -304,12 +297,7 @@ func TestIstioIngressAddressRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rules []any
-	for _, o := range b.Objects {
-		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-access" {
-			rules = o.Object["spec"].(map[string]any)["rules"].([]any)
-		}
-	}
+	rules, _ := gatewayPolicy(b, "ingress-www-example-com-access")["rules"].([]any)
 	for _, c := range []struct {
 		path, addr string
 		refused    bool
@@ -333,12 +321,7 @@ func TestIstioIngressAddressRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules = nil
-	for _, o := range b.Objects {
-		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-shop-access" {
-			rules = o.Object["spec"].(map[string]any)["rules"].([]any)
-		}
-	}
+	rules, _ = gatewayPolicy(b, "ingress-www-example-com-shop-access")["rules"].([]any)
 	for path, refused := range map[string]bool{"/shop/cart": true, "/shop": true, "/shopping": false, "/": false} {
 		if got := istioRefuses(rules, "www.example.com", path, "198.51.100.9", true); got != refused {
 			t.Errorf("a team's rule: www.example.com%s: refused %v, want %v (rules %v)", path, got, refused, rules)
@@ -392,12 +375,7 @@ func TestIstioIngressExternalAuthorization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var spec map[string]any
-	for _, o := range b.Objects {
-		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == "ingress-www-example-com-ext-authz" {
-			spec = o.Object["spec"].(map[string]any)
-		}
-	}
+	spec := gatewayPolicy(b, "ingress-www-example-com-ext-authz")
 	if spec == nil || spec["action"] != "CUSTOM" || fmt.Sprint(spec["provider"]) != "map[name:opa]" {
 		t.Fatalf("no CUSTOM policy naming opa in istio-system:\n%s", bundleText(b, nil))
 	}
@@ -418,4 +396,15 @@ func TestIstioIngressExternalAuthorization(t *testing.T) {
 	_, shop, files := edgeDesign(t, "shop")
 	shop.Ingress.Claims[0].Routes[0].ExtAuth = &unchecked
 	refusedBy(t, shop, c, files, []string{"istio"}, "ingress.claims[0].routes[0].extAuth", "cannot leave itself unchecked there")
+}
+
+// gatewayPolicy is the spec of the bundle's AuthorizationPolicy of this name in istio-system,
+// or nil.
+func gatewayPolicy(b *Bundle, name string) map[string]any {
+	for _, o := range b.Objects {
+		if o.GetKind() == "AuthorizationPolicy" && o.GetNamespace() == "istio-system" && o.GetName() == name {
+			return o.Object["spec"].(map[string]any)
+		}
+	}
+	return nil
 }
