@@ -126,7 +126,6 @@ design: "app-%[1]d": {
 		timeout: "5s"
 		mtls: "strict"
 		outlierDetection: {consecutive5xxErrors: 3}
-		authorization: allow: [{serviceAccounts: ["app-%[1]d/frontend"]}]
 	}
 	gates: latency: {
 		url: "http://api.app-%[1]d:8080/"
