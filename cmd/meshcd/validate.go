@@ -52,7 +52,22 @@ func newValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sum, err := schema.Check(cmd.Context(), root.FS(), opts)
+			// One evaluation in the budgeted worker, and, unless --schema-only, one in this
+			// process for the renders (Load runs both); checking first and loading after would
+			// evaluate the repo a third time.
+			var (
+				fleet   *schema.Fleet
+				designs []schema.Design
+				sum     schema.Summary
+			)
+			if schemaOnly {
+				sum, err = schema.Check(cmd.Context(), root.FS(), opts)
+			} else {
+				fleet, designs, err = schema.Load(cmd.Context(), root.FS(), opts)
+				if err == nil {
+					sum = schema.Summary{Designs: len(designs), Clusters: len(fleet.Clusters)}
+				}
+			}
 			var verr *schema.ValidationError
 			if err != nil && !errors.As(err, &verr) {
 				return fmt.Errorf("%s: %w", dir, err)
@@ -64,10 +79,6 @@ func newValidateCommand() *cobra.Command {
 				rep.Designs, rep.Clusters = sum.Designs, sum.Clusters
 			}
 			if rep.OK && !schemaOnly {
-				fleet, designs, err := schema.Load(cmd.Context(), root.FS(), opts)
-				if err != nil {
-					return fmt.Errorf("%s: %w", dir, err)
-				}
 				rep.Issues = renderIssues(cmd.Context(), cmd.ErrOrStderr(), root.FS(), fleet, designs)
 				rep.OK = len(rep.Issues) == 0
 			}
