@@ -368,7 +368,8 @@ func TestMeshTokensAndRateLimits(t *testing.T) {
 	refused(schema.MeshLinkerd, "services.orders.rateLimit", "whole requests per second")
 
 	// Istio, where the cluster opts in to EnvoyFilters: Envoy's local rate limit on the
-	// service's inbound port, 600 a minute with a bucket of 600 (the burst is below it).
+	// service's inbound port, 600 a minute with a bucket of 620 (the burst of 20 above them, as
+	// Contour means it).
 	b, err := Render(t.Context(), meshPolicyDesign(), &schema.Cluster{Name: "c", Mesh: schema.MeshIstio, Istio: schema.IstioConfig{EnvoyFilters: true}}, Options{Revision: "r"})
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +380,7 @@ func TestMeshTokensAndRateLimits(t *testing.T) {
 		"  name: orders-ratelimit\n",
 		"      context: SIDECAR_INBOUND\n      listener:\n        filterChain:\n          filter:\n            name: envoy.filters.network.http_connection_manager\n            subFilter:\n              name: envoy.filters.http.router\n        portNumber: 8080\n",
 		"        name: envoy.filters.http.local_ratelimit\n",
-		"          token_bucket:\n            fill_interval: 60s\n            max_tokens: 600\n            tokens_per_fill: 600\n",
+		"          token_bucket:\n            fill_interval: 60s\n            max_tokens: 620\n            tokens_per_fill: 600\n",
 		"  workloadSelector:\n    labels:\n      app: orders\n",
 	} {
 		if !strings.Contains(text, want) {

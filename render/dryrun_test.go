@@ -107,6 +107,24 @@ func TestRenderedObjectsAreAcceptedByARealAPIServer(t *testing.T) {
 		}
 	}
 
+	// Local rate limits on Istio ingress: the gateway's EnvoyFilters for a host, an owner's
+	// route and a team's route, and the VirtualServices whose routes they name.
+	{
+		d, shop, c, files := rateLimitedDesigns(t, "shop")
+		for _, d := range []*schema.Design{d, shop} {
+			b, err := Render(ctx, d, &c, Options{Revision: "r", Repo: NewRepo(files)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range b.Objects {
+				if err := apply(ctx, o); err != nil {
+					t.Errorf("%s's rate limits on istio ingress: %s rejected: %v", d.Name, ObjectID(o), err)
+				}
+				checked++
+			}
+		}
+	}
+
 	// Exact and regex paths, the rewrites of each provider that has them, and query
 	// parameters matched every way.
 	for _, provider := range []string{"contour", "gateway-api", "istio"} {

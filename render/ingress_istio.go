@@ -10,7 +10,8 @@ import (
 )
 
 func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) error {
-	if err := refuseRateLimits(in, hosts, "istio", "only an EnvoyFilter can add one, which meshcd does not write; use the contour provider"); err != nil {
+	limited, err := istioGatewayRateLimits(in, hosts, out)
+	if err != nil {
 		return err
 	}
 	warnEdgeResilience(hosts, "istio", out)
@@ -96,6 +97,9 @@ func compileIstioIngress(in *compileInput, hosts []ingressHost, out *output) err
 			for _, route := range istioIngressRoutes(in, r) {
 				if h.cors != nil && r.Upstream() {
 					route.(map[string]any)["corsPolicy"] = istioCORS(h.cors)
+				}
+				if name, ok := limited[r.src]; ok {
+					route.(map[string]any)["name"] = name
 				}
 				routes = append(routes, route)
 			}

@@ -355,15 +355,9 @@ func istioRetryPolicy(r *schema.Retries, rr map[string]any) {
 }
 
 // istioRateLimitFilter is an EnvoyFilter that puts Envoy's local rate limit in front of the
-// service's port on its own sidecars: a token bucket refilled with requests per unit, holding
-// burst (or requests) tokens, answering 429 when empty. Each replica counts for itself.
+// service's port on its own sidecars (localRateLimit: requests per unit, burst above them).
+// Each replica counts for itself.
 func istioRateLimitFilter(name string, port int, l *schema.RateLimit) map[string]any {
-	bucket := l.Requests
-	if l.Burst > bucket {
-		bucket = l.Burst
-	}
-	fill := map[string]string{"second": "1s", "minute": "60s", "hour": "3600s"}[l.Unit]
-	all := map[string]any{"numerator": int64(100), "denominator": "HUNDRED"}
 	return map[string]any{
 		"workloadSelector": map[string]any{"labels": map[string]any{"app": name}},
 		// A relative insert without a priority may land out of order (IST0151).
@@ -382,18 +376,7 @@ func istioRateLimitFilter(name string, port int, l *schema.RateLimit) map[string
 			},
 			"patch": map[string]any{
 				"operation": "INSERT_BEFORE",
-				"value": map[string]any{
-					"name": "envoy.filters.http.local_ratelimit",
-					"typed_config": map[string]any{
-						"@type":       "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-						"stat_prefix": "http_local_rate_limiter",
-						"token_bucket": map[string]any{
-							"max_tokens": int64(bucket), "tokens_per_fill": int64(l.Requests), "fill_interval": fill,
-						},
-						"filter_enabled":  map[string]any{"runtime_key": "local_rate_limit_enabled", "default_value": all},
-						"filter_enforced": map[string]any{"runtime_key": "local_rate_limit_enforced", "default_value": all},
-					},
-				},
+				"value":     map[string]any{"name": "envoy.filters.http.local_ratelimit", "typed_config": localRateLimit(l)},
 			},
 		}},
 	}

@@ -434,8 +434,9 @@ func TestGatewayRetriesOnTheExperimentalChannel(t *testing.T) {
 }
 
 // TestLocalRateLimits: a host's and a route's local rate limits reach Contour's
-// rateLimitPolicy; Gateway API and Istio have no local rate limit meshcd writes, and leaving it
-// out would let every request through, so there it is an error naming the field.
+// rateLimitPolicy; Gateway API has no local rate limit, nor Istio without the cluster's opt-in
+// to EnvoyFilters (TestIstioIngressRateLimits), and leaving it out would let every request
+// through, so there it is an error naming the field.
 func TestLocalRateLimits(t *testing.T) {
 	fleet, d, files := edgeDesign(t, "platform")
 	vh := d.Ingress.Hosts["www.example.com"]

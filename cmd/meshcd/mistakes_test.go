@@ -68,6 +68,9 @@ var edgeMistakes = []struct {
 	{"a rate limit only one provider keeps", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
 			rateLimit: {requests: 50, unit: "second"}`,
 		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".rateLimit`, "gateway-api has no local rate limit"},
+	{"a rate limit on Istio ingress without EnvoyFilters", "designs/search/design.cue", `"search.example.com": {`, `"search.example.com": {
+			rateLimit: {requests: 50, unit: "second"}`,
+		`designs/search/design.cue:\d+:\d+: ingress.hosts."search.example.com".rateLimit`, "only where the cluster opts in (istio: envoyFilters: true"},
 	{"a second prefix for the same team", "designs/platform/design.cue", `{prefix: "/search", namespace: "search"},`,
 		`{prefix: "/search", namespace: "search"}, {prefix: "/shop/admin", namespace: "search"},`,
 		`designs/platform/design.cue:\d+:\d+: ingress.hosts."www.example.com".delegate\[2\].namespace`, "already gets /search on this host"},
