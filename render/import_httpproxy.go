@@ -73,7 +73,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 			}
 			if qm, ok := cm["queryParameter"].(map[string]any); ok {
 				name, _ := qm["name"].(string)
-				if m := importQueryMatch(qm); m != nil && name != "" && len(qm) == 2 {
+				if m := importValueMatch(qm); m != nil && name != "" && len(qm) == 2 {
 					if ir.Query == nil {
 						ir.Query = map[string]any{}
 					}
@@ -87,7 +87,7 @@ func (imp *Imported) addHTTPProxy(o *unstructured.Unstructured) error {
 				ir.Method = exact
 				continue
 			}
-			if m := importHeaderMatch(hm); m != nil && name != "" && name != ":method" && len(hm) == 2 {
+			if m := importValueMatch(hm); m != nil && name != "" && name != ":method" && len(hm) == 2 {
 				if ir.Headers == nil {
 					ir.Headers = map[string]any{}
 				}
@@ -471,21 +471,27 @@ func ingressRouteAsProxy(o *unstructured.Unstructured, warnings *[]string) *unst
 	return c
 }
 
-// importHeaderMatch reads an HTTPProxy header condition's match (besides its name) as a
-// design's header match, or nil for one a design cannot say (contains, notexact, ...).
-func importHeaderMatch(hm map[string]any) any {
+// importValueMatch reads an HTTPProxy header or query parameter condition's match (besides its
+// name) as a design's match, or nil for one a design cannot say (contains, notexact, suffix,
+// ...). Contour matches headers by notpresent and query parameters by prefix, not the other
+// way round.
+func importValueMatch(m map[string]any) any {
 	switch {
-	case hm["exact"] != nil:
-		if v, ok := hm["exact"].(string); ok {
+	case m["exact"] != nil:
+		if v, ok := m["exact"].(string); ok {
 			return v
 		}
-	case hm["regex"] != nil:
-		if v, ok := hm["regex"].(string); ok {
+	case m["prefix"] != nil:
+		if v, ok := m["prefix"].(string); ok && v != "" {
+			return map[string]any{"prefix": v}
+		}
+	case m["regex"] != nil:
+		if v, ok := m["regex"].(string); ok {
 			return map[string]any{"regex": v}
 		}
-	case hm["present"] == true:
+	case m["present"] == true:
 		return map[string]any{"present": true}
-	case hm["notpresent"] == true:
+	case m["notpresent"] == true:
 		return map[string]any{"absent": true}
 	}
 	return nil
@@ -524,26 +530,4 @@ func (imp *Imported) importBackends(id, where string, services []any) []imported
 	}
 	backends[0].Weight += 100 - sum
 	return backends
-}
-
-// importQueryMatch is a Contour query parameter condition as a design's query match, or nil for
-// one a design cannot say (suffix, contains, ignoreCase, ...).
-func importQueryMatch(qm map[string]any) any {
-	switch {
-	case qm["exact"] != nil:
-		if v, ok := qm["exact"].(string); ok {
-			return v
-		}
-	case qm["prefix"] != nil:
-		if v, ok := qm["prefix"].(string); ok && v != "" {
-			return map[string]any{"prefix": v}
-		}
-	case qm["regex"] != nil:
-		if v, ok := qm["regex"].(string); ok {
-			return map[string]any{"regex": v}
-		}
-	case qm["present"] == true:
-		return map[string]any{"present": true}
-	}
-	return nil
 }

@@ -223,17 +223,10 @@ func istioIngressRoute(in *compileInput, r ingressRoute, pathRewrite map[string]
 		match := map[string]any{"uri": uri}
 		hs, without := map[string]any{}, map[string]any{}
 		for k, m := range r.Headers {
-			switch k = strings.ToLower(k); {
-			case m.Exact != nil:
-				hs[k] = map[string]any{"exact": *m.Exact}
-			case m.Prefix != "":
-				hs[k] = map[string]any{"prefix": m.Prefix}
-			case m.Regex != "":
-				hs[k] = map[string]any{"regex": m.Regex}
-			case m.Present:
-				hs[k] = map[string]any{"regex": ".*"} // Envoy matches a header only when present
-			case m.Absent:
-				without[k] = map[string]any{"regex": ".*"}
+			if m.Absent {
+				without[strings.ToLower(k)] = istioValueMatch(m)
+			} else {
+				hs[strings.ToLower(k)] = istioValueMatch(m)
 			}
 		}
 		if len(hs) > 0 {
@@ -248,16 +241,7 @@ func istioIngressRoute(in *compileInput, r ingressRoute, pathRewrite map[string]
 		if len(r.Query) > 0 {
 			qs := map[string]any{}
 			for k, m := range r.Query {
-				switch {
-				case m.Exact != nil:
-					qs[k] = map[string]any{"exact": *m.Exact}
-				case m.Prefix != "":
-					qs[k] = map[string]any{"prefix": m.Prefix}
-				case m.Present:
-					qs[k] = map[string]any{"regex": ".*"} // Envoy matches a parameter only when present
-				default:
-					qs[k] = map[string]any{"regex": m.Regex}
-				}
+				qs[k] = istioValueMatch(m)
 			}
 			match["queryParams"] = qs
 		}
@@ -320,6 +304,21 @@ func istioIngressRoute(in *compileInput, r ingressRoute, pathRewrite map[string]
 		route["headers"] = headers
 	}
 	return route
+}
+
+// istioValueMatch is a header's or query parameter's match as Istio's StringMatch. Presence
+// (and, under withoutHeaders, absence) is the regex .*: Envoy matches a header or parameter
+// only when it is present.
+func istioValueMatch(m schema.HeaderMatch) map[string]any {
+	switch {
+	case m.Exact != nil:
+		return map[string]any{"exact": *m.Exact}
+	case m.Prefix != "":
+		return map[string]any{"prefix": m.Prefix}
+	case m.Regex != "":
+		return map[string]any{"regex": m.Regex}
+	}
+	return map[string]any{"regex": ".*"}
 }
 
 func istioHeaderOps(h *schema.HeaderPolicy) map[string]any {

@@ -44,11 +44,8 @@ func istioGatewayRateLimits(in *compileInput, hosts []ingressHost, out *output) 
 	patches := []any{map[string]any{
 		"applyTo": "HTTP_FILTER",
 		"match": map[string]any{
-			"context": "GATEWAY",
-			"listener": map[string]any{"filterChain": map[string]any{"filter": map[string]any{
-				"name":      "envoy.filters.network.http_connection_manager",
-				"subFilter": map[string]any{"name": "envoy.filters.http.router"},
-			}}},
+			"context":  "GATEWAY",
+			"listener": map[string]any{"filterChain": beforeRouter()},
 		},
 		// Without a bucket of its own the filter limits only where a host or route gives one.
 		"patch": map[string]any{"operation": "INSERT_BEFORE", "value": map[string]any{
@@ -102,6 +99,15 @@ func istioGatewayRateLimits(in *compileInput, hosts []ingressHost, out *output) 
 		"configPatches": patches,
 	}))
 	return names, nil
+}
+
+// beforeRouter matches a listener's HTTP filter chain at its router, where an HTTP filter is
+// inserted before it.
+func beforeRouter() map[string]any {
+	return map[string]any{"filter": map[string]any{
+		"name":      "envoy.filters.network.http_connection_manager",
+		"subFilter": map[string]any{"name": "envoy.filters.http.router"},
+	}}
 }
 
 const localRateLimitType = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"

@@ -365,14 +365,8 @@ func istioRateLimitFilter(name string, port int, l *schema.RateLimit) map[string
 		"configPatches": []any{map[string]any{
 			"applyTo": "HTTP_FILTER",
 			"match": map[string]any{
-				"context": "SIDECAR_INBOUND",
-				"listener": map[string]any{
-					"portNumber": int64(port),
-					"filterChain": map[string]any{"filter": map[string]any{
-						"name":      "envoy.filters.network.http_connection_manager",
-						"subFilter": map[string]any{"name": "envoy.filters.http.router"},
-					}},
-				},
+				"context":  "SIDECAR_INBOUND",
+				"listener": map[string]any{"portNumber": int64(port), "filterChain": beforeRouter()},
 			},
 			"patch": map[string]any{
 				"operation": "INSERT_BEFORE",
