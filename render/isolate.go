@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshcd/meshcd/internal/race"
 	"github.com/meshcd/meshcd/schema"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -33,10 +34,11 @@ type Budget struct {
 	MaxChartArchiveBytes int64
 }
 
-// DefaultBudget is what meshcd allows a design's render unless configured otherwise.
+// DefaultBudget is what meshcd allows a design's render unless configured otherwise. The time
+// is a release build's; a race-built process (the tests') gets race.Slowdown times it.
 func DefaultBudget() Budget {
 	return Budget{
-		Timeout: 30 * time.Second, MaxMemoryBytes: 1 << 30,
+		Timeout: 30 * time.Second * race.Slowdown, MaxMemoryBytes: 1 << 30,
 		MaxObjects: 5000, MaxObjectBytes: 1536 << 10, MaxBundleBytes: 64 << 20,
 		MaxChartArchiveBytes: 64 << 20,
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/meshcd/meshcd/internal/race"
 )
 
 //go:embed cue/schema.cue
@@ -31,9 +33,10 @@ type LoadOptions struct {
 	Worker *Worker
 }
 
-// DefaultLoadOptions returns the limits meshcd uses unless configured otherwise.
+// DefaultLoadOptions returns the limits meshcd uses unless configured otherwise. The time
+// limit is a release build's; a race-built process (the tests') gets race.Slowdown times it.
 func DefaultLoadOptions() LoadOptions {
-	return LoadOptions{MaxFileBytes: 1 << 20, MaxTotalBytes: 32 << 20, Timeout: 20 * time.Second, MaxMemoryBytes: 1 << 30}
+	return LoadOptions{MaxFileBytes: 1 << 20, MaxTotalBytes: 32 << 20, Timeout: 20 * time.Second * race.Slowdown, MaxMemoryBytes: 1 << 30}
 }
 
 func (o LoadOptions) withDefaults() LoadOptions {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/meshcd/meshcd/internal/race"
 )
 
 const clusterEast = "cluster: east: {\n\tlabels: env: \"prod\"\n\tmesh: \"istio\"\n}\n"
@@ -417,7 +418,7 @@ func TestWorkerAddressSpaceLimit(t *testing.T) {
 		}
 	}
 	want := fmt.Sprint(DefaultAddressSpaceBytes)
-	if raceBuilt {
+	if race.Enabled {
 		want = "unlimited"
 	}
 	if fields := strings.Fields(strings.TrimPrefix(line, "Max address space")); len(fields) < 2 || fields[0] != want || fields[1] != want {

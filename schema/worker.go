@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshcd/meshcd/internal/race"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,7 +108,7 @@ func (w *Worker) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the evaluation worker %s: %w", w.Path, err)
 	}
-	if limit := w.AddressSpaceBytes; limit >= 0 && !raceBuilt {
+	if limit := w.AddressSpaceBytes; limit >= 0 && !race.Enabled {
 		if limit == 0 {
 			limit = DefaultAddressSpaceBytes
 		}
