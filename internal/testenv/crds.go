@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,13 +16,10 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
@@ -29,14 +27,23 @@ import (
 //go:embed crds/*.yaml
 var crdFiles embed.FS
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+// crdPath is where the apiserver serves CustomResourceDefinitions.
+const crdPath = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
-// CRDs returns the upstream CustomResourceDefinitions the test clusters get, decoded from the
-// pinned files in crds/ (see crds/README.md).
-func CRDs() ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
+// crd is one CustomResourceDefinition to install: its name and group, and the object as JSON,
+// the body of its server-side apply.
+type crd struct {
+	name, group string
+	body        []byte
+}
+
+// pinnedCRDs are the CRDs of the files in crds/ (see crds/README.md), decoded once per process:
+// 3 MiB of YAML costs seconds of CPU in a race-built test binary, and every cluster of every
+// test gets the same set.
+var pinnedCRDs = sync.OnceValues(func() ([]crd, error) {
+	var out []crd
 	err := fs.WalkDir(crdFiles, "crds", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
 			return err
 		}
 		data, err := crdFiles.ReadFile(path)
@@ -48,12 +55,12 @@ func CRDs() ([]*unstructured.Unstructured, error) {
 		return err
 	})
 	return out, err
-}
+})
 
 // decodeCRDs returns the CustomResourceDefinitions of a multi-document YAML file, skipping any
 // other kind (a release's admission policies, say).
-func decodeCRDs(path string, data []byte) ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
+func decodeCRDs(path string, data []byte) ([]crd, error) {
+	var out []crd
 	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for {
 		doc, err := dec.Read()
@@ -63,20 +70,32 @@ func decodeCRDs(path string, data []byte) ([]*unstructured.Unstructured, error) 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		obj := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+		body, err := yaml.YAMLToJSON(doc)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if obj.GetKind() == "CustomResourceDefinition" {
-			out = append(out, obj)
+		var head struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec struct {
+				Group string `json:"group"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(body, &head); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if head.Kind == "CustomResourceDefinition" {
+			out = append(out, crd{name: head.Metadata.Name, group: head.Spec.Group, body: body})
 		}
 	}
 }
 
-// InstallCRDs server-side applies every CRD from CRDs to the cluster and waits until each is
+// InstallCRDs server-side applies every pinned CRD to the cluster and waits until each is
 // Established, so objects of those kinds can be created right after it returns.
 func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
-	crds, err := CRDs()
+	crds, err := pinnedCRDs()
 	if err != nil {
 		return err
 	}
@@ -87,14 +106,14 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 // pinned one (e.g. v1.3.0 experimental, which the pinned Contour reads), taken from the
 // sigs.k8s.io/gateway-api module at that version. Use it on a cluster started with SkipCRDs.
 func InstallCRDsWithGatewayAPI(ctx context.Context, cfg *rest.Config, version, channel string) error {
-	all, err := CRDs()
+	all, err := pinnedCRDs()
 	if err != nil {
 		return err
 	}
-	var crds []*unstructured.Unstructured
-	for _, crd := range all {
-		if g, _, _ := unstructured.NestedString(crd.Object, "spec", "group"); !strings.HasSuffix(g, "gateway.networking.k8s.io") {
-			crds = append(crds, crd)
+	var crds []crd
+	for _, c := range all {
+		if !strings.HasSuffix(c.group, "gateway.networking.k8s.io") {
+			crds = append(crds, c)
 		}
 	}
 	dir, err := moduleDir(ctx, "sigs.k8s.io/gateway-api@"+version)
@@ -119,50 +138,59 @@ func InstallCRDsWithGatewayAPI(ctx context.Context, cfg *rest.Config, version, c
 	return applyCRDs(ctx, cfg, crds)
 }
 
-func applyCRDs(ctx context.Context, cfg *rest.Config, crds []*unstructured.Unstructured) error {
-	dyn, err := dynamic.NewForConfig(cfg)
+// established reports whether a CRD as the apiserver returned it is Established; only its
+// conditions are decoded, not the schema around them.
+func established(data []byte) bool {
+	var obj struct {
+		Status struct {
+			Conditions []struct{ Type, Status string } `json:"conditions"`
+		} `json:"status"`
+	}
+	if json.Unmarshal(data, &obj) != nil {
+		return false
+	}
+	for _, c := range obj.Status.Conditions {
+		if c.Type == "Established" && c.Status == "True" {
+			return true
+		}
+	}
+	return false
+}
+
+func applyCRDs(ctx context.Context, cfg *rest.Config, crds []crd) error {
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	client := dyn.Resource(crdGVR)
+	client := cs.Discovery().RESTClient()
 	errs := make([]error, len(crds))
+	done := make([]bool, len(crds))
 	var wg sync.WaitGroup
-	for i, crd := range crds {
+	for i, c := range crds {
 		wg.Go(func() {
-			data, err := crd.MarshalJSON()
+			out, err := client.Patch(types.ApplyPatchType).AbsPath(crdPath, c.name).
+				Param("fieldManager", "meshcd-testenv").Param("force", "true").Body(c.body).Do(ctx).Raw()
 			if err != nil {
-				errs[i] = err
+				errs[i] = fmt.Errorf("CRD %s: %w", c.name, err)
 				return
 			}
-			force := true
-			_, err = client.Patch(ctx, crd.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "meshcd-testenv", Force: &force})
-			if err != nil {
-				errs[i] = fmt.Errorf("CRD %s: %w", crd.GetName(), err)
-			}
+			done[i] = established(out)
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, crd := range crds {
-		name := crd.GetName()
+	for i, c := range crds {
+		if done[i] {
+			continue
+		}
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			live, err := client.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, nil
-			}
-			conds, _, _ := unstructured.NestedSlice(live.Object, "status", "conditions")
-			for _, c := range conds {
-				m, _ := c.(map[string]any)
-				if m["type"] == "Established" && m["status"] == "True" {
-					return true, nil
-				}
-			}
-			return false, nil
+			out, err := client.Get().AbsPath(crdPath, c.name).Do(ctx).Raw()
+			return err == nil && established(out), nil
 		})
 		if err != nil {
-			return fmt.Errorf("CRD %s not Established: %w", name, err)
+			return fmt.Errorf("CRD %s not Established: %w", c.name, err)
 		}
 	}
 	return nil
