@@ -16,7 +16,7 @@ import (
 func TestIstioAnalyzersAcceptTheTestsDesigns(t *testing.T) {
 	files := map[string][]byte{
 		"clusters/fleet.cue":           []byte(fleetFiles),
-		"designs/shop/design.cue":      []byte(designWith(90, "http://127.0.0.1:1/", true)),
+		"designs/shop/design.cue":      []byte(designWith("shop", 90, "http://127.0.0.1:1/", true)),
 		"designs/shop/raw/config.yaml": []byte(settings),
 	}
 	for name, data := range named("alpha", everywhere, 70, "EUR", changeGate("http://127.0.0.1:1/", "1s")) {

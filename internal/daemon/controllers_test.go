@@ -37,8 +37,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// The controller tests share three clusters started once for the package; each test uses
-// designs (and so namespaces) of its own names.
+// The package's tests share three clusters started once; each test uses designs (and so
+// namespaces) of its own names, so no test sees another's objects.
 var (
 	sharedOnce sync.Once
 	sharedEnv  *testenv.Env

@@ -79,11 +79,14 @@ cluster: west: {labels: {env: "prod"}, mesh: "linkerd"}
 cluster: central: {labels: {env: "prod"}, mesh: "gateway-api"}
 `
 
-func design(weight int, gateURL string) string { return designWith(weight, gateURL, false) }
+func design(name string, weight int, gateURL string) string {
+	return designWith(name, weight, gateURL, false)
+}
 
-// designWith is the shop design; with gateURL it has a gate run on change, and with cron also
-// one run every two seconds.
-func designWith(weight int, gateURL string, cron bool) string {
+// designWith is a design called name in the namespace name (the tests share their clusters, so
+// each uses its own): a service whose stable version gets weight and a ConfigMap settings;
+// with gateURL it has a gate run on change, and with cron also one run every two seconds.
+func designWith(name string, weight int, gateURL string, cron bool) string {
 	gate := ""
 	if gateURL != "" {
 		gate = fmt.Sprintf(`gates: latency: {
@@ -104,8 +107,8 @@ func designWith(weight int, gateURL string, cron bool) string {
 	}`, gateURL)
 		}
 	}
-	return fmt.Sprintf(`design: shop: {
-	namespace: "shop"
+	return fmt.Sprintf(`design: %q: {
+	namespace: %q
 	targets: matchLabels: env: "prod"
 	services: checkout: {
 		port: 8080
@@ -115,13 +118,13 @@ func designWith(weight int, gateURL string, cron bool) string {
 	manifests: [{yaml: "./raw"}]
 	%s
 	sync: {prune: true, drift: "heal"}
-}`, weight, 100-weight, gate)
+}`, name, name, weight, 100-weight, gate)
 }
 
 const settings = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {currency: EUR}\n"
 
-// fixture is three real clusters (one per mesh), a Git server whose fleet repo holds the
-// first commit, a daemon config for them, and meshcd clients to look at the clusters.
+// fixture is the package's three shared clusters (one per mesh), a Git server whose fleet repo
+// holds the first commit, a daemon config for them, and meshcd clients to look at the clusters.
 type fixture struct {
 	repo    *testenv.Repo
 	first   string
@@ -132,11 +135,7 @@ type fixture struct {
 
 func setup(t *testing.T, ctx context.Context, files map[string][]byte) fixture {
 	t.Helper()
-	env, err := testenv.Start(ctx, testenv.Options{Names: []string{"east", "west", "central"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
+	env := shared(t)
 	git, err := testenv.StartGitServer(testenv.GitServerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +145,7 @@ func setup(t *testing.T, ctx context.Context, files map[string][]byte) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := repo.Push(ctx, "main", files, "shop: first design")
+	first, err := repo.Push(ctx, "main", files, "first design")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,19 +269,20 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // healed and recorded, a SIGKILL and restart lose nothing and commit nothing new, and SIGTERM
 // stops it cleanly. No status commit is ever empty.
 func TestDaemonEndToEnd(t *testing.T) {
+	const ns = "store"
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	echo := httptest.NewServer(http.HandlerFunc(fhttp.EchoHandler))
 	defer echo.Close()
 	f := setup(t, ctx, map[string][]byte{
-		"clusters/fleet.cue":             []byte(fleetFiles),
-		"designs/shop/design.cue":        []byte(designWith(90, echo.URL+"/", true)),
-		"designs/shop/raw/settings.yaml": []byte(settings),
+		"clusters/fleet.cue":                   []byte(fleetFiles),
+		"designs/" + ns + "/design.cue":        []byte(designWith(ns, 90, echo.URL+"/", true)),
+		"designs/" + ns + "/raw/settings.yaml": []byte(settings),
 	})
 	repo, first, config, addr, clients := f.repo, f.first, f.config, f.addr, f.clients
 	syncStatus := func(cluster string) status.Sync {
 		var s status.Sync
-		data, err := repo.ReadFile(ctx, "main", status.SyncPath("shop", cluster))
+		data, err := repo.ReadFile(ctx, "main", status.SyncPath(ns, cluster))
 		if err == nil {
 			_ = json.Unmarshal(data, &s)
 		}
@@ -299,11 +299,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 		return true
 	})
 	for name, c := range clients {
-		if v := configValue(t, c); v != "EUR" {
+		if v := configValue(t, c, ns); v != "EUR" {
 			t.Errorf("%s: ConfigMap settings has currency %q", name, v)
 		}
 	}
-	if w := stableWeight(t, clients["east"]); w != 90 {
+	if w := stableWeight(t, clients["east"], ns); w != 90 {
 		t.Errorf("east: stable weight %d, want 90", w)
 	}
 	eventually(t, 30*time.Second, "the gate's result committed", func() bool {
@@ -316,7 +316,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		return false
 	})
 	eventually(t, 30*time.Second, "the cron gate run at least twice", func() bool {
-		h, err := repo.ReadFile(ctx, "main", "status/gates/shop/periodic/east.history.jsonl")
+		h, err := repo.ReadFile(ctx, "main", "status/gates/"+ns+"/periodic/east.history.jsonl")
 		return err == nil && strings.Count(string(h), "\n") >= 2
 	})
 	for _, path := range []string{"/healthz", "/readyz"} {
@@ -324,7 +324,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 			t.Errorf("%s: %d", path, code)
 		}
 	}
-	if _, body := get(t, "http://"+addr+"/metrics"); !strings.Contains(body, `meshcd_sync_total{cluster="east",design="shop",result="ok"}`) || !strings.Contains(body, "meshcd_gate_runs_total") {
+	if _, body := get(t, "http://"+addr+"/metrics"); !strings.Contains(body, fmt.Sprintf(`meshcd_sync_total{cluster="east",design=%q,result="ok"}`, ns)) || !strings.Contains(body, "meshcd_gate_runs_total") {
 		t.Errorf("/metrics lacks sync and gate metrics")
 	}
 	if _, body := get(t, "http://"+addr+"/api/v1/status"); !strings.Contains(body, first) {
@@ -332,20 +332,20 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 
 	// A weight change is applied to every cluster.
-	second, err := push(ctx, repo, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(50, echo.URL+"/"))}, "shop: 50/50")
+	second, err := push(ctx, repo, "main", map[string][]byte{"designs/" + ns + "/design.cue": []byte(design(ns, 50, echo.URL+"/"))}, "50/50")
 	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, "the weight change applied and its status committed", func() bool {
-		return stableWeight(t, clients["east"]) == 50 && syncStatus("west").Revision == second && syncStatus("central").Revision == second
+		return stableWeight(t, clients["east"], ns) == 50 && syncStatus("west").Revision == second && syncStatus("central").Revision == second
 	})
 
 	// A pull request gets a preview with the server-side diff; closing it removes the preview.
 	head, err := push(ctx, repo, "feature", map[string][]byte{
-		"clusters/fleet.cue":             []byte(fleetFiles),
-		"designs/shop/design.cue":        []byte(design(30, echo.URL+"/")),
-		"designs/shop/raw/settings.yaml": []byte(settings),
-	}, "shop: 30/70")
+		"clusters/fleet.cue":                   []byte(fleetFiles),
+		"designs/" + ns + "/design.cue":        []byte(design(ns, 30, echo.URL+"/")),
+		"designs/" + ns + "/raw/settings.yaml": []byte(settings),
+	}, "30/70")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,10 +359,10 @@ func TestDaemonEndToEnd(t *testing.T) {
 	eventually(t, 30*time.Second, "a preview of PR 7 in status/pr/7.md", func() bool {
 		md, err := repo.ReadFile(ctx, "main", "status/pr/7.md")
 		lastMD = string(md)
-		return err == nil && strings.Contains(string(md), "networking.istio.io/VirtualService shop/checkout") && strings.Contains(string(md), "weight: 30") &&
-			strings.Contains(string(md), "**Gate shop/latency** against "+echo.URL+"/: ✅ passed")
+		return err == nil && strings.Contains(string(md), "networking.istio.io/VirtualService "+ns+"/checkout") && strings.Contains(string(md), "weight: 30") &&
+			strings.Contains(string(md), "**Gate "+ns+"/latency** against "+echo.URL+"/: ✅ passed")
 	})
-	if w := stableWeight(t, clients["east"]); w != 50 {
+	if w := stableWeight(t, clients["east"], ns); w != 50 {
 		t.Errorf("a preview changed the cluster: weight %d", w)
 	}
 	must(t, repo.DeleteRef(ctx, "refs/pull/7/head"))
@@ -373,13 +373,13 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	// An out-of-band edit is healed and recorded in the drift ledger.
 	m, _ := clients["west"].Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
-	if _, err := clients["west"].Dynamic.Resource(m.Resource).Namespace("shop").Patch(ctx, "settings", types.MergePatchType, []byte(`{"data":{"currency":"USD"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+	if _, err := clients["west"].Dynamic.Resource(m.Resource).Namespace(ns).Patch(ctx, "settings", types.MergePatchType, []byte(`{"data":{"currency":"USD"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the edit healed", func() bool { return configValue(t, clients["west"]) == "EUR" })
+	eventually(t, 10*time.Second, "the edit healed", func() bool { return configValue(t, clients["west"], ns) == "EUR" })
 	eventually(t, 15*time.Second, "the drift recorded in status/drift/west.json", func() bool {
 		data, err := repo.ReadFile(ctx, "main", status.DriftPath("west"))
-		return err == nil && strings.Contains(string(data), "ConfigMap shop/settings") && syncStatus("west").Drift.Healed >= 1
+		return err == nil && strings.Contains(string(data), "ConfigMap "+ns+"/settings") && syncStatus("west").Drift.Healed >= 1
 	})
 
 	// SIGKILL, then a restart: nothing lost, nothing pruned, no new status commit.
@@ -394,11 +394,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Errorf("a restart with nothing changed made %d status commits; the last:\n%s", after-before, tail(string(out), 3000))
 	}
 	for name, c := range clients {
-		if v := configValue(t, c); v != "EUR" {
+		if v := configValue(t, c, ns); v != "EUR" {
 			t.Errorf("%s lost its ConfigMap after the restart (currency %q)", name, v)
 		}
 	}
-	if w := stableWeight(t, clients["east"]); w != 50 {
+	if w := stableWeight(t, clients["east"], ns); w != 50 {
 		t.Errorf("east: weight %d after the restart", w)
 	}
 
@@ -425,15 +425,15 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	// One design breaks while another is added: the new one is applied everywhere, the broken
 	// one keeps its last good state, and its status says why.
-	broken := strings.Replace(design(50, echo.URL+"/"), "routes: [{to: {stable: 50, canary: 50}}]", "routes: [{to: {stable: 50, canary: 40}}]", 1)
+	broken := strings.Replace(design(ns, 50, echo.URL+"/"), "routes: [{to: {stable: 50, canary: 50}}]", "routes: [{to: {stable: 50, canary: 40}}]", 1)
 	if _, err := push(ctx, repo, "main", map[string][]byte{
-		"designs/shop/design.cue":           []byte(broken),
+		"designs/" + ns + "/design.cue":     []byte(broken),
 		"designs/billing/design.cue":        []byte(`design: billing: {namespace: "billing", targets: matchLabels: env: "prod", manifests: [{yaml: "./raw"}]}`),
 		"designs/billing/raw/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: billing}\ndata: {plan: gold}\n"),
-	}, "shop: a typo; billing: new"); err != nil {
+	}, ns+": a typo; billing: new"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "billing applied everywhere and shop's status naming its error", func() bool {
+	eventually(t, 60*time.Second, "billing applied everywhere and the broken design's status naming its error", func() bool {
 		for _, c := range clients {
 			m, _ := c.Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
 			if _, err := c.Dynamic.Resource(m.Resource).Namespace("billing").Get(ctx, "billing", metav1.GetOptions{}); err != nil {
@@ -442,7 +442,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}
 		return strings.Contains(syncStatus("east").Error, "weights sum to 90")
 	})
-	if w := stableWeight(t, clients["east"]); w != 50 {
+	if w := stableWeight(t, clients["east"], ns); w != 50 {
 		t.Errorf("the broken design's last good state did not stay: weight %d", w)
 	}
 
@@ -503,13 +503,13 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func configValue(t *testing.T, c *fleet.Cluster) string {
+func configValue(t *testing.T, c *fleet.Cluster, ns string) string {
 	t.Helper()
 	m, err := c.Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
 	if err != nil {
 		return ""
 	}
-	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), "settings", metav1.GetOptions{})
+	o, err := c.Dynamic.Resource(m.Resource).Namespace(ns).Get(t.Context(), "settings", metav1.GetOptions{})
 	if err != nil {
 		return ""
 	}
@@ -522,13 +522,13 @@ var (
 	getOptions = metav1.GetOptions{}
 )
 
-func stableWeight(t *testing.T, c *fleet.Cluster) int {
+func stableWeight(t *testing.T, c *fleet.Cluster, ns string) int {
 	t.Helper()
 	m, err := c.Live.Mapping(vsGVK)
 	if err != nil {
 		return -1
 	}
-	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), "checkout", getOptions)
+	o, err := c.Dynamic.Resource(m.Resource).Namespace(ns).Get(t.Context(), "checkout", getOptions)
 	if err != nil {
 		return -1
 	}
@@ -564,13 +564,14 @@ func must(t *testing.T, err error) {
 // pruned, the shared ConfigMap never lost; no status commit is empty or touches anything but
 // status/.
 func TestDaemonSurvivesSIGKILL(t *testing.T) {
+	const ns = "killed"
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	files := func(i int) map[string][]byte {
 		return map[string][]byte{
-			"designs/shop/design.cue":        []byte(design(10*(i%9+1), "")),
-			"designs/shop/raw/settings.yaml": []byte(settings),
-			"designs/shop/raw/extra.yaml":    []byte(fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra-%d}\ndata: {round: \"%d\"}\n", i, i)),
+			"designs/" + ns + "/design.cue":        []byte(design(ns, 10*(i%9+1), "")),
+			"designs/" + ns + "/raw/settings.yaml": []byte(settings),
+			"designs/" + ns + "/raw/extra.yaml":    []byte(fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra-%d}\ndata: {round: \"%d\"}\n", i, i)),
 		}
 	}
 	first := files(0)
@@ -588,7 +589,7 @@ func TestDaemonSurvivesSIGKILL(t *testing.T) {
 		must(t, d.cmd.Process.Signal(syscall.SIGKILL))
 		_ = d.cmd.Wait()
 		for name, c := range f.clients {
-			if v := configValue(t, c); v != "EUR" && v != "" {
+			if v := configValue(t, c, ns); v != "EUR" && v != "" {
 				t.Fatalf("round %d: %s has currency %q", i, name, v)
 			}
 		}
@@ -597,15 +598,15 @@ func TestDaemonSurvivesSIGKILL(t *testing.T) {
 	const lastWeight = 10 // round 9's: 10*(9%9+1)
 	eventually(t, 90*time.Second, "converged on the last round, earlier ConfigMaps pruned", func() bool {
 		for name, c := range f.clients {
-			if configValue(t, c) != "EUR" || !configMapExists(t, c, "extra-9") {
+			if configValue(t, c, ns) != "EUR" || !configMapExists(t, c, ns, "extra-9") {
 				return false
 			}
 			for i := range 9 {
-				if configMapExists(t, c, fmt.Sprintf("extra-%d", i)) {
+				if configMapExists(t, c, ns, fmt.Sprintf("extra-%d", i)) {
 					return false
 				}
 			}
-			if name == "east" && stableWeight(t, c) != lastWeight {
+			if name == "east" && stableWeight(t, c, ns) != lastWeight {
 				return false
 			}
 		}
@@ -635,13 +636,13 @@ func TestDaemonSurvivesSIGKILL(t *testing.T) {
 	t.Logf("%d status commits over 10 killed rounds and a final run", commits)
 }
 
-func configMapExists(t *testing.T, c *fleet.Cluster, name string) bool {
+func configMapExists(t *testing.T, c *fleet.Cluster, ns, name string) bool {
 	t.Helper()
 	m, err := c.Live.Mapping(k8sschema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
 	if err != nil {
 		return false
 	}
-	_, err = c.Dynamic.Resource(m.Resource).Namespace("shop").Get(t.Context(), name, metav1.GetOptions{})
+	_, err = c.Dynamic.Resource(m.Resource).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
 	return err == nil
 }
 
@@ -649,12 +650,13 @@ func configMapExists(t *testing.T, c *fleet.Cluster, name string) bool {
 // Lease in a real cluster: only the holder acts; when it is SIGKILLed the other takes the
 // Lease once it expires, and acts on the next push.
 func TestTwoReplicasOneLeader(t *testing.T) {
+	const ns = "replicas"
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	f := setup(t, ctx, map[string][]byte{
-		"clusters/fleet.cue":             []byte(fleetFiles),
-		"designs/shop/design.cue":        []byte(design(90, "")),
-		"designs/shop/raw/settings.yaml": []byte(settings),
+		"clusters/fleet.cue":                   []byte(fleetFiles),
+		"designs/" + ns + "/design.cue":        []byte(design(ns, 90, "")),
+		"designs/" + ns + "/raw/settings.yaml": []byte(settings),
 	})
 	cfg, err := os.ReadFile(f.config)
 	if err != nil {
@@ -683,7 +685,7 @@ func TestTwoReplicasOneLeader(t *testing.T) {
 	}
 	a := startDaemon(t, f.config, f.addr)
 	eventually(t, 60*time.Second, "replica A leading and syncing", func() bool {
-		return strings.HasSuffix(holder(), fmt.Sprintf("-%d", a.cmd.Process.Pid)) && stableWeight(t, f.clients["east"]) == 90
+		return strings.HasSuffix(holder(), fmt.Sprintf("-%d", a.cmd.Process.Pid)) && stableWeight(t, f.clients["east"], ns) == 90
 	})
 	b := startDaemon(t, second, addrB)
 	time.Sleep(2 * lease)
@@ -704,8 +706,8 @@ func TestTwoReplicasOneLeader(t *testing.T) {
 	if took > 2*lease+time.Second {
 		t.Errorf("takeover took %s, want about the lease duration (%s)", took, lease)
 	}
-	if _, err := push(ctx, f.repo, "main", map[string][]byte{"designs/shop/design.cue": []byte(design(40, ""))}, "shop: 40/60"); err != nil {
+	if _, err := push(ctx, f.repo, "main", map[string][]byte{"designs/" + ns + "/design.cue": []byte(design(ns, 40, ""))}, "40/60"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the new leader applies the next push", func() bool { return stableWeight(t, f.clients["east"]) == 40 })
+	eventually(t, 30*time.Second, "the new leader applies the next push", func() bool { return stableWeight(t, f.clients["east"], ns) == 40 })
 }

@@ -20,6 +20,7 @@ import (
 // canary under load would. meshcd commits 20, then 50, then rolls back to 20 and holds, each
 // step applied to the clusters.
 func TestRolloutAdvancesAndRollsBack(t *testing.T) {
+	const ns = "rollout"
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	// The target reads the canary's weight from a copy refreshed every 100 ms, not from the
@@ -33,7 +34,7 @@ func TestRolloutAdvancesAndRollsBack(t *testing.T) {
 		w.Write([]byte("ok"))
 	}))
 	defer slow.Close()
-	shop := strings.Replace(design(100, ""), "manifests:", fmt.Sprintf(`gates: canary: {
+	shop := strings.Replace(design(ns, 100, ""), "manifests:", fmt.Sprintf(`gates: canary: {
 		url: %q
 		load: {qps: 20, connections: 2, duration: "1s"}
 		thresholds: {p99: "150ms"}
@@ -41,20 +42,20 @@ func TestRolloutAdvancesAndRollsBack(t *testing.T) {
 	}
 	manifests:`, slow.URL+"/"), 1)
 	f := setup(t, ctx, map[string][]byte{
-		"clusters/fleet.cue":             []byte(fleetFiles),
-		"designs/shop/design.cue":        []byte(shop),
-		"designs/shop/raw/settings.yaml": []byte(settings),
+		"clusters/fleet.cue":                   []byte(fleetFiles),
+		"designs/" + ns + "/design.cue":        []byte(shop),
+		"designs/" + ns + "/raw/settings.yaml": []byte(settings),
 	})
 	go func() {
 		for ctx.Err() == nil {
-			weight.Store(int64(canaryWeight(t, f)))
+			weight.Store(int64(canaryWeight(t, f, ns)))
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	startDaemon(t, f.config, f.addr)
 	eventually(t, 120*time.Second, "the rollout held at 20% after failing at 50%", func() bool {
-		data, err := f.repo.ReadFile(ctx, "main", "designs/shop/rollout-canary.cue")
-		return err == nil && strings.Contains(string(data), "held:") && canaryWeight(t, f) == 20
+		data, err := f.repo.ReadFile(ctx, "main", "designs/"+ns+"/rollout-canary.cue")
+		return err == nil && strings.Contains(string(data), "held:") && canaryWeight(t, f, ns) == 20
 	})
 	commits, err := f.repo.Log(ctx, "main")
 	if err != nil {
@@ -63,23 +64,23 @@ func TestRolloutAdvancesAndRollsBack(t *testing.T) {
 	var steps []string
 	for i := len(commits) - 1; i >= 0; i-- {
 		if s := commits[i].Subject; strings.HasPrefix(s, gates.RolloutMarker) {
-			steps = append(steps, s[strings.Index(s, "shop/canary"):])
+			steps = append(steps, s[strings.Index(s, ns+"/canary"):])
 		}
 	}
-	want := []string{"shop/canary advanced to 20%", "shop/canary advanced to 50%", "shop/canary rolled back to 20%"}
+	want := []string{ns + "/canary advanced to 20%", ns + "/canary advanced to 50%", ns + "/canary rolled back to 20%"}
 	if diff := cmp.Diff(want, steps); diff != "" {
 		t.Errorf("rollout commits (-want +got)\n%s", diff)
 	}
 }
 
-func canaryWeight(t *testing.T, f fixture) int {
+func canaryWeight(t *testing.T, f fixture, ns string) int {
 	t.Helper()
 	c := f.clients["east"]
 	m, err := c.Live.Mapping(vsGVK)
 	if err != nil {
 		return -1
 	}
-	o, err := c.Dynamic.Resource(m.Resource).Namespace("shop").Get(context.Background(), "checkout", getOptions)
+	o, err := c.Dynamic.Resource(m.Resource).Namespace(ns).Get(context.Background(), "checkout", getOptions)
 	if err != nil {
 		return -1
 	}
