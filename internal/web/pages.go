@@ -80,6 +80,9 @@ type cellView struct {
 	// State is ok, progress, pending or error: the cell's colour.
 	State       string
 	RevisionURL string
+	// OffHead: the cell applied another revision than its repo's head (an older one still
+	// syncing, or the last good one of a design that broke); the fleet page names only those.
+	OffHead bool
 	// Unhealed counts drift detected and not (yet) healed.
 	Unhealed    int
 	GateFailing bool
@@ -107,7 +110,8 @@ func pathTo(segments ...string) template.URL {
 }
 
 func viewCell(i int, r Repo, c Cell) *cellView {
-	v := &cellView{Cell: c, Repo: i, RevisionURL: commitURL(r, c.Revision), Unhealed: c.Drift.Detected - c.Drift.Healed}
+	v := &cellView{Cell: c, Repo: i, RevisionURL: commitURL(r, c.Revision), Unhealed: c.Drift.Detected - c.Drift.Healed,
+		OffHead: c.Revision != "" && c.Revision != r.Revision}
 	switch {
 	case c.Error != "" || c.Failed > 0 || c.Health == "Failed":
 		v.State = "error"
@@ -185,6 +189,8 @@ type fleetPage struct {
 	Labels, States []string
 	Label, State   string
 	Designs, Bad   int
+	// OffHead counts the cells shown at another revision than their repo's head.
+	OffHead int
 }
 
 // fleet is every design × cluster, rows with something wrong first; ?label=key=value keeps
@@ -258,6 +264,11 @@ func (v *view) fleet(f Fleet, r *http.Request) (any, int) {
 	for _, row := range p.Rows {
 		if row.Bad {
 			p.Bad++
+		}
+		for _, c := range row.Cells {
+			if c != nil && c.OffHead {
+				p.OffHead++
+			}
 		}
 	}
 	return p, http.StatusOK

@@ -163,11 +163,12 @@ func TestRepoContentIsText(t *testing.T) {
 }
 
 // TestFleetPage: every design × cluster, the rows that need a look first, the filters by
-// cluster label and by state, and a revision linked to its commit.
+// cluster label and by state, and the revision of a cell that is not at its repo's head
+// linked to its commit (a cell at the head names none: the repo's line above says it).
 func TestFleetPage(t *testing.T) {
 	f := fleetOf(
-		Cell{Design: "alpha", Cluster: "east", Revision: "aaaaaaa111", Health: "Current"},
-		Cell{Design: "alpha", Cluster: "lab", Revision: "aaaaaaa111", Health: "Current"},
+		Cell{Design: "alpha", Cluster: "east", Revision: "0123456789abcdef", Health: "Current"},
+		Cell{Design: "alpha", Cluster: "lab", Revision: "0123456789abcdef", Health: "Current"},
 		Cell{Design: "zulu", Cluster: "east", Revision: "bbbbbbb222", Health: "Current", Drift: DriftSummary{Detected: 2, Healed: 1}},
 		Cell{Design: "zulu", Cluster: "west", Revision: "bbbbbbb222", Error: "apply refused"},
 	)
@@ -177,10 +178,15 @@ func TestFleetPage(t *testing.T) {
 		t.Errorf("zulu (an error, unhealed drift) must come before alpha: %d, %d", z, a)
 	}
 	for _, want := range []string{"<th>east</th>", "<th>west</th>", "<th>lab</th>", "drifted 1", "healed 1",
-		`href="https://git.example.com/team/fleet/commit/bbbbbbb222"`, `data-state="error"`} {
+		`<a class="rev" href="https://git.example.com/team/fleet/commit/bbbbbbb222">bbbbbbb</a>`, `class="cell error"`,
+		"2 cells name the revision they applied, which is not their repo's head"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("fleet page lacks %q", want)
 		}
+	}
+	// The head is linked once, in the repo's line, not in each cell at it.
+	if n := strings.Count(body, "/commit/0123456789abcdef"); n != 1 {
+		t.Errorf("the head revision is linked %d times on the fleet page, want once (the repo's line)", n)
 	}
 	_, body = get(t, http.DefaultClient, srv.URL+"/?label=env%3Ddev")
 	if !strings.Contains(body, "<th>lab</th>") || strings.Contains(body, "<th>east</th>") {

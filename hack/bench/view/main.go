@@ -53,8 +53,9 @@ func fleetOf(designs, clusters int) web.Fleet {
 			if (d*c)%97 == 1 {
 				cell.Drift = web.DriftSummary{Detected: 2, Healed: 1}
 			}
-			if (d+c)%113 == 0 {
+			if (d+c)%113 == 0 { // a broken revision: the last good one stays applied
 				cell.Error, cell.Health = "apply refused: admission webhook denied the request", "Failed"
+				cell.Revision = "89abcdef0123456789abcdef0123456789abcdef"
 			}
 			r.Cells = append(r.Cells, cell)
 		}
