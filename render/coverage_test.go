@@ -264,6 +264,9 @@ var meshFeatures = map[string]func(d *schema.Design, svc *schema.Service){
 	"`egress: {hosts: [{host, port, protocol: tls | http | tcp}], policy: allow-all | registry-only}`": func(d *schema.Design, svc *schema.Service) {
 		d.Egress = &schema.Egress{Policy: "registry-only", Hosts: []schema.EgressHost{{Host: "api.example.net", Port: 443, Protocol: "tls"}}}
 	},
+	"`egress` host with `originateTLS: {service}` (the workload calls `http://<service>:<port>` in plain HTTP, and the mesh opens TLS to the host)": func(d *schema.Design, svc *schema.Service) {
+		d.Egress = &schema.Egress{Policy: "allow-all", Hosts: []schema.EgressHost{{Host: "api.example.net", Port: 443, Protocol: "http", OriginateTLS: &schema.OriginateTLS{Service: "example-api"}}}}
+	},
 }
 
 // TestREADMEMeshTableMatchesTheRenders keeps the README's mesh table ("What a design renders

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/meshcd/meshcd/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // compileEgress renders what a design says of the services it calls outside the mesh, for the
@@ -13,16 +14,52 @@ import (
 // Sidecar whose outbound policy refuses every other host. Linkerd: with registry-only an
 // EgressNetwork that denies, and a route on it per host that lets that host through (by TLS
 // server name or Host header). Plain Gateway API has no egress policy: registry-only is an
-// error there, since leaving it out would let workloads reach anything.
+// error there, since leaving it out would let workloads reach anything. A host the mesh opens
+// TLS to (originateTLS) is an ExternalName Service the workload calls in plain HTTP, with a
+// DestinationRule (Istio) or a BackendTLSPolicy (Gateway API) that opens TLS to the host and
+// checks its certificate; Linkerd cannot open TLS for a workload, so it is an error there.
 func compileEgress(in *compileInput, out *output) error {
 	e := in.design.Egress
 	if e == nil {
 		return nil
 	}
 	ns := in.design.Namespace
+	for i, h := range e.Hosts {
+		if h.OriginateTLS == nil {
+			continue
+		}
+		at := fmt.Sprintf("egress.hosts[%d].originateTLS", i)
+		name := h.OriginateTLS.Service
+		switch in.cluster.Mesh {
+		case schema.MeshIstio:
+			out.add(originationService(ns, h))
+			out.add(newObject("networking.istio.io/v1", "DestinationRule", ns, name, map[string]any{
+				"host":     name + "." + ns + ".svc.cluster.local",
+				"exportTo": []any{"."},
+				"trafficPolicy": map[string]any{"tls": map[string]any{
+					"mode": "SIMPLE", "sni": h.Host, "subjectAltNames": []any{h.Host}, "caCertificates": systemCAs,
+				}},
+			}))
+		case schema.MeshGatewayAPI:
+			version, err := tlsPolicyVersion(in, at, h.Host)
+			if err != nil {
+				return err
+			}
+			out.add(originationService(ns, h))
+			out.add(newObject(version, "BackendTLSPolicy", ns, name, map[string]any{
+				"targetRefs": []any{map[string]any{"group": "", "kind": "Service", "name": name}},
+				"validation": map[string]any{"hostname": h.Host, "wellKnownCACertificates": "System"},
+			}))
+		case schema.MeshLinkerd:
+			return in.fail(at, "linkerd does not open TLS for a workload; the workload would send plain HTTP to %s:%d (speak TLS to the host itself, with protocol: \"tls\")", h.Host, h.Port)
+		}
+	}
 	switch in.cluster.Mesh {
 	case schema.MeshIstio:
 		for _, h := range e.Hosts {
+			if h.OriginateTLS != nil {
+				continue // its Service is the registry's entry for the host
+			}
 			resolution := "DNS"
 			if strings.HasPrefix(h.Host, "*.") {
 				resolution = "NONE" // a wildcard resolves per request, by the name the workload asked for
@@ -77,6 +114,20 @@ func compileEgress(in *compileInput, out *output) error {
 		}
 	}
 	return nil
+}
+
+// systemCAs is the system's CA bundle in Istio's proxy image, named so the sidecar checks the
+// host's certificate whatever its VERIFY_CERTIFICATE_AT_CLIENT default.
+const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
+
+// originationService is the ExternalName Service a workload calls in plain HTTP for an external
+// host the mesh opens TLS to; an ExternalName Service maps no ports, so it listens on the host's.
+func originationService(ns string, h schema.EgressHost) *unstructured.Unstructured {
+	return newObject("v1", "Service", ns, h.OriginateTLS.Service, map[string]any{
+		"type":         "ExternalName",
+		"externalName": h.Host,
+		"ports":        []any{map[string]any{"name": "http", "port": int64(h.Port), "protocol": "TCP", "appProtocol": "http"}},
+	})
 }
 
 // egressName names the objects of one external host and port.

@@ -122,3 +122,60 @@ func TestStreamRouteVersionsFollowTheCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestEgressTLSOrigination: a host the mesh opens TLS to is one ExternalName Service the
+// workload calls in plain HTTP on every mesh that can do it, with Istio's DestinationRule or
+// Gateway API's BackendTLSPolicy opening TLS to the host and checking its name; no
+// ServiceEntry declares the host as HTTP on its TLS port. Linkerd, which cannot open TLS for
+// a workload, and a Gateway API release without BackendTLSPolicy are refused at the field.
+func TestEgressTLSOrigination(t *testing.T) {
+	d := &schema.Design{Name: "checkout", Namespace: "shop", Egress: &schema.Egress{Policy: "allow-all", Hosts: []schema.EgressHost{
+		{Host: "fx-rates.example.org", Port: 80, Protocol: "http"},
+		{Host: "api.payments.example.net", Port: 443, Protocol: "http", OriginateTLS: &schema.OriginateTLS{Service: "payments-api"}},
+	}}}
+	rendered := func(c schema.Cluster) (string, error) {
+		b, err := Render(t.Context(), d, &c, Options{Revision: "r", Repo: NewRepo(nil)})
+		if err != nil {
+			return "", err
+		}
+		return bundleText(b, nil), nil
+	}
+	service := "kind: Service\nmetadata:\n  annotations:"
+	serviceSpec := "  name: payments-api\n  namespace: shop\nspec:\n  externalName: api.payments.example.net\n  ports:\n  - appProtocol: http\n    name: http\n    port: 443\n    protocol: TCP\n  type: ExternalName\n"
+	for mesh, wants := range map[schema.Mesh][]string{
+		schema.MeshIstio: {service, serviceSpec,
+			"kind: DestinationRule\nmetadata:\n  annotations:",
+			"  name: payments-api\n  namespace: shop\nspec:\n  exportTo:\n  - .\n  host: payments-api.shop.svc.cluster.local\n  trafficPolicy:\n    tls:\n      caCertificates: /etc/ssl/certs/ca-certificates.crt\n      mode: SIMPLE\n      sni: api.payments.example.net\n      subjectAltNames:\n      - api.payments.example.net\n",
+			"  hosts:\n  - fx-rates.example.org\n"},
+		schema.MeshGatewayAPI: {service, serviceSpec,
+			"apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\n",
+			"  name: payments-api\n  namespace: shop\nspec:\n  targetRefs:\n  - group: \"\"\n    kind: Service\n    name: payments-api\n  validation:\n    hostname: api.payments.example.net\n    wellKnownCACertificates: System\n"},
+	} {
+		text, err := rendered(schema.Cluster{Name: "c", Mesh: mesh})
+		if err != nil {
+			t.Fatalf("%s: %v", mesh, err)
+		}
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in:\n%s", mesh, want, text)
+			}
+		}
+		if strings.Contains(text, "- api.payments.example.net\n  location:") {
+			t.Errorf("%s: a ServiceEntry declares the originated host as plain HTTP on its TLS port:\n%s", mesh, text)
+		}
+	}
+
+	var rerr *Error
+	for _, tc := range []struct {
+		cluster schema.Cluster
+		want    string
+	}{
+		{schema.Cluster{Name: "c", Mesh: schema.MeshLinkerd}, "linkerd does not open TLS for a workload; the workload would send plain HTTP to api.payments.example.net:443"},
+		{schema.Cluster{Name: "c", Mesh: schema.MeshGatewayAPI, GatewayAPI: schema.GatewayAPI{Version: "v1.3.0", Channel: "standard"}}, "needs a BackendTLSPolicy"},
+	} {
+		_, err := rendered(tc.cluster)
+		if !errors.As(err, &rerr) || rerr.Path != "egress.hosts[1].originateTLS" || !strings.Contains(rerr.Message, tc.want) {
+			t.Errorf("%s %s: %v, want an error at egress.hosts[1].originateTLS saying %q", tc.cluster.Mesh, tc.cluster.GatewayAPI, err, tc.want)
+		}
+	}
+}

@@ -305,7 +305,6 @@ func headerModifier(h *schema.HeaderPolicy) map[string]any {
 // v1 from v1.4 (standard), v1alpha3 in v1.2 and v1.3's experimental channel. Where there is
 // none, upstream TLS cannot be said, and sending plain HTTP to a TLS port instead is refused.
 func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream string) (string, error) {
-	g := in.cluster.GatewayAPI
 	src := "ingress"
 	for _, h := range hosts {
 		for _, r := range h.routes {
@@ -314,8 +313,14 @@ func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream str
 			}
 		}
 	}
+	return tlsPolicyVersion(in, src, upstream)
+}
+
+// tlsPolicyVersion is backendTLSPolicyVersion for TLS to upstream said at the design path src.
+func tlsPolicyVersion(in *compileInput, src, upstream string) (string, error) {
+	g := in.cluster.GatewayAPI
 	if !g.SystemRoots() {
-		return "", in.fail(src, "upstream TLS to %s is verified against the system's roots, and the cluster says its Gateway API controller cannot do that (gatewayAPI: wellKnownCACertificates: false); it would send plain HTTP to port 443 instead", upstream)
+		return "", in.fail(src, "upstream TLS to %s is verified against the system's roots, and the cluster says its Gateway API controller cannot do that (gatewayAPI: wellKnownCACertificates: false); it would send plain HTTP to a TLS port instead", upstream)
 	}
 	switch m := g.Minor(); {
 	case m >= 4:
@@ -323,7 +328,7 @@ func backendTLSPolicyVersion(in *compileInput, hosts []ingressHost, upstream str
 	case m >= 2 && g.Experimental():
 		return "gateway.networking.k8s.io/v1alpha3", nil
 	}
-	return "", in.fail(src, "upstream TLS to %s needs a BackendTLSPolicy, which %s does not have (v1.4 standard, or v1.2 and v1.3 experimental, do); without it the gateway would send plain HTTP to port 443", upstream, in.cluster.GatewayAPI)
+	return "", in.fail(src, "upstream TLS to %s needs a BackendTLSPolicy, which %s does not have (v1.4 standard, or v1.2 and v1.3 experimental, do); without it plain HTTP would go to a TLS port", upstream, in.cluster.GatewayAPI)
 }
 
 // retryCodes are the status codes each retry condition stands for in Gateway API's retry

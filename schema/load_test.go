@@ -116,6 +116,14 @@ func TestRules(t *testing.T) {
 				f + ":4:88: egress.hosts[2]: hosts[1] already names *.example.org:443",
 				f + ":4:89: egress.hosts[2].host: a wildcard host is matched by TLS's server name; plain HTTP to it has no single address to resolve (say protocol: \"tls\", or name the hosts)",
 			}},
+		{"egress TLS origination", "\tegress: hosts: [{host: \"api.example.net\", protocol: \"http\", originateTLS: service: \"payments-api\"}]\n", nil},
+		{"egress TLS origination mistakes", svc + "\t\troutes: [{to: stable: 100}]\n\t}\n" +
+			"\tegress: hosts: [{host: \"api.example.net\", originateTLS: service: \"pay\"}, {host: \"fx.example.org\", protocol: \"http\", originateTLS: service: \"pay\"}, {host: \"db.example.net\", protocol: \"http\", originateTLS: service: \"checkout\"}]\n",
+			[]string{
+				f + ":9:44: egress.hosts[0].originateTLS: the mesh opens TLS for a workload that speaks plain HTTP: say protocol: \"http\" (a workload that speaks TLS itself needs no origination)",
+				f + ":9:132: egress.hosts[1].originateTLS.service: hosts[0] already calls its Service pay",
+				f + ":9:206: egress.hosts[2].originateTLS.service: services.checkout is already a Service of the namespace; the Service for db.example.net needs a name of its own",
+			}},
 		{"authorization by path, method, address and port", svc + "\t\troutes: [{to: stable: 100}]\n\t\tauthorization: {\n" +
 			"\t\t\tallow: [{namespaces: [\"shop\"], methods: [\"GET\"], paths: [\"/api/*\", \"/healthz\"]}, {ipBlocks: [\"10.0.0.0/8\", \"192.0.2.7\"], ports: [8080]}]\n" +
 			"\t\t\tdeny: [{paths: [\"/internal/*\"], hosts: [\"checkout.shop\"]}]\n\t\t}\n\t}\n", nil},

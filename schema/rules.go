@@ -143,7 +143,7 @@ func checkDesign(d *Design) []ruleIssue {
 	}
 
 	if e := d.Egress; e != nil {
-		seen := map[string]int{}
+		seen, services := map[string]int{}, map[string]int{}
 		for i, h := range e.Hosts {
 			hp := fieldPath{"egress", "hosts", strconv.Itoa(i)}
 			out = append(out, checkFQDN(h.Host, hp.child("host"))...)
@@ -154,6 +154,19 @@ func checkDesign(d *Design) []ruleIssue {
 			seen[key] = i
 			if strings.HasPrefix(h.Host, "*.") && h.Protocol == "http" {
 				add(hp.child("host"), "a wildcard host is matched by TLS's server name; plain HTTP to it has no single address to resolve (say protocol: \"tls\", or name the hosts)")
+			}
+			if o := h.OriginateTLS; o != nil {
+				op := hp.child("originateTLS")
+				if h.Protocol != "http" { // a wildcard host is already refused for http above
+					add(op, "the mesh opens TLS for a workload that speaks plain HTTP: say protocol: \"http\" (a workload that speaks %s itself needs no origination)", strings.ToUpper(h.Protocol))
+				}
+				if _, taken := d.Services[o.Service]; taken {
+					add(op.child("service"), "services.%s is already a Service of the namespace; the Service for %s needs a name of its own", o.Service, h.Host)
+				}
+				if j, dup := services[o.Service]; dup {
+					add(op.child("service"), "hosts[%d] already calls its Service %s", j, o.Service)
+				}
+				services[o.Service] = i
 			}
 		}
 	}

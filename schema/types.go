@@ -496,4 +496,13 @@ type EgressHost struct {
 	Host     string `json:"host"`
 	Port     int    `json:"port"`
 	Protocol string `json:"protocol"`
+	// OriginateTLS, when set, has the mesh open TLS to the host for a workload that speaks
+	// plain HTTP to a Service of the design's namespace.
+	OriginateTLS *OriginateTLS `json:"originateTLS,omitempty"`
+}
+
+// OriginateTLS names the Service a workload calls in plain HTTP for an external host the mesh
+// reaches over TLS.
+type OriginateTLS struct {
+	Service string `json:"service"`
 }

@@ -16,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite golden files from the current o
 func TestValidateExamples(t *testing.T) {
 	for _, tc := range []struct{ dir, want string }{
 		{"shop", "ok: 1 designs, 2 clusters\n"},
-		{"fleet", "ok: 2 designs, 5 clusters\n"},
+		{"fleet", "ok: 3 designs, 5 clusters\n"},
 		{"platform", "ok: 1 designs, 2 clusters\n"},
 		{"edge", "ok: 3 designs, 3 clusters\n"},
 	} {
