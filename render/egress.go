@@ -15,9 +15,10 @@ import (
 // EgressNetwork that denies, and a route on it per host that lets that host through (by TLS
 // server name or Host header). Plain Gateway API has no egress policy: registry-only is an
 // error there, since leaving it out would let workloads reach anything. A host the mesh opens
-// TLS to (originateTLS) is an ExternalName Service the workload calls in plain HTTP, with a
-// DestinationRule (Istio) or a BackendTLSPolicy (Gateway API) that opens TLS to the host and
-// checks its certificate; Linkerd cannot open TLS for a workload, so it is an error there.
+// TLS to (originateTLS) is an ExternalName Service the workload calls in plain HTTP, with the
+// host's DestinationRule (Istio, beside its ServiceEntry) or a BackendTLSPolicy on the Service
+// (Gateway API) that opens TLS to the host and checks its certificate; Linkerd cannot open TLS
+// for a workload, so it is an error there.
 func compileEgress(in *compileInput, out *output) error {
 	e := in.design.Egress
 	if e == nil {
@@ -32,9 +33,12 @@ func compileEgress(in *compileInput, out *output) error {
 		name := h.OriginateTLS.Service
 		switch in.cluster.Mesh {
 		case schema.MeshIstio:
+			// Istio reads an ExternalName Service as an alias of the host it names: traffic to
+			// it goes to the host's own service (the ServiceEntry below, HTTP on the port) and
+			// takes the host's DestinationRule, which opens TLS.
 			out.add(originationService(ns, h))
-			out.add(newObject("networking.istio.io/v1", "DestinationRule", ns, name, map[string]any{
-				"host":     name + "." + ns + ".svc.cluster.local",
+			out.add(newObject("networking.istio.io/v1", "DestinationRule", ns, egressName(h), map[string]any{
+				"host":     h.Host,
 				"exportTo": []any{"."},
 				"trafficPolicy": map[string]any{"tls": map[string]any{
 					"mode": "SIMPLE", "sni": h.Host, "subjectAltNames": []any{h.Host}, "caCertificates": systemCAs,
@@ -57,9 +61,6 @@ func compileEgress(in *compileInput, out *output) error {
 	switch in.cluster.Mesh {
 	case schema.MeshIstio:
 		for _, h := range e.Hosts {
-			if h.OriginateTLS != nil {
-				continue // its Service is the registry's entry for the host
-			}
 			resolution := "DNS"
 			if strings.HasPrefix(h.Host, "*.") {
 				resolution = "NONE" // a wildcard resolves per request, by the name the workload asked for
